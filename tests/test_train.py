@@ -1,0 +1,107 @@
+"""End-to-end training: 2-batch runs with every logger, what lands in the run folder and the W&B log, and
+exact resume from a checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY_DATA, compose_train
+from zfnet_exp.tasks.runner import run_task
+from zfnet_exp.tasks.train import train
+
+SMOKE = ["debug=smoke", *TINY_DATA]
+
+
+def _run(tmp_path, data_dir, *overrides, name="run"):
+    run_dir = tmp_path / name
+    cfg = compose_train([*SMOKE, *overrides], run_dir, data_dir)
+    return run_dir, run_task(train, cfg)
+
+
+def _metrics_rows(run_dir: Path) -> list[dict]:
+    with (run_dir / "metrics.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def _wandb_records(run_dir: Path) -> list[dict]:
+    runs = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, runs
+    out = subprocess.run([str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json", str(runs[0])],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def test_wandb_offline_log_holds_metrics_and_images(tmp_path, data_dir, wandb_home):
+    run_dir, metrics = _run(tmp_path, data_dir, "logger=wandb")
+    history = [r["history"]["item"] for r in _wandb_records(run_dir) if r.get("type") == "history"]
+    logged = {}
+    for item in history:
+        logged.update(item)
+    # the values in the W&B log are the ones the trainer computed
+    assert logged["val/acc_top1"] == pytest.approx(metrics["val/acc_top1"], abs=1e-6)
+    assert logged["val/err_top1"] == pytest.approx(1 - metrics["val/acc_top1"], abs=1e-6)
+    assert "train/loss_step" in logged and "trainer/global_step" in logged
+    # the image sink forwarded the training-sample grid as a W&B image, and wrote the same PNG in the run folder
+    assert logged["data/train_samples._type"] == "images/separated"
+    assert list((run_dir / "diagnostics" / "data" / "train_samples").glob("step*.png"))
+    assert _metrics_rows(run_dir)[0]["epoch"] == "0"
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    # the W&B run id is derived from the run folder (a restart in the same folder continues the same run)
+    from zfnet_exp.utils.wandb_env import run_id_for
+
+    assert list((run_dir / "wandb").glob(f"offline-run-*-{run_id_for(run_dir)}"))
+
+
+@pytest.mark.parametrize("logger", ["tensorboard", "csv", "none"])
+def test_two_batch_run_per_logger(logger, tmp_path, data_dir):
+    run_dir, metrics = _run(tmp_path, data_dir, f"logger={logger}")
+    rows = _metrics_rows(run_dir)
+    # "step" is Lightning's logging step (0-based), the same x-axis as in W&B and TensorBoard
+    assert len(rows) == 1 and int(rows[0]["step"]) == 1
+    assert float(rows[0]["val/acc_top1"]) == pytest.approx(metrics["val/acc_top1"], abs=1e-6)
+    assert {"train/loss", "val/loss", "val/err_top1", "val/err_top5", "train/err_top1"} <= set(rows[0])
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    if logger == "tensorboard":
+        assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    if logger == "csv":
+        assert (run_dir / "csv" / "metrics.csv").is_file()
+
+
+def test_resume_continues_epoch_step_optimizer_and_schedule(tmp_path, data_dir):
+    first, _ = _run(tmp_path, data_dir, "logger=none", "trainer.max_epochs=1", name="first")
+    ckpt = torch.load(first / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["epoch"] == 0 and ckpt["global_step"] == 2
+    second, _ = _run(tmp_path, data_dir, "logger=none", "trainer.max_epochs=2", f"ckpt_path={first}", name="second")
+    resumed = torch.load(second / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert resumed["epoch"] == 1 and resumed["global_step"] == 4
+    # the LR schedule continued from step 2 (not restarted) and Adam's step counters kept counting
+    assert resumed["lr_schedulers"][0]["last_epoch"] == 4
+    state = resumed["optimizer_states"][0]["state"]
+    assert int(next(iter(state.values()))["step"]) == 4
+    # only the new epoch is in the new run's metrics
+    assert [r["epoch"] for r in _metrics_rows(second)] == ["1"]
+
+
+def test_checkpoint_rebuilds_model_alone(tmp_path, data_dir):
+    from zfnet_exp.models import LitClassifier
+
+    run_dir, _ = _run(tmp_path, data_dir, "logger=none")
+    path = run_dir / "checkpoints" / "last.ckpt"
+    model = LitClassifier.load_from_checkpoint(path, map_location="cpu")
+    assert model.hparams.arch == "zfnet" and model.hparams.input_size == 64
+    data = torch.load(path, map_location="cpu", weights_only=False)["zfnet_data"]
+    assert data["image_size"] == 64 and len(data["classes"]) == 10 and len(data["mean"]) == 3
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path, data_dir):
+    cfg = compose_train([*SMOKE, "logger=none", f"ckpt_path={tmp_path}/nope.ckpt"], tmp_path / "run", data_dir)
+    with pytest.raises(SystemExit) as e:
+        run_task(train, cfg)
+    assert e.value.code == 2

@@ -1,0 +1,21 @@
+"""Train a model: ``python train.py [group=option ...] [key=value ...]`` (see README)."""
+
+import os
+
+import hydra
+from omegaconf import DictConfig
+
+os.environ.setdefault("PROJECT_ROOT", os.path.dirname(os.path.abspath(__file__)))
+
+import zfnet_exp.utils.resolvers  # noqa: E402,F401  (registers ${wandb_offline:} and ${run_id:...})
+from zfnet_exp.tasks.runner import run_task  # noqa: E402
+from zfnet_exp.tasks.train import train  # noqa: E402
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    run_task(train, cfg)
+
+
+if __name__ == "__main__":
+    main()

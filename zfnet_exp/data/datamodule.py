@@ -1,0 +1,200 @@
+"""Lightning datamodules: a generic ImageFolder one (ImageNet in its standard folder layout, or any
+dataset) and the embedded, generated ``shapes`` one, which goes through the very same loading code."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from torch.utils.data import DataLoader
+
+from .errors import DataError
+from .folder import IndexedImageFolder, check_split_folder
+from .sampling import ClassBalancedSampler
+from .shapes import SHAPE_CLASSES, ShapesSpec, generate_shapes
+from .stats import channel_stats
+from .transforms import NORMALIZATIONS, eval_transform, resize_for, train_transform
+
+
+class ImageFolderDataModule(L.LightningDataModule):
+    """``root/train/<class>/*`` and ``root/val/<class>/*``; items are ``(image, label, dataset_index)``.
+
+    ``batch_size`` is the *global* batch (the paper's 128): under DDP each of the N processes loads
+    ``batch_size / N`` so a recipe means the same thing on 1 or 8 GPUs. ``balanced_batches`` makes every
+    training batch hold the same number of images of each class (see ``data.sampling`` for why that matters
+    to a BatchNorm-free network's first steps). ``mean``/``std`` default to statistics
+    computed from the training split (cached under ``cache_dir``).
+    """
+
+    name = "imagefolder"
+
+    def __init__(
+        self,
+        root: str | None = None,
+        image_size: int = 224,
+        batch_size: int = 128,
+        num_workers: int = 4,
+        normalization: str = "standard",
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        cache_dir: str | None = None,
+        pin_memory: bool = True,
+        num_classes: int | None = None,
+        balanced_batches: bool = False,
+    ):
+        super().__init__()
+        if normalization not in NORMALIZATIONS:
+            raise DataError(f"data.normalization={normalization!r} is not valid; choose one of {', '.join(NORMALIZATIONS)}.")
+        self.root = Path(root).expanduser() if root else None
+        self.image_size = int(image_size)
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.normalization = normalization
+        self.mean, self.std = mean, std
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
+        self.pin_memory = pin_memory
+        self._num_classes = num_classes
+        self.balanced_batches = balanced_batches
+        self.train_set: IndexedImageFolder | None = None
+        self.val_set: IndexedImageFolder | None = None
+
+    # -- properties the train task and diagnostics read
+    @property
+    def num_classes(self) -> int:
+        if self.train_set is not None:
+            return len(self.train_set.classes)
+        if self._num_classes is None:
+            raise RuntimeError("num_classes is known after setup()")
+        return self._num_classes
+
+    @property
+    def classes(self) -> list[str]:
+        assert self.train_set is not None, "call setup() first"
+        return list(self.train_set.classes)
+
+    def _require_root(self) -> Path:
+        if self.root is None:
+            raise DataError(f"data.root is not set. Pass data.root=/path/to/dataset on the command line. "
+                            f"Expected an ImageFolder layout: ROOT/train/<class>/*.jpg and ROOT/val/<class>/*.jpg.")
+        return self.root
+
+    def _stats(self) -> tuple[list[float], list[float]]:
+        if self.mean is not None and self.std is not None:
+            return list(self.mean), list(self.std)
+        root = self._require_root()
+        meta = root / "meta.json"
+        if meta.is_file():
+            m = json.loads(meta.read_text())
+            if "mean" in m and "std" in m:
+                return m["mean"], m["std"]
+        cache = None
+        if self.cache_dir is not None:
+            key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:12]
+            cache = self.cache_dir / "stats" / f"{key}.json"
+            if cache.is_file():
+                m = json.loads(cache.read_text())
+                return m["mean"], m["std"]
+        files = [p for p, _ in IndexedImageFolder(root / "train").samples]
+        mean, std = channel_stats(files)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps({"root": str(root), "mean": mean, "std": std}))
+        return mean, std
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        root = self._require_root()
+        check_split_folder(root / "train")
+        check_split_folder(root / "val")
+        self.mean, self.std = self._stats()
+        self.train_set = IndexedImageFolder(root / "train", train_transform(self.image_size, self.mean, self.std, self.normalization))
+        self.val_set = IndexedImageFolder(root / "val", eval_transform(self.image_size, self.mean, self.std, self.normalization))
+        if self.train_set.classes != self.val_set.classes:
+            missing = sorted(set(self.train_set.classes) ^ set(self.val_set.classes))[:5]
+            raise DataError(f"{root}: train and val have different class folders (e.g. {missing}); both splits need "
+                            f"the same class sub-folders.")
+        if self._num_classes is not None and self._num_classes != len(self.train_set.classes):
+            raise DataError(f"data.num_classes={self._num_classes} but {root / 'train'} has "
+                            f"{len(self.train_set.classes)} class folders; fix data.num_classes or set it to null.")
+
+    def _per_device_batch(self) -> int:
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if self.batch_size % world:
+            raise DataError(f"data.batch_size={self.batch_size} is the global batch and must divide by the "
+                            f"{world} processes; choose a multiple of {world}.")
+        return self.batch_size // world
+
+    def _loader(self, dataset, shuffle: bool) -> DataLoader:
+        sampler = None
+        if shuffle and self.balanced_batches:
+            world = self.trainer.world_size if self.trainer is not None else 1
+            if world > 1:
+                rank_zero_warn("data.balanced_batches is ignored under DDP (Lightning's distributed sampler "
+                               "interleaves indices across ranks); batches are plainly shuffled.")
+            else:
+                sampler = ClassBalancedSampler(dataset.targets, seed=torch.initial_seed() % 2**31)
+                shuffle = False
+        return DataLoader(
+            dataset,
+            batch_size=self._per_device_batch(),
+            shuffle=shuffle,
+            sampler=sampler,
+            drop_last=shuffle,  # equal steps on every rank; never drop validation images
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def normalization_params(self) -> dict:
+        """What a figure needs to turn network inputs back into pictures."""
+        return {"mean": list(self.mean), "std": list(self.std), "normalization": self.normalization}
+
+
+class ShapesDataModule(ImageFolderDataModule):
+    """The embedded dataset: generated once per parameter set into ``cache_dir/shapes-<hash>`` (images are
+    drawn at the resize size of the paper transforms, with the object always inside the training crop)."""
+
+    name = "shapes"
+
+    def __init__(
+        self,
+        cache_dir: str,
+        image_size: int = 112,
+        train_per_class: int = 400,
+        val_per_class: int = 50,
+        seed: int = 0,
+        generate_workers: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(root=None, image_size=image_size, cache_dir=cache_dir, **kwargs)
+        self.spec = ShapesSpec(
+            image_size=resize_for(image_size),
+            train_per_class=train_per_class,
+            val_per_class=val_per_class,
+            seed=seed,
+            safe_size=image_size,
+        )
+        self.generate_workers = generate_workers
+
+    @property
+    def num_classes(self) -> int:
+        return len(SHAPE_CLASSES)
+
+    def prepare_data(self) -> None:
+        self.root = generate_shapes(self.cache_dir, self.spec, workers=self.generate_workers)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.root is None:
+            self.prepare_data()  # every rank resolves the (already generated) folder
+        super().setup(stage)

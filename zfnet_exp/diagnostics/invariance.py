@@ -1,0 +1,224 @@
+"""Feature invariance under translation, scaling and rotation (Zeiler & Fergus 2014, Sec. 4, Fig. 5).
+
+For each transform and amount, the paper plots (per example image) the Euclidean distance between the
+feature vectors of the original and the transformed image at layer 1 and layer 7, and the probability
+of the true class. Here the layers are configurable (default ``"conv1"`` = rectified conv1 output and
+``"fc7"``, each flattened), and the curves come back as tidy rows, a CSV and one PNG per transform.
+
+Transform conventions (inputs are *normalized* tensors [B, C, H, W]; the output keeps H x W):
+
+- ``translation``: vertical shift by ``round(value)`` pixels (positive = down); vacated rows take
+  ``fill``. An integer shift is exact, with no interpolation.
+- ``scale``: zoom about the centre by ``value`` (1.8 = 1.8x larger): bilinear resize to
+  ``round(H * value)`` x ``round(W * value)`` (antialiased when shrinking) then centre-crop back to H x W
+  (for ``value < 1``: centre-pad with ``fill``).
+- ``rotation``: ``torchvision.transforms.functional.rotate`` by ``value`` degrees counter-clockwise
+  about the centre, bilinear, ``expand=False`` (same size, content beyond the frame is cut), corners
+  take ``fill``.
+- ``fill`` defaults to 0.0, which in normalized space is the dataset mean (grey), as for occlusion.
+- The identity (shift 0, scale 1, rotation a multiple of 360) returns the input unchanged, so its
+  distances are exactly zero.
+
+Paper ranges (read from the v1 figure, 224 px inputs): translation -60..60 px, scale 1..1.8, rotation
+0..350 degrees. :func:`default_values` scales the translation range with the input height.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .layers import capture_activations
+from .occlusion import eval_mode
+
+TRANSFORMS = ("translation", "scale", "rotation")
+
+
+def default_values(height: int = 224) -> dict[str, list[float]]:
+    """The paper's ranges; translation in pixels scaled from 224 px to ``height``."""
+    step = 10 * height / 224
+    return {
+        "translation": [round(k * step) for k in range(-6, 7)],
+        "scale": [round(1 + 0.1 * k, 2) for k in range(9)],
+        "rotation": [float(a) for a in range(0, 360, 10)],
+    }
+
+
+def is_identity(kind: str, value: float) -> bool:
+    if kind == "translation":
+        return round(value) == 0
+    if kind == "scale":
+        return value == 1
+    return math.isclose(value % 360, 0) or math.isclose(value % 360, 360)
+
+
+def transform(images: Tensor, kind: str, value: float, fill: float = 0.0) -> Tensor:
+    """Apply one transform to [B, C, H, W] normalized images (see the module docstring)."""
+    if kind not in TRANSFORMS:
+        raise ValueError(f"unknown transform {kind!r}; choose one of {TRANSFORMS}")
+    b, c, h, w = images.shape
+    if kind == "translation":
+        dy = int(round(value))
+        out = torch.full_like(images, fill)
+        if abs(dy) < h:
+            if dy >= 0:
+                out[:, :, dy:] = images[:, :, : h - dy]
+            else:
+                out[:, :, : h + dy] = images[:, :, -dy:]
+        return out
+    if kind == "scale":
+        if value <= 0:
+            raise ValueError("scale must be positive")
+        if is_identity(kind, value):
+            return images.clone()
+        nh, nw = max(1, round(h * value)), max(1, round(w * value))
+        big = F.interpolate(images, size=(nh, nw), mode="bilinear", align_corners=False, antialias=value < 1)
+        out = torch.full_like(images, fill)
+        # centre-crop (value > 1) or centre-pad (value < 1): overlap of the two centred frames
+        top, left = (nh - h) // 2, (nw - w) // 2
+        sy0, dy0 = max(top, 0), max(-top, 0)
+        sx0, dx0 = max(left, 0), max(-left, 0)
+        hh, ww = min(h, nh), min(w, nw)
+        out[:, :, dy0: dy0 + hh, dx0: dx0 + ww] = big[:, :, sy0: sy0 + hh, sx0: sx0 + ww]
+        return out
+    if is_identity(kind, value):
+        return images.clone()
+    from torchvision.transforms.functional import InterpolationMode, rotate
+
+    return rotate(images, float(value), interpolation=InterpolationMode.BILINEAR, expand=False, fill=[fill] * c)
+
+
+def invariance_curves(model: nn.Module, images: Tensor, labels: Sequence[int] | Tensor,
+                      layers: Sequence[str] = ("conv1", "fc7"),
+                      values: Mapping[str, Sequence[float]] | None = None, fill: float = 0.0,
+                      batch_size: int = 64) -> list[dict]:
+    """Tidy rows ``{transform, value, image, label, dist_<layer>..., prob}``, one per (transform, value, image).
+
+    ``values`` maps transform name -> amounts (default :func:`default_values` for the input height).
+    ``dist_<layer>`` is the Euclidean distance between flattened features of the original and the
+    transformed image; ``prob`` the softmax probability of ``labels[image]`` on the transformed image.
+    """
+    b, _, h, _ = images.shape
+    labels_t = torch.as_tensor(labels, dtype=torch.long).flatten()
+    if labels_t.numel() != b:
+        raise ValueError(f"{labels_t.numel()} labels for {b} images")
+    values = dict(default_values(h) if values is None else values)
+    unknown = set(values) - set(TRANSFORMS)
+    if unknown:
+        raise ValueError(f"unknown transform(s) {sorted(unknown)}; choose from {TRANSFORMS}")
+    jobs = [(kind, float(v)) for kind in TRANSFORMS if kind in values for v in values[kind]]
+
+    def run(x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        with capture_activations(model, layers) as store:
+            logits = model(x)
+        return {k: store[k].flatten(1).double() for k in layers}, logits.double().softmax(1)
+
+    rows: list[dict] = []
+    with eval_mode(model), torch.no_grad():
+        clean, clean_probs = {k: [] for k in layers}, []
+        for s in range(0, b, batch_size):
+            feats, p = run(images[s: s + batch_size])
+            clean_probs.append(p)
+            for k in layers:
+                clean[k].append(feats[k])
+        clean = {k: torch.cat(v) for k, v in clean.items()}
+        clean_probs = torch.cat(clean_probs)
+
+        def emit(kind: str, value: float, dist: dict[str, Tensor], probs: Tensor) -> None:
+            p = probs.gather(1, labels_t.to(probs.device)[:, None])[:, 0]
+            for i in range(b):
+                row = {"transform": kind, "value": value, "image": i, "label": int(labels_t[i])}
+                row.update({f"dist_{k}": float(dist[k][i]) for k in layers})
+                row["prob"] = float(p[i])
+                rows.append(row)
+
+        pending: list[tuple[str, float, Tensor]] = []  # (kind, value, transformed batch of all images)
+
+        def flush() -> None:
+            if not pending:
+                return
+            x = torch.cat([t for _, _, t in pending])
+            feats, probs = [], []
+            for s in range(0, x.shape[0], batch_size):
+                f, p = run(x[s: s + batch_size])
+                feats.append(f)
+                probs.append(p)
+            feats = {k: torch.cat([f[k] for f in feats]) for k in layers}
+            probs = torch.cat(probs)
+            for j, (kind, value, _) in enumerate(pending):
+                sl = slice(j * b, (j + 1) * b)
+                emit(kind, value, {k: (feats[k][sl] - clean[k]).norm(dim=1) for k in layers}, probs[sl])
+            pending.clear()
+
+        for kind, value in jobs:
+            if is_identity(kind, value):  # reuse the clean pass: exactly zero distance, clean probability
+                emit(kind, value, {k: torch.zeros(b, dtype=torch.float64) for k in layers}, clean_probs)
+                continue
+            pending.append((kind, value, transform(images, kind, value, fill)))
+            if len(pending) * b >= batch_size:
+                flush()
+        flush()
+    order = {kind: i for i, kind in enumerate(TRANSFORMS)}
+    return sorted(rows, key=lambda r: (order[r["transform"]], r["value"], r["image"]))
+
+
+def write_csv(rows: Sequence[Mapping], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+_XLABEL = {"translation": "vertical translation (px)", "scale": "scale ratio", "rotation": "rotation (degrees)"}
+
+
+def plot_invariance(rows: Sequence[Mapping], out_dir: str | Path, names: Sequence[str] | None = None) -> list[Path]:
+    """One PNG per transform (``invariance_<transform>.png``): a panel per feature distance, then the
+    true-class probability, one line per image (the layout of the paper's Fig. 5 columns 2-4)."""
+    from matplotlib.figure import Figure
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = [k for k in rows[0] if k.startswith("dist_")] + ["prob"]
+    paths = []
+    for kind in [t for t in TRANSFORMS if any(r["transform"] == t for r in rows)]:
+        sub = [r for r in rows if r["transform"] == kind]
+        images = sorted({r["image"] for r in sub})
+        fig = Figure(figsize=(3.6 * len(metrics), 3.0), dpi=100, layout="constrained")
+        axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+        for ax, metric in zip(axes, metrics):
+            for i in images:
+                pts = sorted((r["value"], r[metric]) for r in sub if r["image"] == i)
+                label = names[i] if names is not None else f"image {i}"
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label=label)
+            ax.set_xlabel(_XLABEL[kind])
+            ax.set_ylabel("P(true class)" if metric == "prob" else f"||f - f'|| at {metric[5:]}")
+            ax.grid(alpha=0.3)
+        axes[-1].legend(fontsize=7)
+        fig.suptitle(f"invariance to {kind}", fontsize=10)
+        path = out_dir / f"invariance_{kind}.png"
+        fig.savefig(path)
+        paths.append(path)
+    return paths
+
+
+def run_invariance(model: nn.Module, images: Tensor, labels, out_dir: str | Path,
+                   layers: Sequence[str] = ("conv1", "fc7"), values: Mapping[str, Sequence[float]] | None = None,
+                   fill: float = 0.0, batch_size: int = 64, names: Sequence[str] | None = None):
+    """Curves + ``invariance.csv`` + one PNG per transform in ``out_dir``; returns (rows, csv, pngs)."""
+    rows = invariance_curves(model, images, labels, layers, values, fill, batch_size)
+    csv_path = write_csv(rows, Path(out_dir) / "invariance.csv")
+    return rows, csv_path, plot_invariance(rows, out_dir, names)
+
+
+__all__ = ["TRANSFORMS", "default_values", "invariance_curves", "is_identity", "plot_invariance", "run_invariance",
+           "transform", "write_csv"]

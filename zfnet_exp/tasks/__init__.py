@@ -1,0 +1,1 @@
+"""Tasks: compose config, build objects, run, return metrics (entry points stay thin)."""

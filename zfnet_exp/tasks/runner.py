@@ -1,0 +1,37 @@
+"""Shared wrapper for task entry points: user errors become one clear paragraph and a non-zero exit (no
+traceback wall), and an open W&B run is always closed so the jobs of a multirun never share a run."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from omegaconf import DictConfig
+from omegaconf.errors import MissingMandatoryValue
+
+from ..data.errors import UserError
+
+
+def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
+    try:
+        return task(cfg)
+    except UserError as e:
+        _fail(str(e))
+    except MissingMandatoryValue as e:
+        key = getattr(e, "full_key", None) or "a required value"
+        _fail(f"{key} must be set (it is '???' in the config). Pass it on the command line, e.g. "
+              f"python train.py {key}=...")
+    finally:
+        _finish_wandb()
+
+
+def _fail(message: str) -> None:
+    print(f"\nerror: {message}\n", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def _finish_wandb() -> None:
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()

@@ -1,0 +1,124 @@
+"""The training task: build datamodule, model, callbacks, loggers and trainer from the config, fit, report.
+
+``train(cfg)`` is what ``train.py`` (Hydra entry point) and the tests call.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from ..data.errors import UserError
+from ..utils.epoch_csv import EpochCSVLogger
+from .validate import validate_config
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_group(cfg: DictConfig | None, kind: str) -> list:
+    """Instantiate every child of a config group that has a ``_target_`` (``enabled: false`` skips one)."""
+    objects = []
+    for name, node in (cfg or {}).items():
+        if isinstance(node, DictConfig) and "_target_" in node:
+            if node.get("enabled", True) is False and "enabled" not in _init_params(node):
+                continue
+            objects.append(instantiate(node))
+        elif node is not None:
+            raise UserError(f"{kind}.{name} is not a {kind} config (it has no _target_).")
+    return objects
+
+
+def _init_params(node: DictConfig) -> set[str]:
+    import inspect
+
+    from hydra.utils import get_class
+
+    try:
+        return set(inspect.signature(get_class(node._target_).__init__).parameters)
+    except Exception:  # noqa: BLE001 - a factory function: let instantiate report problems
+        return set()
+
+
+def resolve_ckpt_path(ckpt_path: str | None) -> str | None:
+    """A checkpoint file, or a run folder (then its ``checkpoints/last.ckpt``)."""
+    if not ckpt_path:
+        return None
+    path = Path(ckpt_path).expanduser()
+    if path.is_dir():
+        path = path / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise UserError(f"ckpt_path={ckpt_path} does not exist. Pass a checkpoint file (e.g. "
+                        f"<run folder>/checkpoints/last.ckpt) or a run folder that has checkpoints/last.ckpt.")
+    return str(path)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    validate_config(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    if cfg.get("seed") is not None:
+        L.seed_everything(int(cfg.seed), workers=True)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"))
+
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")  # a missing or malformed dataset fails here, before a model is built
+    num_classes = cfg.model.get("num_classes") or datamodule.num_classes
+    model = instantiate(cfg.model, num_classes=num_classes)
+
+    callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
+    loggers: list[Logger] = instantiate_group(cfg.get("logger"), "logger")
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=[*loggers, EpochCSVLogger(run_dir)])
+    _announce(run_dir, loggers)
+    _log_hyperparameters(cfg, model, loggers)
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
+    _summary(trainer, run_dir, loggers, metrics)
+    return metrics
+
+
+@rank_zero_only
+def _announce(run_dir: Path, loggers: list[Logger]) -> None:
+    print(f"Run folder: {run_dir}", flush=True)
+    for lg in loggers:
+        if isinstance(lg, WandbLogger) and lg._offline:
+            print("W&B: no credentials configured, logging offline (upload later with `wandb sync`).", flush=True)
+
+
+@rank_zero_only
+def _log_hyperparameters(cfg: DictConfig, model: L.LightningModule, loggers: list[Logger]) -> None:
+    params = {
+        "params/total": sum(p.numel() for p in model.parameters()),
+        "params/trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+    hparams = {**OmegaConf.to_container(cfg, resolve=True), **params}
+    hparams.pop("hydra", None)
+    for lg in loggers:
+        lg.log_hyperparams(hparams)
+
+
+@rank_zero_only
+def _summary(trainer: L.Trainer, run_dir: Path, loggers: list[Logger], metrics: dict[str, float]) -> None:
+    ckpt = trainer.checkpoint_callback
+    lines = ["", "Done.", f"  run folder : {run_dir}"]
+    if ckpt is not None:
+        lines.append(f"  checkpoints: {Path(ckpt.dirpath)} (best: {Path(ckpt.best_model_path).name or '-'}, last: last.ckpt)")
+    lines.append(f"  metrics    : {run_dir / 'metrics.csv'} (one row per epoch)")
+    for lg in loggers:
+        if isinstance(lg, WandbLogger):
+            where = Path(lg.experiment.dir).parent if lg.experiment else run_dir / "wandb"
+            lines.append(f"  W&B        : {where}" + (f"  (upload: wandb sync {where})" if lg._offline else ""))
+        elif getattr(lg, "log_dir", None):
+            lines.append(f"  {type(lg).__name__.replace('Logger', '').lower():<11}: {lg.log_dir}")
+    for key in ("val/acc_top1", "val/acc_top5", "val/err_top1_best"):
+        if key in metrics:
+            lines.append(f"  {key:<11}: {metrics[key]:.4f}")
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,1 @@
+"""Small helpers for the tasks: config resolvers, W&B credentials, run bookkeeping."""

@@ -1,0 +1,69 @@
+"""``metrics.csv`` in every run folder, whatever loggers are configured: one row per epoch with every
+epoch-level scalar logged (train and val metrics, learning rate), like timm's ``summary.csv``.
+
+It is a Lightning ``Logger`` rather than a callback so it sees every metric, including those logged in the
+module's own epoch-end hooks (which run after the callbacks' hooks). The file is rewritten on each update,
+so it is complete at any moment, also when a run is killed.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import rank_zero_only
+
+
+class EpochCSVLogger(Logger):
+    def __init__(self, save_dir: str | Path, filename: str = "metrics.csv"):
+        super().__init__()
+        self._path = Path(save_dir) / filename
+        self._rows: dict[int, dict[str, Any]] = {}
+        if self._path.is_file():  # resuming in the same folder: keep earlier epochs
+            with self._path.open(newline="") as f:
+                for row in csv.DictReader(f):
+                    self._rows[int(float(row["epoch"]))] = dict(row)
+
+    @property
+    def name(self) -> str:
+        return "metrics"
+
+    @property
+    def version(self) -> str:
+        return ""
+
+    @property
+    def save_dir(self) -> str:
+        return str(self._path.parent)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        if "epoch" not in metrics:
+            return
+        epoch = int(metrics["epoch"])
+        row = self._rows.setdefault(epoch, {"epoch": epoch})
+        row["step"] = step
+        for key, value in metrics.items():
+            if key != "epoch" and not key.endswith("_step"):
+                row[key.removesuffix("_epoch")] = round(float(value), 6)
+        self._write()
+
+    def _write(self) -> None:
+        fields: list[str] = []
+        for row in self._rows.values():
+            fields += [k for k in row if k not in fields]
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        with self._path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(self._rows[e] for e in sorted(self._rows))

@@ -1,0 +1,67 @@
+"""One place where figures and JSON results go: PNG/JSON files in the run folder, forwarded to every active
+logger (W&B ``log_image``, TensorBoard ``add_image``; CSV has no image channel, the files are its record).
+
+Callbacks never talk to a logger directly: they hand the sink a key (``diag/conv1/top9``), a step and an image,
+so adding a logger or running without one changes nothing in the diagnostics. Only global rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
+
+from .images import to_pil
+
+
+def _slug(key: str) -> str:
+    return "/".join(re.sub(r"[^A-Za-z0-9_.-]+", "_", part) for part in key.split("/") if part)
+
+
+class ImageSink:
+    def __init__(self, run_dir: str | Path, loggers: Sequence[Logger] = (), enabled: bool = True):
+        self.root = Path(run_dir) / "diagnostics"
+        self.loggers = list(loggers)
+        self.enabled = enabled
+
+    @classmethod
+    def from_trainer(cls, trainer) -> "ImageSink":
+        return cls(trainer.default_root_dir, trainer.loggers, enabled=trainer.is_global_zero)
+
+    def _path(self, key: str, step: int, suffix: str) -> Path:
+        path = self.root / _slug(key) / f"step{int(step):07d}{suffix}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def log_image(self, key: str, image: Any, step: int, caption: str | None = None) -> Path | None:
+        """Write ``diagnostics/<key>/step<step>.png`` and forward the image to the loggers."""
+        if not self.enabled:
+            return None
+        pil = to_pil(image).convert("RGB")
+        path = self._path(key, step, ".png")
+        pil.save(path)
+        for logger in self.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key=key, images=[pil], step=step, caption=[caption] if caption else None)
+            elif isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_image(key, np.asarray(pil), global_step=step, dataformats="HWC")
+        return path
+
+    def log_json(self, key: str, payload: Any, step: int) -> Path | None:
+        """Write ``diagnostics/<key>/step<step>.json`` (results that figures are made from)."""
+        if not self.enabled:
+            return None
+        path = self._path(key, step, ".json")
+        path.write_text(json.dumps(payload, indent=1, default=_jsonable))
+        return path
+
+
+def _jsonable(x: Any) -> Any:
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    raise TypeError(f"not JSON serializable: {type(x).__name__}")
