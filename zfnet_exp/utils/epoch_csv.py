@@ -21,6 +21,7 @@ class EpochCSVLogger(Logger):
         super().__init__()
         self._path = Path(save_dir) / filename
         self._rows: dict[int, dict[str, Any]] = {}
+        self._latest_lr: dict[str, float] = {}  # LearningRateMonitor logs without an epoch key
         if self._path.is_file():  # resuming in the same folder: keep earlier epochs
             with self._path.open(newline="") as f:
                 for row in csv.DictReader(f):
@@ -49,9 +50,12 @@ class EpochCSVLogger(Logger):
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         if "epoch" not in metrics:
+            self._latest_lr.update({k: float(v) for k, v in metrics.items() if k.startswith("lr-")})
             return
         epoch = int(metrics["epoch"])
         row = self._rows.setdefault(epoch, {"epoch": epoch})
+        for key, value in self._latest_lr.items():
+            row.setdefault(key, value)
         row["step"] = step
         for key, value in metrics.items():
             if key != "epoch" and not key.endswith("_step"):
