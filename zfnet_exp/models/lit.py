@@ -121,4 +121,5 @@ class LitClassifier(L.LightningModule):
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if dm is not None and hasattr(dm, "normalization_params") and dm.mean is not None:
             checkpoint["zfnet_data"] = {**dm.normalization_params(), "image_size": dm.image_size,
-                                        "classes": getattr(dm, "classes", None)}
+                                        "classes": getattr(dm, "classes", None),
+                                        "root": str(dm.root) if getattr(dm, "root", None) else None}

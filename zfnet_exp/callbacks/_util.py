@@ -1,0 +1,74 @@
+"""Helpers shared by the diagnostic callbacks: which maps to show, de-normalizing for figures, the
+schedule, and gathering top-k buffers across DDP ranks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from ..data.transforms import denormalize
+from ..diagnostics.layers import capture_activations, resolve_layer
+from ..diagnostics.topk import TopK, TopKAccumulator
+
+
+def pick_maps(num_channels: int, maps: int | str | Sequence[int] | None, seed: int, layer: str = "") -> list[int]:
+    """Channels to draw: ``"all"``/None -> all; an int N -> a fixed seeded subset of N (sorted; the same
+    every epoch and run, so figures can be compared); a list -> those channels."""
+    if maps is None or maps == "all":
+        return list(range(num_channels))
+    if isinstance(maps, int):
+        if maps >= num_channels:
+            return list(range(num_channels))
+        g = torch.Generator().manual_seed(int(seed) + sum(map(ord, layer)))
+        return sorted(torch.randperm(num_channels, generator=g)[:maps].tolist())
+    return [int(c) for c in maps]
+
+
+def denormalizer(datamodule) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Network input -> [0, 1] RGB, from the datamodule's normalization (min-max per image without one)."""
+    params = datamodule.normalization_params() if hasattr(datamodule, "normalization_params") else None
+    if params:
+        return lambda x: denormalize(x, params["mean"], params["std"], params["normalization"])
+    return lambda x: (x - x.amin()) / (x.amax() - x.amin() + 1e-8)
+
+
+@torch.no_grad()
+def layer_channels(model: torch.nn.Module, layers: Sequence[str], probe: torch.Tensor) -> dict[str, int]:
+    """Channel count per layer from one probe forward pass (every rank can size its buffers identically,
+    even a rank that will see no batch)."""
+    for layer in layers:
+        resolve_layer(model, layer)  # fail early with the list of valid names
+    was = model.training
+    model.eval()
+    try:
+        with capture_activations(model, layers) as acts:
+            model(probe)
+    finally:
+        model.train(was)
+    return {layer: int(acts[layer].shape[1]) for layer in layers}
+
+
+def gather_topk(pl_module, acc: TopKAccumulator, layers: Sequence[str]) -> dict[str, TopK]:
+    """All ranks' top-k buffers merged, equal to a single-process pass over the union of the shards.
+
+    Must be called on every rank (``all_gather`` is a collective); buffer shapes are fixed by
+    ``channels=`` at construction, so all ranks gather equal shapes. Returns the merged result on all ranks.
+    """
+    state = acc.state()
+    dev = pl_module.device
+    gathered = {}
+    for layer in layers:
+        buf = state[layer]
+        v = pl_module.all_gather(buf.values.to(dev).contiguous())
+        i = pl_module.all_gather(buf.indices.to(dev).contiguous())
+        p = pl_module.all_gather(buf.positions.to(dev).contiguous())
+        gathered[layer] = TopK(v, i, p)
+    if pl_module.trainer.world_size == 1:
+        return acc.result()
+    return TopKAccumulator(layers, acc.k).merge_gathered(gathered).result()
+
+
+def epoch_scheduled(epoch: int, every_n_epochs: int, max_epochs: int | None) -> bool:
+    """1-based ``epoch`` is due every ``every_n_epochs``, and the last epoch always is."""
+    return epoch % max(1, every_n_epochs) == 0 or (max_epochs is not None and max_epochs > 0 and epoch == max_epochs)

@@ -1,0 +1,93 @@
+"""Paper Fig. 4 during training: how a fixed set of feature maps develops over the epochs.
+
+At chosen (1-based) epochs, for a fixed seeded set of maps per layer, find each map's strongest
+activation over a fixed training subset (``num_images`` images drawn once with ``seed``), project it
+with the deconvnet and keep the projection. The training images are read with the *evaluation*
+transform (a shallow copy of ``train_set`` with ``val_set.transform``): random crops/flips would make
+the "strongest image" change between epochs for reasons that have nothing to do with learning.
+
+Logged at each scheduled epoch under one key per layer, ``diag/<layer>/evolution`` (a W&B step slider):
+the strip so far (rows = maps, columns = scheduled epochs), so the last image is the full Fig. 4.
+Only rank 0 works; no collective is involved (the subset is small and the model is replicated).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import lightning as L
+import torch
+from torch.utils.data import Subset
+
+from ..diagnostics.topk import mine_topk
+from ..viz import ImageSink
+from ..viz.grids import evolution_strip, project_units
+from ._util import denormalizer, layer_channels, pick_maps
+
+DEFAULT_EPOCHS = (1, 2, 5, 10, 20, 30, 40, 64)
+
+
+def schedule(epochs: Sequence[int], max_epochs: int | None) -> list[int]:
+    """The 1-based epochs to record: ``epochs`` clipped to ``max_epochs``, always including the last."""
+    if max_epochs is None or max_epochs < 0:
+        return sorted(set(int(e) for e in epochs))
+    return sorted({int(e) for e in epochs if 1 <= int(e) <= max_epochs} | {int(max_epochs)})
+
+
+class FeatureEvolution(L.Callback):
+    def __init__(self, layers: Sequence[str] = ("conv1", "conv2", "conv3", "conv4", "conv5"),
+                 maps: int | str | Sequence[int] | None = 6, epochs: Sequence[int] = DEFAULT_EPOCHS,
+                 num_images: int = 256, seed: int = 0, batch_size: int = 64, enabled: bool = True):
+        self.layers = list(layers)
+        self.maps = maps
+        self.epochs = list(epochs)
+        self.num_images = num_images
+        self.seed = seed
+        self.batch_size = batch_size
+        self.enabled = enabled
+        self.logged_epochs: list[int] = []
+        self.cells: dict[str, list[torch.Tensor]] = {}  # layer -> per epoch [M, 3, h, w]
+        self.records: dict[str, list[dict]] = {}
+
+    def _dataset(self, dm):
+        """Train images with the eval transform (see module docstring)."""
+        ds = copy.copy(dm.train_set)
+        if getattr(dm, "val_set", None) is not None and hasattr(ds, "transform"):
+            ds.transform = dm.val_set.transform
+        return ds
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not self.enabled or not trainer.is_global_zero:
+            return
+        epoch = trainer.current_epoch + 1
+        if epoch not in schedule(self.epochs, trainer.max_epochs) or epoch in self.logged_epochs:
+            return
+        dm = trainer.datamodule
+        ds = self._dataset(dm)
+        n = len(ds)
+        g = torch.Generator().manual_seed(self.seed)
+        subset_idx = sorted(torch.randperm(n, generator=g)[: min(self.num_images, n)].tolist())
+        model = pl_module.model
+        topk = mine_topk(model, Subset(ds, subset_idx), self.layers, k=1, batch_size=self.batch_size,
+                         device=pl_module.device)
+        channels = {layer: t.values.shape[0] for layer, t in topk.items()}
+        denorm = denormalizer(dm)
+        sink = ImageSink.from_trainer(trainer)
+        self.logged_epochs.append(epoch)
+        for layer in self.layers:
+            maps = pick_maps(channels[layer], self.maps, self.seed, layer)
+            t = topk[layer]
+            idx = [int(t.indices[c, 0]) for c in maps]
+            images = torch.stack([ds[i][0] for i in idx]).to(pl_module.device)
+            proj, _ = project_units(model, images, layer, torch.tensor(maps, device=pl_module.device),
+                                    t.positions[maps, 0].to(pl_module.device), denorm)
+            self.cells.setdefault(layer, []).append(proj)
+            self.records.setdefault(layer, []).append(
+                {"epoch": epoch, "maps": maps, "indices": idx, "values": t.values[maps, 0].tolist(),
+                 "positions": t.positions[maps, 0].tolist()})
+            strip = evolution_strip(torch.stack(self.cells[layer], 1))
+            sink.log_image(f"diag/{layer}/evolution", strip, step=trainer.global_step,
+                           caption=f"{layer} maps {maps}; columns = epochs {self.logged_epochs}")
+            sink.log_json(f"diag/{layer}/evolution", {"layer": layer, "epochs": self.logged_epochs,
+                                                      "records": self.records[layer]}, step=trainer.global_step)

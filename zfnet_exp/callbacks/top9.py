@@ -1,0 +1,89 @@
+"""Paper Fig. 2 during training: the top-9 images of feature maps, projected by the deconvnet.
+
+Mining costs almost nothing extra: forward hooks on the validation pass feed a streaming
+:class:`~zfnet_exp.diagnostics.topk.TopKAccumulator` keyed by the batch's dataset indices (``batch[2]``).
+At the end of the validation epoch every rank gathers the buffers (a collective on all ranks), so the
+result equals one process scanning the whole validation set; only rank 0 then projects the chosen maps
+(autograd re-enabled locally: Lightning validates under ``inference_mode``) and logs one grid per layer
+(``diag/<layer>/top9``) and its JSON (values, dataset indices, positions) through the image sink.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import ExitStack
+
+import lightning as L
+import torch
+
+from ..diagnostics.layers import capture_activations
+from ..diagnostics.topk import TopKAccumulator
+from ..viz import ImageSink
+from ..viz.grids import top9_panel
+from ._util import denormalizer, epoch_scheduled, gather_topk, layer_channels, pick_maps
+
+
+class Top9Deconv(L.Callback):
+    def __init__(self, layers: Sequence[str] = ("conv1", "conv2", "conv3", "conv4", "conv5"), k: int = 9,
+                 maps: int | str | Sequence[int] | None = 8, seed: int = 0, every_n_epochs: int = 1,
+                 maps_per_row: int = 4, enabled: bool = True):
+        self.layers = list(layers)
+        self.k = k
+        self.maps = maps
+        self.seed = seed
+        self.every_n_epochs = every_n_epochs
+        self.maps_per_row = maps_per_row
+        self.enabled = enabled
+        self._acc: TopKAccumulator | None = None
+        self._hooks: ExitStack | None = None
+        self._acts: dict | None = None
+        self.last_result = None  # {layer: TopK} of the last mined epoch (all ranks), for tests and users
+
+    def _active(self, trainer) -> bool:
+        return (self.enabled and not trainer.sanity_checking and trainer.state.fn == "fit"
+                and epoch_scheduled(trainer.current_epoch + 1, self.every_n_epochs, trainer.max_epochs))
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        if not self._active(trainer):
+            return
+        model = pl_module.model
+        probe = trainer.datamodule.val_set[0][0][None].to(pl_module.device)
+        channels = layer_channels(model, self.layers, probe)
+        self._acc = TopKAccumulator(self.layers, self.k, channels=channels)
+        self._hooks = ExitStack()
+        self._acts = self._hooks.enter_context(capture_activations(model, self.layers))
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if self._acc is None or dataloader_idx != 0:
+            return
+        if all(layer in self._acts for layer in self.layers):
+            self._acc.update(self._acts, batch[2])
+        self._acts.clear()
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if self._acc is None:
+            return
+        self._hooks.close()
+        acc, self._acc, self._hooks, self._acts = self._acc, None, None, None
+        result = gather_topk(pl_module, acc, self.layers)  # every rank
+        self.last_result = result
+        if not trainer.is_global_zero:
+            return
+        dm = trainer.datamodule
+        sink = ImageSink.from_trainer(trainer)
+        denorm = denormalizer(dm)
+        step = trainer.global_step
+        for layer in self.layers:
+            topk = result[layer]
+            maps = pick_maps(topk.values.shape[0], self.maps, self.seed, layer)
+            grid, payload = top9_panel(pl_module.model, dm.val_set, layer, topk, maps, denorm,
+                                       device=pl_module.device, maps_per_row=self.maps_per_row)
+            payload["epoch"] = trainer.current_epoch + 1
+            sink.log_image(f"diag/{layer}/top9", grid, step=step,
+                           caption=f"{layer} top-{self.k}, epoch {trainer.current_epoch + 1}, maps {maps}")
+            sink.log_json(f"diag/{layer}/top9", payload, step=step)
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        if self._hooks is not None:
+            self._hooks.close()
+            self._hooks = self._acc = None

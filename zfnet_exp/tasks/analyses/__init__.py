@@ -1,0 +1,1 @@
+"""One module per offline analysis: ``run(ctx: AnalysisContext) -> dict`` (see ``tasks.analyze``)."""

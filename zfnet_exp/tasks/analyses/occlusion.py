@@ -1,0 +1,80 @@
+"""``analysis=occlusion``: the paper's Fig. 7 for a few validation images of a checkpoint.
+
+One figure + one JSON of the grids per probe image (``diagnostics/analysis/occlusion/<probe>/``) and a
+summary CSV (``occlusion.csv``: clean probability, the lowest occluded probability and where it happened).
+Also holds the small helpers the other offline analyses share (picking probe images).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ...data.transforms import denormalize
+from ...diagnostics.occlusion import occlusion_sensitivity
+from ...viz.occlusion_figure import occlusion_figure, projection_image, result_payload
+
+
+def probe_indices(n_total: int, num: int | None) -> list[int]:
+    """``num`` evenly spaced positions in a dataset of ``n_total`` (all when None): every class shows up
+    in a class-sorted ImageFolder, and the choice is the same on every run."""
+    if num is None or num >= n_total:
+        return list(range(n_total))
+    return torch.linspace(0, n_total - 1, int(num)).round().long().unique().tolist()
+
+
+def gather(dataset: Dataset, num: int | None) -> tuple[Tensor, Tensor, list[int]]:
+    """(images [N,3,H,W], labels [N], dataset indices) of ``num`` evenly spaced items of ``dataset``."""
+    if dataset is None:
+        raise ValueError("this analysis needs images: pass images=val (or a folder)")
+    xs, ys, idx = [], [], []
+    for p in probe_indices(len(dataset), num):
+        x, y, i = dataset[p]
+        xs.append(x)
+        ys.append(int(y))
+        idx.append(int(i))
+    return torch.stack(xs), torch.tensor(ys), idx
+
+
+def display(ctx, x: Tensor) -> Tensor:
+    """A normalized input back to [0, 1] RGB for figures."""
+    d = ctx.data
+    return denormalize(x.detach().cpu(), d["mean"], d["std"], d.get("normalization", "standard"))
+
+
+def write_rows(rows: list[dict], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def run(ctx) -> dict:
+    a = ctx.cfg.analysis
+    images, labels, indices = gather(ctx.dataset, a.get("num_probes"))
+    classes = ctx.data.get("classes")
+    rows = []
+    for x, y, i in zip(images, labels.tolist(), indices):
+        x = x.to(ctx.device)
+        res = occlusion_sensitivity(ctx.model, x, y, patch=int(a.patch), stride=int(a.stride), fill=float(a.fill),
+                                    layer=a.layer, batch_size=int(ctx.cfg.get("batch_size", 64)))
+        proj = projection_image(ctx.model, x, res) if a.get("projection", True) else None
+        name = classes[y] if classes else str(y)
+        fig = occlusion_figure(display(ctx, x), res, classes, proj, title=f"image {i} ({name})")
+        key = f"analysis/occlusion/{i:06d}"
+        ctx.sink.log_image(key, fig, step=0, caption=name)
+        ctx.sink.log_json(key, result_payload(res, classes, index=i), step=0)
+        k = int(res.prob.argmin())
+        gw = res.prob.shape[1]
+        rows.append({"index": i, "label": y, "class": name, "clean_prob": res.clean_prob,
+                     "min_prob": float(res.prob.min()), "min_y": (k // gw) * res.stride[0],
+                     "min_x": (k % gw) * res.stride[1], "clean_top_class": res.clean_top_class,
+                     "channel": res.channel, "method": res.method})
+    path = write_rows(rows, Path(ctx.out_dir) / "occlusion.csv")
+    return {"csv": str(path), "n": len(rows)}

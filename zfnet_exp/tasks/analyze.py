@@ -1,0 +1,109 @@
+"""Offline analyses of a trained checkpoint: ``python analyze.py ckpt=<file or run folder> analysis=<name>``.
+
+Each analysis is a module ``zfnet_exp.tasks.analyses.<name>`` with ``run(ctx: AnalysisContext) -> dict`` and a
+config ``conf/analysis/<name>.yaml`` (``name: <name>`` plus its options). This task only does what every
+analysis needs: load the model from the checkpoint alone, rebuild the dataset the way training fed it
+(normalization, crop size), pick the images, and give a place to write (``<run folder>/diagnostics`` through
+the same image sink the training callbacks use).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+from torch.utils.data import Dataset, Subset
+
+from ..data.errors import UserError
+from ..data.folder import IndexedImageFolder
+from ..data.transforms import eval_transform
+from ..models import LitClassifier
+from ..viz import ImageSink
+
+
+@dataclass
+class AnalysisContext:
+    cfg: DictConfig  # the whole analyze config; cfg.analysis holds this analysis' options
+    model: nn.Module  # eval mode, on ``device``
+    checkpoint: Path
+    data: dict[str, Any]  # normalization (mean, std, normalization), image_size, classes, root
+    dataset: Dataset | None  # items (image, label, dataset index), normalized like training's validation
+    out_dir: Path  # the run folder
+    sink: ImageSink  # writes <out_dir>/diagnostics/<key>/step<step>.png|json
+    device: torch.device
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run folder (its best checkpoint if one is recorded, else last.ckpt)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        ckpts = sorted((p / "checkpoints").glob("epoch*.ckpt"))
+        p = ckpts[-1] if ckpts else p / "checkpoints" / "last.ckpt"
+    if not p.is_file():
+        raise UserError(f"Checkpoint {path} does not exist. Pass ckpt=<file.ckpt> or ckpt=<run folder> "
+                        f"(one that has checkpoints/last.ckpt), e.g. ckpt=outputs/train/<date>/<time>_zfnet_shapes")
+    return p
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """The network (eval mode) and the data description stored by ``LitClassifier.on_save_checkpoint``."""
+    path = resolve_checkpoint(path)
+    lit = LitClassifier.load_from_checkpoint(path, map_location=device)
+    raw = torch.load(path, map_location="cpu", weights_only=False)
+    data = raw.get("zfnet_data") or {}
+    return lit.model.eval().to(device), data
+
+
+def build_dataset(data: dict[str, Any], images: str, num_images: int | None = None) -> Dataset:
+    """``images``: a split of the checkpoint's dataset (``train`` / ``val``) or a folder in ImageFolder
+    layout; at most ``num_images`` of them, evenly spaced so every class is represented."""
+    if not data.get("mean"):
+        raise UserError("This checkpoint records no data normalization (it was not saved by LitClassifier "
+                        "during training); analyses need it to feed images the way training did.")
+    transform = eval_transform(int(data["image_size"]), data["mean"], data["std"], data["normalization"])
+    if images in ("train", "val"):
+        if not data.get("root"):
+            raise UserError(f"images={images}: the checkpoint does not record its dataset folder; pass "
+                            f"images=<folder in ImageFolder layout> instead.")
+        folder = Path(data["root"]) / images
+    else:
+        folder = Path(images).expanduser()
+    dataset: Dataset = IndexedImageFolder(folder, transform=transform)
+    if num_images is not None and num_images < len(dataset):
+        picks = torch.linspace(0, len(dataset) - 1, int(num_images)).round().long().unique().tolist()
+        dataset = Subset(dataset, picks)
+    return dataset
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def analyze(cfg: DictConfig) -> dict[str, Any]:
+    name = cfg.analysis.name
+    try:
+        module = importlib.import_module(f"zfnet_exp.tasks.analyses.{name}")
+    except ModuleNotFoundError as e:
+        raise UserError(f"analysis={name} has no implementation (zfnet_exp/tasks/analyses/{name}.py).") from e
+    device = _device(cfg.get("device", "auto"))
+    torch.manual_seed(int(cfg.get("seed", 0)))
+    out_dir = Path(cfg.paths.output_dir)
+    ckpt = resolve_checkpoint(cfg.ckpt) if cfg.get("ckpt") else None
+    model, data, dataset = None, {}, None
+    if ckpt is not None:
+        model, data = load_checkpoint(ckpt, device)
+        if cfg.get("images"):
+            dataset = build_dataset(data, str(cfg.images), cfg.get("num_images"))
+    ctx = AnalysisContext(cfg=cfg, model=model, checkpoint=ckpt, data=data, dataset=dataset, out_dir=out_dir,
+                          sink=ImageSink(out_dir), device=device)
+    print(f"Analysis {name}: {ckpt or '(no checkpoint)'} -> {out_dir / 'diagnostics'}", flush=True)
+    result = module.run(ctx) or {}
+    print(f"Done: results in {out_dir}", flush=True)
+    return result

@@ -1,0 +1,120 @@
+"""Zeiler & Fergus Fig. 7 for one image: (a) the image with the occluder drawn at one position, (b) the total
+activation of the strongest conv5 map per occluder position, (c) the deconvnet projection of that map's
+strongest unit, (d) P(true class) per occluder position, (e) the most probable class per position, with a
+legend of class names.
+
+Built on a matplotlib ``Figure`` (Agg, no pyplot global state: safe inside training callbacks) and returned
+as a PIL image, which is what :class:`~zfnet_exp.viz.sink.ImageSink` takes.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from ..diagnostics.occlusion import OcclusionResult
+
+
+def projection_image(model: nn.Module, image: Tensor, result: OcclusionResult) -> Tensor | None:
+    """[3, H, W] in [0, 1]: ZF deconvnet projection of the strongest unit of ``result.channel`` of
+    ``result.layer`` (the map tracked in the activation grid), contrast-stretched for display."""
+    if result.channel is None or result.layer is None:
+        return None
+    from ..diagnostics.deconvnet import project
+
+    x = image[None] if image.dim() == 3 else image
+    param = next(model.parameters())
+    proj = project(model, x.to(param.device, param.dtype), result.layer, result.channel, unit="max")[0]
+    proj = proj.detach().float().cpu()
+    scale = proj.abs().max().clamp(min=1e-12)
+    return (proj / scale * 0.5 + 0.5).clamp(0, 1)
+
+
+def occlusion_figure(display: Tensor, result: OcclusionResult, classes: Sequence[str] | None = None,
+                     projection: Tensor | None = None, title: str | None = None) -> Image.Image:
+    """The five-panel figure. ``display`` is the de-normalized [3, H, W] image in [0, 1]; ``projection``
+    an optional [3, H, W] image in [0, 1] (see :func:`projection_image`)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch, Rectangle
+
+    img = display.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+    h_img, w_img = img.shape[:2]
+    gh, gw = result.prob.shape
+    # grid cell (i, j) drawn at the occluder's centre, so the grids overlay the image geometry
+    sy, sx = result.stride
+    py, px = result.patch
+    extent = (px / 2 - sx / 2, px / 2 + (gw - 0.5) * sx, py / 2 + (gh - 0.5) * sy, py / 2 - sy / 2)
+
+    n = 5
+    fig = Figure(figsize=(2.6 * n + 1.6, 3.1), dpi=100, layout="constrained")
+    axes = fig.subplots(1, n)
+    axes[0].imshow(img)
+    # the occluder at the position that hurts the true class most
+    k = int(result.prob.argmin())
+    y0, x0 = (k // gw) * sy, (k % gw) * sx
+    axes[0].add_patch(Rectangle((x0 - 0.5, y0 - 0.5), px, py, facecolor="grey", edgecolor="white", alpha=0.8))
+    axes[0].set_title("(a) input + occluder", fontsize=9)
+
+    if result.activation is not None:
+        im = axes[1].imshow(result.activation.numpy(), cmap="jet", extent=extent)
+        fig.colorbar(im, ax=axes[1], fraction=0.046)
+        axes[1].set_title(f"(b) {result.layer} map {result.channel}\n total activation", fontsize=9)
+    else:
+        axes[1].set_title("(b) no layer tracked", fontsize=9)
+    if projection is not None:
+        axes[2].imshow(projection.permute(1, 2, 0).numpy())
+        axes[2].set_title(f"(c) deconv of {result.layer} map {result.channel}", fontsize=9)
+    else:
+        axes[2].set_title("(c) no projection", fontsize=9)
+    im = axes[3].imshow(result.prob.numpy(), cmap="jet", vmin=0, vmax=1, extent=extent)
+    fig.colorbar(im, ax=axes[3], fraction=0.046)
+    name = classes[result.target] if classes else str(result.target)
+    axes[3].set_title(f"(d) p({name})\n clean {result.clean_prob:.2f}", fontsize=9)
+
+    present = sorted(set(result.top_class.flatten().tolist()))
+    base = matplotlib.colormaps["tab10" if len(present) <= 10 else "tab20"]
+    colors = [base(i % base.N) for i in range(len(present))]
+    lut = {c: i for i, c in enumerate(present)}
+    idx = torch.tensor([[lut[int(c)] for c in row] for row in result.top_class.tolist()])
+    axes[4].imshow(idx.numpy(), cmap=ListedColormap(colors), vmin=-0.5, vmax=len(present) - 0.5,
+                   interpolation="nearest", extent=extent)
+    axes[4].set_title("(e) most probable class", fontsize=9)
+    handles = [Patch(color=colors[i], label=classes[c] if classes and c < len(classes) else str(c))
+               for i, c in enumerate(present)]
+    axes[4].legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    for ax in axes:
+        ax.set_xlim(-0.5, w_img - 0.5)
+        ax.set_ylim(h_img - 0.5, -0.5)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    buf.seek(0)
+    return Image.open(buf).convert("RGB")
+
+
+def result_payload(result: OcclusionResult, classes: Sequence[str] | None = None, **extra) -> dict:
+    """The grids and settings of a result as JSON-ready data (the numbers the figure is made from)."""
+    out = {
+        "target": result.target, "target_name": classes[result.target] if classes else None,
+        "patch": list(result.patch), "stride": list(result.stride), "fill": result.fill.tolist(),
+        "layer": result.layer, "channel": result.channel, "clean_prob": result.clean_prob,
+        "clean_top_class": result.clean_top_class, "method": result.method,
+        "prob": result.prob.tolist(), "top_class": result.top_class.tolist(),
+        "activation": None if result.activation is None else result.activation.tolist(),
+    }
+    out.update(extra)
+    return out
+
+
+__all__ = ["occlusion_figure", "projection_image", "result_payload"]
