@@ -23,6 +23,7 @@ from zfnet_exp.tasks.train import train
 
 LAYERS = ["conv1", "conv2", "conv5"]
 RUN = ["debug=smoke", *TINY_DATA, "trainer.max_epochs=2", "trainer.limit_val_batches=1.0", "trainer.num_sanity_val_steps=1", "callbacks=[model_checkpoint,top9,evolution,filter_health]",
+       "callbacks.model_checkpoint.save_top_k=-1",  # one checkpoint per epoch: the reference weights
        f"callbacks.top9.layers=[{','.join(LAYERS)}]", "callbacks.top9.maps=3",
        f"callbacks.evolution.layers=[{','.join(LAYERS)}]", "callbacks.evolution.maps=3",
        "callbacks.evolution.num_images=16"]
@@ -33,11 +34,12 @@ def _json(path: Path) -> dict:
 
 
 def _reference_topk(run_dir: Path, layers, k=9):
-    """mine_topk on the trained model (last.ckpt = the weights validated in the last epoch) over the val set."""
+    """mine_topk over the val set with the weights validated in the second epoch (its checkpoint)."""
     from zfnet_exp.diagnostics.topk import mine_topk
     from zfnet_exp.tasks.analyze import build_dataset, load_checkpoint
 
-    model, data = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    (ckpt,) = (run_dir / "checkpoints").glob("epoch001-*.ckpt")
+    model, data = load_checkpoint(ckpt)
     return mine_topk(model.eval(), build_dataset(data, "val"), layers, k=k)
 
 

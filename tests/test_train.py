@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from conftest import TINY_DATA, compose_train
+from zfnet_exp.models import list_models
 from zfnet_exp.tasks.runner import run_task
 from zfnet_exp.tasks.train import train
 
@@ -67,7 +68,9 @@ def test_two_batch_run_per_logger(logger, tmp_path, data_dir):
     # "step" is Lightning's logging step (0-based), the same x-axis as in W&B and TensorBoard
     assert len(rows) == 1 and int(rows[0]["step"]) == 1
     assert float(rows[0]["val/acc_top1"]) == pytest.approx(metrics["val/acc_top1"], abs=1e-6)
-    assert {"train/loss", "val/loss", "val/err_top1", "val/err_top5", "train/err_top1"} <= set(rows[0])
+    assert {"train/loss", "val/loss", "val/err_top1", "val/err_top5", "train/err_top1", "train/err_top5",
+            "train/acc_top5", "val/acc_top5"} <= set(rows[0])
+    assert float(rows[0]["train/err_top1"]) == pytest.approx(1 - float(rows[0]["train/acc_top1"]), abs=1e-5)
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     if logger == "tensorboard":
         assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
@@ -108,9 +111,9 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, data_dir):
     assert e.value.code == 2
 
 
-@pytest.mark.parametrize("model", ["alexnet", "alexnet_no3467", "zfnet_wide345_fc8192", "zfnet_fc2048"])
+@pytest.mark.parametrize("model", [m for m in list_models() if m != "zfnet"])
 def test_table3_variants_train(model, tmp_path, data_dir):
-    """Every variant trains through the same config path (the rest of Table 3 composes in test_config)."""
+    """Every registered variant trains through the same config path as the default model."""
     run_dir, metrics = _run(tmp_path, data_dir, f"model={model}", "logger=none", "~callbacks.train_samples")
     assert math.isfinite(metrics["train/loss_step"]) and math.isfinite(metrics["val/loss"])
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)

@@ -52,6 +52,7 @@ class LitClassifier(L.LightningModule):
                                   init_std=init_std, zero_head=zero_head, **(self.hparams.overrides or {}))
         top5 = min(5, num_classes)
         self.train_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.train_acc5 = MulticlassAccuracy(num_classes, top_k=top5, average="micro")
         self.val_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.val_acc5 = MulticlassAccuracy(num_classes, top_k=top5, average="micro")
         self.train_loss = MeanMetric()
@@ -72,12 +73,16 @@ class LitClassifier(L.LightningModule):
         loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
         self.train_loss(loss.detach())
         self.train_acc1(logits.detach(), y)
+        self.train_acc5(logits.detach(), y)
         self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/acc_top1", self.train_acc1, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train/acc_top5", self.train_acc5, on_step=False, on_epoch=True)
         return loss
 
     def on_train_epoch_end(self) -> None:
-        self.log("train/err_top1", 1.0 - self.train_acc1.compute(), sync_dist=False)
+        # torchmetrics objects hold their epoch state until Lightning resets them after this hook
+        self.log("train/err_top1", 1.0 - self.train_acc1.compute())
+        self.log("train/err_top5", 1.0 - self.train_acc5.compute())
 
     def on_train_start(self) -> None:
         self.val_err1_best.reset()  # forget the sanity-check pass

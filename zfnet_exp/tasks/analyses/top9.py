@@ -1,0 +1,79 @@
+"""Offline Fig. 2: ``python analyze.py ckpt=<ckpt or run folder> analysis=top9``.
+
+Mines the top-k of the configured layers over ``images`` (default: the checkpoint's val split) with
+:func:`mine_topk` and draws the same grids as the :class:`~zfnet_exp.callbacks.top9.Top9Deconv` callback
+(``diag/<layer>/top9`` PNG + JSON). ``analysis.sanity=true`` adds the Adebayo et al. cascading
+randomization check on each layer's top-1 images of the drawn maps: a JSON of the per-step similarity and a
+figure (rows = maps, columns = steps: original, then cumulatively re-initialized from the top down), under
+``diag/<layer>/sanity``. A deconvnet that still draws the same pictures with random weights is showing
+the image, not the network.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.data import Subset
+
+from ...callbacks._util import pick_maps
+from ...data.transforms import denormalize
+from ...diagnostics.sanity import cascading_randomization
+from ...diagnostics.topk import mine_topk
+from ...viz.grids import evolution_strip, normalize_each, top9_panel
+
+
+def base_dataset(dataset):
+    """Items carry their index in the underlying dataset; a Subset must be unwrapped to look them up."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    return dataset
+
+
+def denormalizer_from(data: dict):
+    if data.get("mean"):
+        return lambda x: denormalize(x, data["mean"], data["std"], data.get("normalization", "standard"))
+    return lambda x: (x - x.amin()) / (x.amax() - x.amin() + 1e-8)
+
+
+def run(ctx) -> dict[str, Any]:
+    opts = ctx.cfg.analysis
+    if ctx.model is None or ctx.dataset is None:
+        raise ValueError("analysis=top9 needs ckpt=<checkpoint> and images=<split or folder>")
+    layers = list(opts.layers)
+    topk = mine_topk(ctx.model, ctx.dataset, layers, k=int(opts.k), batch_size=int(ctx.cfg.batch_size),
+                     num_workers=int(ctx.cfg.num_workers), device=ctx.device)
+    base = base_dataset(ctx.dataset)
+    denorm = denormalizer_from(ctx.data)
+    step = int(opts.get("step", 0))
+    maps_opt = opts.maps if opts.maps == "all" or isinstance(opts.maps, int) else list(opts.maps)
+    out: dict[str, Any] = {}
+    for layer in layers:
+        t = topk[layer]
+        maps = pick_maps(t.values.shape[0], maps_opt, int(opts.seed), layer)
+        grid, payload = top9_panel(ctx.model, base, layer, t, maps, denorm, device=ctx.device,
+                                   maps_per_row=int(opts.maps_per_row))
+        payload["checkpoint"] = str(ctx.checkpoint)
+        ctx.sink.log_image(f"diag/{layer}/top9", grid, step=step, caption=f"{layer} top-{opts.k}, maps {maps}")
+        ctx.sink.log_json(f"diag/{layer}/top9", payload, step=step)
+        out[layer] = {"maps": maps}
+        if opts.get("sanity"):
+            keep = [c for c in maps if int(t.indices[c, 0]) >= 0]
+            if not keep:
+                continue
+            images = torch.stack([base[int(t.indices[c, 0])][0] for c in keep]).to(ctx.device)
+            with torch.enable_grad():
+                scores, projs = cascading_randomization(
+                    ctx.model, images, layer, torch.tensor(keep, device=ctx.device),
+                    similarity=str(opts.get("similarity", "ssim")), positions=t.positions[keep, 0].to(ctx.device),
+                    seed=int(opts.seed), return_projections=True)
+            cells = torch.stack([normalize_each(p.cpu()) for p in projs], 1)  # [M, steps, 3, H, W]
+            cells = torch.cat([denorm(images.cpu())[:, None], cells], 1)  # first column: the image
+            ctx.sink.log_image(f"diag/{layer}/sanity", evolution_strip(cells), step=step,
+                               caption="image | " + " | ".join(name for name, _ in scores))
+            ctx.sink.log_json(f"diag/{layer}/sanity", {"layer": layer, "maps": keep,
+                                                       "similarity": str(opts.get("similarity", "ssim")),
+                                                       "steps": [{"step": n, "score": s} for n, s in scores]},
+                              step=step)
+            out[layer]["sanity"] = scores
+    return out
