@@ -86,9 +86,11 @@ def test_nuisance_factors_do_not_depend_on_class():
     radius, centre_x, colour = {}, {}, {}
     for index in range(400):
         label = index % len(SHAPE_CLASSES)
-        _, mask, ann = render(spec, label, np.random.default_rng(image_seed(0, "train", index)))
+        image, mask, ann = render(spec, label, np.random.default_rng(image_seed(0, "train", index)))
         radius.setdefault(label, []).append(ann["radius"])
         centre_x.setdefault(label, []).append(ann["center"][0])
-    for values, tolerance in ((radius, 0.08), (centre_x, 0.08)):
+        inside = np.asarray(mask) > 0
+        colour.setdefault(label, []).append(np.asarray(image, dtype=np.float64)[inside].mean())
+    for values, tolerance in ((radius, 0.08), (centre_x, 0.08), (colour, 0.2)):
         means = np.array([np.mean(v) for v in values.values()])
         assert means.std() / means.mean() < tolerance

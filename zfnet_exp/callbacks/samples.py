@@ -4,7 +4,6 @@ quickest check that data, labels and augmentation are what you think. Logged onc
 from __future__ import annotations
 
 import lightning as L
-import torch
 from torchvision.utils import make_grid
 
 from ..data.transforms import denormalize

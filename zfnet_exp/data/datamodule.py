@@ -78,8 +78,8 @@ class ImageFolderDataModule(L.LightningDataModule):
 
     def _require_root(self) -> Path:
         if self.root is None:
-            raise DataError(f"data.root is not set. Pass data.root=/path/to/dataset on the command line. "
-                            f"Expected an ImageFolder layout: ROOT/train/<class>/*.jpg and ROOT/val/<class>/*.jpg.")
+            raise DataError("data.root is not set. Pass data.root=/path/to/dataset on the command line. "
+                            "Expected an ImageFolder layout: ROOT/train/<class>/*.jpg and ROOT/val/<class>/*.jpg.")
         return self.root
 
     def _stats(self) -> tuple[list[float], list[float]]:

@@ -25,16 +25,15 @@ Protocols, as published:
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .occlusion import eval_mode
+from ..utils.tables import write_csv  # noqa: F401  (re-exported: analyses write their tables with it)
 
 MODES = ("deletion", "insertion")
 
@@ -208,17 +207,6 @@ def faithfulness_table(model: nn.Module, images: Tensor, targets, masks: Tensor 
         rows.append({"method": name, "deletion_auc": float(d.mean()), "insertion_auc": float(i.mean()),
                      "pointing_acc": acc, "n": b})
     return rows
-
-
-def write_csv(rows: Sequence[Mapping], path: str | Path) -> Path:
-    """Write dict rows (same keys) to CSV; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 __all__ = [

@@ -25,7 +25,6 @@ Paper ranges (read from the v1 figure, 224 px inputs): translation -60..60 px, s
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -36,6 +35,7 @@ from torch import Tensor, nn
 
 from .layers import capture_activations
 from .occlusion import eval_mode
+from ..utils.tables import write_csv  # noqa: F401  (re-exported: analyses write their tables with it)
 
 TRANSFORMS = ("translation", "scale", "rotation")
 
@@ -166,16 +166,6 @@ def invariance_curves(model: nn.Module, images: Tensor, labels: Sequence[int] | 
         flush()
     order = {kind: i for i, kind in enumerate(TRANSFORMS)}
     return sorted(rows, key=lambda r: (order[r["transform"]], r["value"], r["image"]))
-
-
-def write_csv(rows: Sequence[Mapping], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 _XLABEL = {"translation": "vertical translation (px)", "scale": "scale ratio", "rotation": "rotation (degrees)"}

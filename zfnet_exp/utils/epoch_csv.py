@@ -15,6 +15,8 @@ from typing import Any
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
+from .tables import write_csv
+
 
 class EpochCSVLogger(Logger):
     def __init__(self, save_dir: str | Path, filename: str = "metrics.csv"):
@@ -63,11 +65,4 @@ class EpochCSVLogger(Logger):
         self._write()
 
     def _write(self) -> None:
-        fields: list[str] = []
-        for row in self._rows.values():
-            fields += [k for k in row if k not in fields]
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        with self._path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(self._rows[e] for e in sorted(self._rows))
+        write_csv([self._rows[e] for e in sorted(self._rows)], self._path)
