@@ -1,4 +1,5 @@
-"""``LitClassifier``: cross-entropy training of any registered model with torchmetrics top-1/top-5.
+"""``LitClassifier``: cross-entropy training of any registered model with top-1/top-5 accuracy and error
+(torchmetrics, synced across DDP ranks).
 
 The constructor takes plain config (architecture name, optimizer and scheduler as Hydra ``_partial_`` nodes)
 rather than built objects, so a checkpoint alone rebuilds the model: ``LitClassifier.load_from_checkpoint(p)``
@@ -13,10 +14,10 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from torch import nn
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torchmetrics import MeanMetric, MinMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics import MeanMetric
 
 from .registry import create_model
 
@@ -50,14 +51,16 @@ class LitClassifier(L.LightningModule):
         })
         self.model = create_model(arch, num_classes=num_classes, input_size=input_size, init=init,
                                   init_std=init_std, zero_head=zero_head, **(self.hparams.overrides or {}))
-        top5 = min(5, num_classes)
-        self.train_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
-        self.train_acc5 = MulticlassAccuracy(num_classes, top_k=top5, average="micro")
-        self.val_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
-        self.val_acc5 = MulticlassAccuracy(num_classes, top_k=top5, average="micro")
-        self.train_loss = MeanMetric()
-        self.val_loss = MeanMetric()
-        self.val_err1_best = MinMetric()
+        # Every epoch metric is a torchmetrics object handed to self.log, so Lightning syncs it across DDP
+        # ranks and resets it. Accuracy and error are means of the same per-sample top-k hits (one topk call,
+        # so err == 1 - acc exactly, ties included) rather than "1 - acc.compute()" in an epoch-end hook: a
+        # manual compute() there issues collectives of its own and crashed gloo under DDP (measured).
+        self.top5 = min(5, num_classes)
+        self.metrics = nn.ModuleDict({
+            f"{stage}_{name}": MeanMetric()
+            for stage in ("train", "val")
+            for name in ("acc_top1", "acc_top5", "err_top1", "err_top5", "loss")
+        })
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -67,43 +70,28 @@ class LitClassifier(L.LightningModule):
         x, y = batch[0], batch[1]
         return x, y
 
+    def _update_and_log(self, stage: str, logits: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
+        hits = logits.detach().topk(self.top5, dim=1).indices == y[:, None]
+        top1, top5 = hits[:, 0].float(), hits.any(dim=1).float()
+        values = {"acc_top1": top1, "acc_top5": top5, "err_top1": 1 - top1, "err_top5": 1 - top5, "loss": loss.detach()}
+        for name, value in values.items():
+            metric = self.metrics[f"{stage}_{name}"]
+            metric(value)  # forward: updates the epoch state and gives Lightning the step value
+            on_step = stage == "train" and name == "loss"
+            self.log(f"{stage}/{name}", metric, on_step=on_step, on_epoch=True,
+                     prog_bar=name in ("loss", "acc_top1"))
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = self._unpack(batch)
         logits = self(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
-        self.train_loss(loss.detach())
-        self.train_acc1(logits.detach(), y)
-        self.train_acc5(logits.detach(), y)
-        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
-        self.log("train/acc_top1", self.train_acc1, on_step=False, on_epoch=True, prog_bar=True)
-        self.log("train/acc_top5", self.train_acc5, on_step=False, on_epoch=True)
+        self._update_and_log("train", logits, y, loss)
         return loss
-
-    def on_train_epoch_end(self) -> None:
-        # torchmetrics objects hold their epoch state until Lightning resets them after this hook
-        self.log("train/err_top1", 1.0 - self.train_acc1.compute())
-        self.log("train/err_top5", 1.0 - self.train_acc5.compute())
-
-    def on_train_start(self) -> None:
-        self.val_err1_best.reset()  # forget the sanity-check pass
 
     def validation_step(self, batch, batch_idx: int) -> None:
         x, y = self._unpack(batch)
         logits = self(x)
-        self.val_loss(F.cross_entropy(logits, y))
-        self.val_acc1(logits, y)
-        self.val_acc5(logits, y)
-        self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log("val/acc_top1", self.val_acc1, on_step=False, on_epoch=True, prog_bar=True)
-        self.log("val/acc_top5", self.val_acc5, on_step=False, on_epoch=True)
-
-    def on_validation_epoch_end(self) -> None:
-        err1 = 1.0 - self.val_acc1.compute()
-        self.log("val/err_top1", err1)
-        self.log("val/err_top5", 1.0 - self.val_acc5.compute())
-        if not self.trainer.sanity_checking:
-            self.val_err1_best(err1)
-            self.log("val/err_top1_best", self.val_err1_best.compute())
+        self._update_and_log("val", logits, y, F.cross_entropy(logits, y))
 
     def configure_optimizers(self):
         if not self.hparams.optimizer:

@@ -109,8 +109,10 @@ def _log_hyperparameters(cfg: DictConfig, model: L.LightningModule, loggers: lis
 def _summary(trainer: L.Trainer, run_dir: Path, loggers: list[Logger], metrics: dict[str, float]) -> None:
     ckpt = trainer.checkpoint_callback
     lines = ["", "Done.", f"  run folder : {run_dir}"]
-    if ckpt is not None:
-        lines.append(f"  checkpoints: {Path(ckpt.dirpath)} (best: {Path(ckpt.best_model_path).name or '-'}, last: last.ckpt)")
+    if ckpt is not None and ckpt.dirpath:
+        best = f"{Path(ckpt.best_model_path).name}, {ckpt.monitor}={float(ckpt.best_model_score):.4f}" \
+            if ckpt.best_model_path and ckpt.best_model_score is not None else "-"
+        lines.append(f"  checkpoints: {Path(ckpt.dirpath)} (best: {best}; last: last.ckpt)")
     lines.append(f"  metrics    : {run_dir / 'metrics.csv'} (one row per epoch)")
     for lg in loggers:
         if isinstance(lg, WandbLogger):
@@ -118,7 +120,7 @@ def _summary(trainer: L.Trainer, run_dir: Path, loggers: list[Logger], metrics: 
             lines.append(f"  W&B        : {where}" + (f"  (upload: wandb sync {where})" if lg._offline else ""))
         elif getattr(lg, "log_dir", None):
             lines.append(f"  {type(lg).__name__.replace('Logger', '').lower():<11}: {lg.log_dir}")
-    for key in ("val/acc_top1", "val/acc_top5", "val/err_top1_best"):
+    for key in ("val/acc_top1", "val/acc_top5"):
         if key in metrics:
             lines.append(f"  {key:<11}: {metrics[key]:.4f}")
     print("\n".join(lines), flush=True)
