@@ -1,7 +1,10 @@
 """Lightning callbacks: thin, they decide when and what to run and hand results to the sink."""
 
+from .evolution import FeatureEvolution
+from .filter_health import FilterHealth
 from .filter_renorm import FilterRenormalization
 from .grad_centralization import GradientCentralization
 from .samples import TrainSamples
+from .top9 import Top9Deconv
 
-__all__ = ["GradientCentralization", "FilterRenormalization", "TrainSamples"]
+__all__ = ["FeatureEvolution", "FilterHealth", "Top9Deconv", "GradientCentralization", "FilterRenormalization", "TrainSamples"]

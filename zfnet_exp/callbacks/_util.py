@@ -3,7 +3,8 @@ schedule, and gathering top-k buffers across DDP ranks."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 
@@ -72,3 +73,25 @@ def gather_topk(pl_module, acc: TopKAccumulator, layers: Sequence[str]) -> dict[
 def epoch_scheduled(epoch: int, every_n_epochs: int, max_epochs: int | None) -> bool:
     """1-based ``epoch`` is due every ``every_n_epochs``, and the last epoch always is."""
     return epoch % max(1, every_n_epochs) == 0 or (max_epochs is not None and max_epochs > 0 and epoch == max_epochs)
+
+
+@contextmanager
+def capture_first(model: torch.nn.Module, layers: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
+    """Like :func:`capture_activations`, but the *first* forward call after ``store.clear()`` wins: the
+    validation step's own forward, even if another callback runs the model again before batch end
+    (an occlusion probe, say), whose activations must not be credited to the batch's dataset indices."""
+    store: dict[str, torch.Tensor] = {}
+    handles = []
+    for layer in layers:
+        _, module = resolve_layer(model, layer)
+
+        def hook(_mod, _inp, out, _name=layer):
+            if _name not in store:
+                store[_name] = out.detach()
+
+        handles.append(module.register_forward_hook(hook))
+    try:
+        yield store
+    finally:
+        for h in handles:
+            h.remove()

@@ -20,10 +20,11 @@ import lightning as L
 import torch
 from torch.utils.data import Subset
 
+from ..diagnostics.layers import conv_layer_names
 from ..diagnostics.topk import mine_topk
 from ..viz import ImageSink
 from ..viz.grids import evolution_strip, project_units
-from ._util import denormalizer, layer_channels, pick_maps
+from ._util import denormalizer, pick_maps
 
 DEFAULT_EPOCHS = (1, 2, 5, 10, 20, 30, 40, 64)
 
@@ -31,15 +32,15 @@ DEFAULT_EPOCHS = (1, 2, 5, 10, 20, 30, 40, 64)
 def schedule(epochs: Sequence[int], max_epochs: int | None) -> list[int]:
     """The 1-based epochs to record: ``epochs`` clipped to ``max_epochs``, always including the last."""
     if max_epochs is None or max_epochs < 0:
-        return sorted(set(int(e) for e in epochs))
+        return sorted({int(e) for e in epochs})
     return sorted({int(e) for e in epochs if 1 <= int(e) <= max_epochs} | {int(max_epochs)})
 
 
 class FeatureEvolution(L.Callback):
-    def __init__(self, layers: Sequence[str] = ("conv1", "conv2", "conv3", "conv4", "conv5"),
+    def __init__(self, layers: Sequence[str] | None = None,
                  maps: int | str | Sequence[int] | None = 6, epochs: Sequence[int] = DEFAULT_EPOCHS,
                  num_images: int = 256, seed: int = 0, batch_size: int = 64, enabled: bool = True):
-        self.layers = list(layers)
+        self.layers = list(layers) if layers else None  # None: every conv layer the model has
         self.maps = maps
         self.epochs = list(epochs)
         self.num_images = num_images
@@ -49,6 +50,20 @@ class FeatureEvolution(L.Callback):
         self.logged_epochs: list[int] = []
         self.cells: dict[str, list[torch.Tensor]] = {}  # layer -> per epoch [M, 3, h, w]
         self.records: dict[str, list[dict]] = {}
+
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if self.layers is None:  # Table 3 ablations lack conv3/conv4: default to the layers that exist
+            self.layers = conv_layer_names(pl_module.model)
+    def state_dict(self) -> dict:
+        """Projections kept so far (uint8, a few MB at most) so a resumed run continues the same strip."""
+        return {"logged_epochs": list(self.logged_epochs), "records": self.records,
+                "cells": {k: [(c * 255).round().to(torch.uint8) for c in v] for k, v in self.cells.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.logged_epochs = list(state.get("logged_epochs", []))
+        self.records = dict(state.get("records", {}))
+        self.cells = {k: [c.float() / 255 for c in v] for k, v in state.get("cells", {}).items()}
 
     def _dataset(self, dm):
         """Train images with the eval transform (see module docstring)."""

@@ -18,9 +18,9 @@ import lightning as L
 import torch
 
 from ..diagnostics.filters import filter_grid, filter_health
-from ..diagnostics.layers import capture_activations, conv_layer_names
+from ..diagnostics.layers import conv_layer_names
 from ..viz import ImageSink
-from ._util import epoch_scheduled
+from ._util import capture_first, epoch_scheduled
 
 
 class FilterHealth(L.Callback):
@@ -41,7 +41,7 @@ class FilterHealth(L.Callback):
         return self.layers or conv_layer_names(model)
 
     def _active(self, trainer) -> bool:
-        return (self.enabled and not trainer.sanity_checking and trainer.state.fn == "fit"
+        return (self.enabled and not trainer.sanity_checking and trainer.state.fn in ("fit", "validate")
                 and epoch_scheduled(trainer.current_epoch + 1, self.every_n_epochs, trainer.max_epochs))
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
@@ -49,7 +49,11 @@ class FilterHealth(L.Callback):
             return
         self._max, self._zeros, self._count = {}, {}, {}
         self._hooks = ExitStack()
-        self._acts = self._hooks.enter_context(capture_activations(pl_module.model, self._layers(pl_module.model)))
+        self._acts = self._hooks.enter_context(capture_first(pl_module.model, self._layers(pl_module.model)))
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if self._acts is not None:
+            self._acts.clear()
 
     @torch.no_grad()
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:

@@ -14,20 +14,26 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 
 import lightning as L
-import torch
 
-from ..diagnostics.layers import capture_activations
+from ..diagnostics.layers import conv_layer_names
 from ..diagnostics.topk import TopKAccumulator
 from ..viz import ImageSink
 from ..viz.grids import top9_panel
-from ._util import denormalizer, epoch_scheduled, gather_topk, layer_channels, pick_maps
+from ._util import (
+    capture_first,
+    denormalizer,
+    epoch_scheduled,
+    gather_topk,
+    layer_channels,
+    pick_maps,
+)
 
 
 class Top9Deconv(L.Callback):
-    def __init__(self, layers: Sequence[str] = ("conv1", "conv2", "conv3", "conv4", "conv5"), k: int = 9,
+    def __init__(self, layers: Sequence[str] | None = None, k: int = 9,
                  maps: int | str | Sequence[int] | None = 8, seed: int = 0, every_n_epochs: int = 1,
                  maps_per_row: int = 4, enabled: bool = True):
-        self.layers = list(layers)
+        self.layers = list(layers) if layers else None  # None: every conv layer the model has
         self.k = k
         self.maps = maps
         self.seed = seed
@@ -39,8 +45,12 @@ class Top9Deconv(L.Callback):
         self._acts: dict | None = None
         self.last_result = None  # {layer: TopK} of the last mined epoch (all ranks), for tests and users
 
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if self.layers is None:  # Table 3 ablations lack conv3/conv4: default to the layers that exist
+            self.layers = conv_layer_names(pl_module.model)
     def _active(self, trainer) -> bool:
-        return (self.enabled and not trainer.sanity_checking and trainer.state.fn == "fit"
+        return (self.enabled and not trainer.sanity_checking and trainer.state.fn in ("fit", "validate")
                 and epoch_scheduled(trainer.current_epoch + 1, self.every_n_epochs, trainer.max_epochs))
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
@@ -51,7 +61,11 @@ class Top9Deconv(L.Callback):
         channels = layer_channels(model, self.layers, probe)
         self._acc = TopKAccumulator(self.layers, self.k, channels=channels)
         self._hooks = ExitStack()
-        self._acts = self._hooks.enter_context(capture_activations(model, self.layers))
+        self._acts = self._hooks.enter_context(capture_first(model, self.layers))
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if self._acts is not None:
+            self._acts.clear()
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if self._acc is None or dataloader_idx != 0:
@@ -76,6 +90,8 @@ class Top9Deconv(L.Callback):
         for layer in self.layers:
             topk = result[layer]
             maps = pick_maps(topk.values.shape[0], self.maps, self.seed, layer)
+            if not maps:  # maps=[]: mine (last_result / JSON-free) but draw nothing
+                continue
             grid, payload = top9_panel(pl_module.model, dm.val_set, layer, topk, maps, denorm,
                                        device=pl_module.device, maps_per_row=self.maps_per_row)
             payload["epoch"] = trainer.current_epoch + 1

@@ -12,9 +12,11 @@ Patches are shown de-normalized, as the network's input looked.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -41,11 +43,23 @@ def _tile(cells: torch.Tensor, nrow: int, pad: int = 1, pad_value: float = 1.0) 
     return out
 
 
+def upscale(cells: torch.Tensor, min_size: int = 32) -> torch.Tensor:
+    """Nearest-neighbour enlargement by an integer factor so cells are at least ``min_size`` pixels: conv1's
+    receptive field is 7 px at 64 px input, unreadable in a logger's image panel."""
+    f = max(1, -(-min_size // max(1, min(cells.shape[-2:]))))
+    if f == 1:
+        return cells
+    lead = cells.shape[:-3]
+    out = F.interpolate(cells.reshape(-1, *cells.shape[-3:]), scale_factor=f, mode="nearest")
+    return out.reshape(*lead, *out.shape[-3:])
+
+
 def top9_grid(projections: torch.Tensor, patches: torch.Tensor, maps_per_row: int = 4,
-              gap: int = 4) -> torch.Tensor:
+              gap: int = 4, min_cell: int = 32) -> torch.Tensor:
     """Fig. 2 layout. ``projections``/``patches`` ``[M, k, 3, h, w]`` in [0, 1] (k = 9 -> 3x3 each; empty
     slots may be grey). Per map: projections on the left, patches on the right; maps tiled
     ``maps_per_row`` to a row, separated by ``gap`` white pixels."""
+    projections, patches = upscale(projections, min_cell), upscale(patches, min_cell)
     m, k = projections.shape[:2]
     side = math.ceil(math.sqrt(k))
     panels = [torch.cat([_tile(projections[i], side), torch.ones(3, _tile(projections[i], side).shape[1], 2),
@@ -53,19 +67,35 @@ def top9_grid(projections: torch.Tensor, patches: torch.Tensor, maps_per_row: in
     return _tile(torch.stack(panels), min(maps_per_row, m), pad=gap)
 
 
-def evolution_strip(cells: torch.Tensor, pad: int = 2) -> torch.Tensor:
+def evolution_strip(cells: torch.Tensor, pad: int = 2, min_cell: int = 32) -> torch.Tensor:
     """Fig. 4 layout: ``cells [M, E, 3, h, w]`` (maps x epochs, in [0, 1]) -> rows = maps, columns = epochs."""
-    m, e = cells.shape[:2]
+    cells = upscale(cells, min_cell)
+    e = cells.shape[1]
     return _tile(cells.flatten(0, 1), e, pad=pad)
 
 
-def _with_grad():
-    """Autograd back on, also inside Lightning's validation loop (which runs under ``inference_mode``)."""
-    from contextlib import ExitStack
+@contextmanager
+def _frozen(model: nn.Module) -> Iterator[None]:
+    """Parameters temporarily without ``requires_grad``: the projection only needs gradients w.r.t. the
+    input, and under DDP a backward that reaches parameters fires the reducer's gradient all-reduce on
+    rank 0 alone (a collective mismatch that hangs or kills the job)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
+
+def _with_grad(model: nn.Module) -> ExitStack:
+    """Autograd back on, also inside Lightning's validation loop (which runs under ``inference_mode``),
+    with the model's parameters frozen (see :func:`_frozen`)."""
     stack = ExitStack()
     stack.enter_context(torch.inference_mode(False))
     stack.enter_context(torch.enable_grad())
+    stack.enter_context(_frozen(model))
     return stack
 
 
@@ -76,7 +106,7 @@ def project_units(model: nn.Module, images: torch.Tensor, layer: str, channels: 
     both cut to the unit's receptive field: (projections normalized for display, patches de-normalized),
     each ``[N, 3, Rh, Rw]`` on the CPU. Works under ``inference_mode`` (tensors are cloned, autograd is
     re-enabled locally); the model's train/eval mode is restored by :func:`project`."""
-    with _with_grad():
+    with _with_grad(model):
         images = images.clone()
         geom = layer_geometry(model, layer, tuple(images.shape[-2:]), images.shape[1])
         projs = []
@@ -112,14 +142,15 @@ def top9_panel(model: nn.Module, dataset: Dataset, layer: str, topk: TopK, maps:
                                     torch.stack(poss).to(device), denorm)
         h, w = proj.shape[-2:]
     else:
-        geom = layer_geometry(model, layer, tuple(dataset[0][0].shape[-2:]), dataset[0][0].shape[0])
-        h, w = geom.rf_size
+        probe = dataset[0][0]
+        with _with_grad(model):  # tracing records tensor versions: not possible on inference tensors
+            h, w = layer_geometry(model, layer, tuple(probe.shape[-2:]), probe.shape[0]).rf_size
     P = torch.full((len(maps), k, 3, h, w), 0.5)
     Q = torch.full((len(maps), k, 3, h, w), 0.5)
     for n, (mi, j) in enumerate(slots):
         P[mi, j], Q[mi, j] = proj[n], patch[n]
     payload = {"layer": layer, "k": k, "maps": [int(c) for c in maps],
-               "values": topk.values[list(maps)].tolist(), "indices": topk.indices[list(maps)].tolist(),
+               "values": [[v if math.isfinite(v) else None for v in row] for row in topk.values[list(maps)].tolist()], "indices": topk.indices[list(maps)].tolist(),
                "positions": topk.positions[list(maps)].tolist()}
     return top9_grid(P, Q, maps_per_row=maps_per_row), payload
 

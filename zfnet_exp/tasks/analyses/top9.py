@@ -18,6 +18,7 @@ from torch.utils.data import Subset
 
 from ...callbacks._util import pick_maps
 from ...data.transforms import denormalize
+from ...diagnostics.layers import conv_layer_names
 from ...diagnostics.sanity import cascading_randomization
 from ...diagnostics.topk import mine_topk
 from ...viz.grids import evolution_strip, normalize_each, top9_panel
@@ -40,7 +41,7 @@ def run(ctx) -> dict[str, Any]:
     opts = ctx.cfg.analysis
     if ctx.model is None or ctx.dataset is None:
         raise ValueError("analysis=top9 needs ckpt=<checkpoint> and images=<split or folder>")
-    layers = list(opts.layers)
+    layers = list(opts.layers) if opts.layers else conv_layer_names(ctx.model)
     topk = mine_topk(ctx.model, ctx.dataset, layers, k=int(opts.k), batch_size=int(ctx.cfg.batch_size),
                      num_workers=int(ctx.cfg.num_workers), device=ctx.device)
     base = base_dataset(ctx.dataset)
@@ -51,6 +52,8 @@ def run(ctx) -> dict[str, Any]:
     for layer in layers:
         t = topk[layer]
         maps = pick_maps(t.values.shape[0], maps_opt, int(opts.seed), layer)
+        if not maps:  # maps=[]: mine (last_result / JSON-free) but draw nothing
+            continue
         grid, payload = top9_panel(ctx.model, base, layer, t, maps, denorm, device=ctx.device,
                                    maps_per_row=int(opts.maps_per_row))
         payload["checkpoint"] = str(ctx.checkpoint)

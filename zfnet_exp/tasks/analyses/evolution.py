@@ -1,0 +1,76 @@
+"""Offline Fig. 4: ``python analyze.py ckpt=<last ckpt or run folder> analysis=evolution
+[analysis.ckpts=[a.ckpt,b.ckpt,...]]``.
+
+Columns are checkpoints, ordered by their training epoch: ``analysis.ckpts`` if given, else every
+``*.ckpt`` in the checkpoint folder of ``ckpt`` (one file per saved epoch; keep them with
+``callbacks.model_checkpoint.save_top_k=-1``); ``ckpt`` is always included (it also supplies the data
+description). Per layer, a fixed seeded set of maps (the same choice as the evolution callback with the
+same seed), each map's strongest activation over a fixed seeded subset of ``analysis.images`` (default
+the train split, read with the eval transform), projected with the deconvnet: ``diag/<layer>/evolution``
+(PNG: rows = maps, columns = epochs; JSON: which image/unit per cell).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Subset
+
+from ...callbacks._util import pick_maps
+from ...diagnostics.layers import conv_layer_names
+from ...diagnostics.topk import mine_topk
+from ...viz.grids import evolution_strip, project_units
+from ..analyze import build_dataset, load_checkpoint
+from .top9 import base_dataset, denormalizer_from
+
+
+def _epoch(path: Path) -> int:
+    return int(torch.load(path, map_location="cpu", weights_only=False).get("epoch", -1)) + 1
+
+
+def checkpoints(ref: Path, explicit) -> list[Path]:
+    paths = [Path(p) for p in explicit] if explicit else sorted(ref.parent.glob("*.ckpt"))
+    paths = list(dict.fromkeys([*paths, ref]))
+    by_epoch: dict[int, Path] = {}
+    for p in sorted(paths, key=lambda q: (q.name == "last.ckpt", str(q))):
+        by_epoch.setdefault(_epoch(p), p)  # last.ckpt duplicates an epoch file: keep the named one
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def run(ctx) -> dict[str, Any]:
+    opts = ctx.cfg.analysis
+    if ctx.checkpoint is None:
+        raise ValueError("analysis=evolution needs ckpt=<checkpoint or run folder>")
+    layers = list(opts.layers) if opts.layers else conv_layer_names(ctx.model)
+    ds = build_dataset(ctx.data, str(opts.images))
+    g = torch.Generator().manual_seed(int(opts.seed))
+    subset = Subset(ds, sorted(torch.randperm(len(ds), generator=g)[: min(int(opts.num_images), len(ds))].tolist()))
+    denorm = denormalizer_from(ctx.data)
+    maps_opt = opts.maps if opts.maps == "all" or isinstance(opts.maps, int) else list(opts.maps)
+    ckpts = checkpoints(Path(ctx.checkpoint), opts.get("ckpts"))
+    cells: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
+    records: dict[str, list[dict]] = {layer: [] for layer in layers}
+    epochs = []
+    for path in ckpts:
+        model, _ = load_checkpoint(path, ctx.device)
+        epochs.append(_epoch(path))
+        topk = mine_topk(model, subset, layers, k=1, batch_size=int(ctx.cfg.batch_size), device=ctx.device)
+        for layer in layers:
+            t = topk[layer]
+            maps = pick_maps(t.values.shape[0], maps_opt, int(opts.seed), layer)
+            idx = [int(t.indices[c, 0]) for c in maps]
+            images = torch.stack([base_dataset(ds)[i][0] for i in idx]).to(ctx.device)
+            proj, _ = project_units(model, images, layer, torch.tensor(maps, device=ctx.device),
+                                    t.positions[maps, 0].to(ctx.device), denorm)
+            cells[layer].append(proj)
+            records[layer].append({"epoch": epochs[-1], "checkpoint": str(path), "maps": maps, "indices": idx,
+                                   "values": t.values[maps, 0].tolist(), "positions": t.positions[maps, 0].tolist()})
+    step = int(opts.get("step", 0))
+    for layer in layers:
+        ctx.sink.log_image(f"diag/{layer}/evolution", evolution_strip(torch.stack(cells[layer], 1)), step=step,
+                           caption=f"{layer}: rows = maps, columns = epochs {epochs}")
+        ctx.sink.log_json(f"diag/{layer}/evolution", {"layer": layer, "epochs": epochs, "records": records[layer]},
+                          step=step)
+    return {"epochs": epochs, "checkpoints": [str(p) for p in ckpts]}
