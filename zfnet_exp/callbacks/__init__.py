@@ -4,7 +4,8 @@ from .evolution import FeatureEvolution
 from .filter_health import FilterHealth
 from .filter_renorm import FilterRenormalization
 from .grad_centralization import GradientCentralization
+from .occlusion import OcclusionSensitivity
 from .samples import TrainSamples
 from .top9 import Top9Deconv
 
-__all__ = ["FeatureEvolution", "FilterHealth", "Top9Deconv", "GradientCentralization", "FilterRenormalization", "TrainSamples"]
+__all__ = ["OcclusionSensitivity", "FeatureEvolution", "FilterHealth", "Top9Deconv", "GradientCentralization", "FilterRenormalization", "TrainSamples"]

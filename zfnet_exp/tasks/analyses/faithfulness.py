@@ -5,8 +5,11 @@ and the centre baseline, on the checkpoint's validation images with the shapes o
 Choices (also written into ``faithfulness.json``):
 
 - target = the true class (as in ZF Fig. 7 and the pointing game).
-- occlusion's map = :meth:`OcclusionResult.per_pixel` of the probability drop (``occlusion_score``), with
-  the analysis' patch/stride (16/4 at 64 px covers every pixel).
+- occlusion's map = :meth:`OcclusionResult.per_pixel` of the drop of the target's logit
+  (``occlusion_score: logit``, Captum's convention; a well-trained model's probability saturates, so many
+  positions tie at "drop = clean p" and the map's first maximum lands on the plateau's corner), with the
+  analysis' patch/stride (16/4 at 64 px covers every pixel). ``occlusion_prob`` / ``occlusion_logit`` in
+  ``methods`` pick the score explicitly (both are in the default table).
 - pointing-game tolerance: ``tolerance: null`` scales the published 15 px at 224 px by input/224
   (4.3 px at 64 px), so the tolerance is the same fraction of the image; the table also reports the
   accuracy at a flat 15 px (``pointing_acc_15px``, loose at 64 px) and exactly-on-the-mask (``_0px``).
@@ -44,9 +47,10 @@ def compute_maps(model, images, labels, methods, a, batch_size: int = 64) -> tup
     maps, secs = {}, {}
     for m in methods:
         t0 = time.perf_counter()
-        if m == "occlusion":
+        if m.startswith("occlusion"):  # occlusion (score from the config), occlusion_prob, occlusion_logit
+            score = m.split("_", 1)[1] if "_" in m else str(a.occlusion_score)
             maps[m] = occlusion_maps(model, images, labels, int(a.patch), int(a.stride), float(a.fill),
-                                     str(a.occlusion_score), batch_size).to(images.device)
+                                     score, batch_size).to(images.device)
         else:
             chunks = [attribute(m, model, images[s: s + 16], labels[s: s + 16])
                       for s in range(0, len(images), 16)]

@@ -1,0 +1,141 @@
+"""Offline analyses (occlusion, invariance, correspondence, attribution, faithfulness) on a tiny trained
+checkpoint, run in-process through ``zfnet_exp.tasks.analyze.analyze``, and the mask/keypoint mapping into
+the network input frame."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import CONF, TINY_DATA, compose_train
+from zfnet_exp.data.masks import eval_point_map, load_mask, map_point, mapped_annotation
+from zfnet_exp.data.transforms import eval_geometry
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, data_dir) -> Path:
+    from zfnet_exp.tasks.runner import run_task
+    from zfnet_exp.tasks.train import train
+
+    run_dir = tmp_path_factory.mktemp("tiny_train")
+    cfg = compose_train(["debug=smoke", *TINY_DATA, "logger=none", "~callbacks.train_samples"], run_dir, data_dir)
+    run_task(train, cfg)
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    return run_dir
+
+
+def _analyze(run_dir: Path, out: Path, *overrides: str) -> dict:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from zfnet_exp.tasks.analyze import analyze
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("analyze", overrides=[f"ckpt={run_dir}", f"paths.output_dir={out}", "device=cpu",
+                                            *overrides])
+    return analyze(cfg)
+
+
+def _csv(path: Path) -> list[dict]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_occlusion_analysis(tiny_run, tmp_path):
+    _analyze(tiny_run, tmp_path, "analysis=occlusion", "analysis.num_probes=2", "analysis.patch=32",
+             "analysis.stride=16")
+    rows = _csv(tmp_path / "occlusion.csv")
+    assert len(rows) == 2 and {"index", "clean_prob", "min_prob", "min_y", "min_x"} <= set(rows[0])
+    for r in rows:
+        d = tmp_path / "diagnostics" / "analysis" / "occlusion" / f"{int(r['index']):06d}"
+        payload = json.loads((d / "step0000000.json").read_text())
+        assert np.array(payload["prob"]).shape == (3, 3) and np.array(payload["activation"]).shape == (3, 3)
+        with Image.open(d / "step0000000.png") as im:
+            assert im.width > 3 * im.height  # five panels side by side
+
+
+def test_invariance_analysis(tiny_run, tmp_path):
+    _analyze(tiny_run, tmp_path, "analysis=invariance", "analysis.num_probes=2",
+             "analysis.amounts={translation:[-8,0,8],scale:[1.0,1.5],rotation:[0,90]}")
+    rows = _csv(tmp_path / "invariance.csv")
+    assert len(rows) == 2 * (3 + 2 + 2)
+    assert {"transform", "value", "image", "label", "dist_conv1", "dist_fc7", "prob"} <= set(rows[0])
+    for kind in ("translation", "scale", "rotation"):
+        assert (tmp_path / f"invariance_{kind}.png").is_file()
+    ident = [r for r in rows if r["transform"] == "translation" and float(r["value"]) == 0]
+    assert all(float(r["dist_fc7"]) == 0 for r in ident)
+
+
+def test_correspondence_analysis(tiny_run, tmp_path):
+    _analyze(tiny_run, tmp_path, "analysis=correspondence", "images=train", "analysis.subset_size=2",
+             "analysis.repeats=2")
+    rows = _csv(tmp_path / "correspondence.csv")
+    assert {(r["region"], r["layer"]) for r in rows} == {(p, k) for p in ("tip", "tail", "random")
+                                                         for k in ("conv5", "fc7")}
+    assert all(0 <= float(r["mean"]) <= 1 for r in rows)
+    meta = json.loads((tmp_path / "correspondence.json").read_text())
+    assert meta["class"] == "arrow" and meta["n_images"] == 3
+
+
+def test_attribution_analysis(tiny_run, tmp_path):
+    _analyze(tiny_run, tmp_path, "analysis=attribution", "analysis.num_probes=2", "analysis.patch=32",
+             "analysis.stride=16", "analysis.methods=[deconvnet_zf,gradcam,saliency,occlusion]")
+    rows = _csv(tmp_path / "attribution_peaks.csv")
+    assert len(rows) == 2 * 4 and {r["method"] for r in rows} == {"deconvnet_zf", "gradcam", "saliency", "occlusion"}
+    pngs = list((tmp_path / "diagnostics" / "analysis" / "attribution").glob("*/step0000000.png"))
+    assert len(pngs) == 2
+
+
+def test_faithfulness_analysis(tiny_run, tmp_path):
+    res = _analyze(tiny_run, tmp_path, "analysis=faithfulness", "num_images=3", "analysis.n_steps=4",
+                   "analysis.patch=32", "analysis.stride=16",
+                   "analysis.methods=[occlusion,saliency,gradcam,deconvnet_zf]")
+    rows = _csv(tmp_path / "faithfulness.csv")
+    assert [r["method"] for r in rows] == ["occlusion", "saliency", "gradcam", "deconvnet_zf", "center"]
+    for r in rows:
+        assert 0 <= float(r["deletion_auc"]) <= 1 and 0 <= float(r["insertion_auc"]) <= 1
+        assert 0 <= float(r["pointing_acc"]) <= 1 and int(r["n"]) == 3
+        assert float(r["tolerance_px"]) == pytest.approx(15 * 64 / 224)
+    meta = json.loads((tmp_path / "faithfulness.json").read_text())
+    assert meta["n_images"] == 3 and len(meta["indices"]) == 3 and len(res["rows"]) == 5
+
+
+# ----------------------------------------------------------------------------------------- masks
+
+
+def test_point_map_matches_eval_geometry():
+    """A small block drawn at (x, y) lands where ``map_point`` says after the eval geometry (incl. resize)."""
+    for size, (x, y) in [((73, 73), (40, 20)), ((120, 90), (70, 50)), ((90, 130), (30, 80))]:
+        arr = np.zeros((size[1], size[0]), np.uint8)
+        arr[y - 3: y + 4, x - 3: x + 4] = 255
+        out = np.asarray(eval_geometry(64)(Image.fromarray(arr))) > 127
+        ys, xs = np.nonzero(out)
+        mx, my = map_point((x + 0.5, y + 0.5), size, 64)  # pixel centre
+        assert abs(xs.mean() + 0.5 - mx) < 1.0 and abs(ys.mean() + 0.5 - my) < 1.0, (size, xs.mean(), mx)
+    sx, sy, ox, oy = eval_point_map((73, 73), 64)
+    assert (sx, sy, ox, oy) == (1.0, 1.0, 4.0, 4.0)
+
+
+def test_mask_is_where_the_object_is(tiny_run):
+    """The mapped mask's centroid matches the annotation centre mapped through the eval geometry."""
+    from zfnet_exp.tasks.analyze import build_dataset, load_checkpoint
+
+    _, data = load_checkpoint(tiny_run)
+    ds = build_dataset(data, "val")
+    for cls in ("circle", "square"):
+        label = ds.classes.index(cls)
+        i = ds.targets.index(label)
+        mask = load_mask(ds, i, 64)
+        assert mask.shape == (64, 64) and mask.any()
+        ann = mapped_annotation(ds, i, 64)
+        ys, xs = torch.nonzero(mask, as_tuple=True)
+        cx, cy = ann["center"]
+        assert abs(xs.double().mean() + 0.5 - cx) < 1.5 and abs(ys.double().mean() + 0.5 - cy) < 1.5
+        assert mask[int(cy), int(cx)]

@@ -1,0 +1,69 @@
+"""``analysis=correspondence``: ZF Table 1 on the shapes dataset. Occlude the *same part* (a square on a
+named keypoint, e.g. an arrow's ``tip`` / ``tail``) in every image of one class and score how consistently
+the features change (sign-Hamming Delta, lower = more consistent) at conv5 and fc7, against squares of the
+same size at random places (inside the object when ``random_within_object``). Writes
+``correspondence.csv`` / ``.json`` in the run folder.
+
+Keypoints are mapped into the network input frame (:mod:`zfnet_exp.data.masks`). The arrow is the default
+class because its parts are distinct under rotation; a star's ``tip0``..``tip4`` are numbered along the
+outline, so "tip0" is not the same part across rotated stars.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch.utils.data import Subset
+
+from ...data.masks import base_folder, load_mask, mapped_annotation
+from ...diagnostics.correspondence import correspondence_table, square_masks
+from .occlusion import write_rows
+
+
+def class_positions(dataset, label: int) -> list[int]:
+    """Positions in ``dataset`` (possibly a Subset) whose label is ``label``, without loading images."""
+    folder = base_folder(dataset)
+    idx = list(dataset.indices) if isinstance(dataset, Subset) else list(range(len(folder)))
+    return [p for p, i in enumerate(idx) if folder.targets[i] == label]
+
+
+def run(ctx) -> dict:
+    a = ctx.cfg.analysis
+    classes = list(ctx.data.get("classes") or base_folder(ctx.dataset).classes)
+    if a.cls not in classes:
+        raise ValueError(f"analysis.cls={a.cls!r} is not a class of this dataset: {classes}")
+    label = classes.index(a.cls)
+    positions = class_positions(ctx.dataset, label)
+    if a.get("max_images"):
+        positions = positions[: int(a.max_images)]
+    folder = base_folder(ctx.dataset)
+    xs, anns, objs, indices = [], [], [], []
+    for p in positions:
+        x, _, i = ctx.dataset[p]
+        ann = mapped_annotation(folder, i, int(x.shape[-1]))
+        if ann is None:
+            raise ValueError(f"image {i} has no annotation sidecar: correspondence needs keypoints (shapes dataset)")
+        xs.append(x)
+        anns.append(ann)
+        indices.append(i)
+        objs.append(load_mask(folder, i, int(x.shape[-1])))
+    images = torch.stack(xs).to(ctx.device)
+    size = tuple(images.shape[-2:])
+    parts = {part: square_masks(torch.tensor([ann["keypoints"][part] for ann in anns]), int(a.size), size)
+             for part in a.parts}
+    rows = correspondence_table(ctx.model, images, parts, layers=list(a.layers), random_size=int(a.size),
+                                object_masks=torch.stack(objs) if a.random_within_object else None,
+                                subset_size=int(a.subset_size), repeats=int(a.repeats), fill=float(a.fill),
+                                seed=int(ctx.cfg.get("seed", 0)), batch_size=int(ctx.cfg.get("batch_size", 64)))
+    for r in rows:
+        r["class"] = a.cls
+        r["size_px"] = int(a.size)
+    out = Path(ctx.out_dir)
+    write_rows(rows, out / "correspondence.csv")
+    (out / "correspondence.json").write_text(json.dumps({"rows": rows, "indices": indices, "class": a.cls,
+                                                         "n_images": len(indices)}, indent=1))
+    for r in rows:
+        print(f"{r['region']:>8} {r['layer']:>6}  Delta {r['mean']:.4f} +- {r['std']:.4f}", flush=True)
+    return {"rows": rows}

@@ -1,0 +1,34 @@
+"""``analysis=invariance``: ZF Fig. 5, feature distance and true-class probability under vertical
+translation, scaling and rotation, for a few evenly spaced images (``invariance.csv`` + one PNG per
+transform in the run folder, also sent through the sink under ``analysis/invariance/<transform>``).
+
+The translation range scales with the input (the paper's -60..60 px at 224 px is -17..17 px at 64 px).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+from ...diagnostics.invariance import default_values, run_invariance
+from .occlusion import gather
+
+
+def run(ctx) -> dict:
+    a = ctx.cfg.analysis
+    images, labels, indices = gather(ctx.dataset, a.get("num_probes"))
+    images = images.to(ctx.device)
+    values = default_values(int(images.shape[-2]))
+    amounts = a.get("amounts") or {}
+    values = {k: list(amounts[k]) if amounts.get(k) is not None else v
+              for k, v in values.items() if k in list(a.transforms)}
+    classes = ctx.data.get("classes")
+    names = [f"{i} ({classes[y]})" if classes else str(i) for i, y in zip(indices, labels.tolist())]
+    rows, csv_path, pngs = run_invariance(ctx.model, images, labels, Path(ctx.out_dir), layers=list(a.layers),
+                                          values=values, fill=float(a.fill),
+                                          batch_size=int(ctx.cfg.get("batch_size", 64)), names=names)
+    for p in pngs:
+        with Image.open(p) as im:
+            ctx.sink.log_image(f"analysis/invariance/{p.stem.removeprefix('invariance_')}", im.convert("RGB"), step=0)
+    return {"csv": str(csv_path), "pngs": [str(p) for p in pngs], "n_rows": len(rows)}
