@@ -3,8 +3,7 @@ schedule, and gathering top-k buffers across DDP ranks."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -75,23 +74,15 @@ def epoch_scheduled(epoch: int, every_n_epochs: int, max_epochs: int | None) -> 
     return epoch % max(1, every_n_epochs) == 0 or (max_epochs is not None and max_epochs > 0 and epoch == max_epochs)
 
 
-@contextmanager
-def capture_first(model: torch.nn.Module, layers: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
-    """Like :func:`capture_activations`, but the *first* forward call after ``store.clear()`` wins: the
-    validation step's own forward, even if another callback runs the model again before batch end
-    (an occlusion probe, say), whose activations must not be credited to the batch's dataset indices."""
-    store: dict[str, torch.Tensor] = {}
-    handles = []
-    for layer in layers:
-        _, module = resolve_layer(model, layer)
+def capture_first(model: torch.nn.Module, layers: Sequence[str]):
+    """:func:`capture_activations` keeping the *first* forward call after ``store.clear()``: the validation
+    step's own forward, even if another callback runs the model again before batch end (an occlusion probe,
+    say), whose activations must not be credited to the batch's dataset indices."""
+    return capture_activations(model, layers, keep="first")
 
-        def hook(_mod, _inp, out, _name=layer):
-            if _name not in store:
-                store[_name] = out.detach()
 
-        handles.append(module.register_forward_hook(hook))
-    try:
-        yield store
-    finally:
-        for h in handles:
-            h.remove()
+def diagnostic_due(trainer, enabled: bool, every_n_epochs: int) -> bool:
+    """Whether a validation-time diagnostic runs this epoch: enabled, not the sanity check, during fit or
+    validate, and on its schedule (1-based epochs; the last epoch always)."""
+    return (enabled and not trainer.sanity_checking and trainer.state.fn in ("fit", "validate")
+            and epoch_scheduled(trainer.current_epoch + 1, every_n_epochs, trainer.max_epochs))

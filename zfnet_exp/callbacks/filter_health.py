@@ -20,7 +20,7 @@ import torch
 from ..diagnostics.filters import filter_grid, filter_health
 from ..diagnostics.layers import conv_layer_names
 from ..viz import ImageSink
-from ._util import capture_first, epoch_scheduled
+from ._util import capture_first, diagnostic_due
 
 
 class FilterHealth(L.Callback):
@@ -41,8 +41,7 @@ class FilterHealth(L.Callback):
         return self.layers or conv_layer_names(model)
 
     def _active(self, trainer) -> bool:
-        return (self.enabled and not trainer.sanity_checking and trainer.state.fn in ("fit", "validate")
-                and epoch_scheduled(trainer.current_epoch + 1, self.every_n_epochs, trainer.max_epochs))
+        return diagnostic_due(trainer, self.enabled, self.every_n_epochs)
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         if not self._active(trainer):

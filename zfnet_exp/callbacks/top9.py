@@ -22,7 +22,7 @@ from ..viz.grids import top9_panel
 from ._util import (
     capture_first,
     denormalizer,
-    epoch_scheduled,
+    diagnostic_due,
     gather_topk,
     layer_channels,
     pick_maps,
@@ -50,8 +50,7 @@ class Top9Deconv(L.Callback):
         if self.layers is None:  # Table 3 ablations lack conv3/conv4: default to the layers that exist
             self.layers = conv_layer_names(pl_module.model)
     def _active(self, trainer) -> bool:
-        return (self.enabled and not trainer.sanity_checking and trainer.state.fn in ("fit", "validate")
-                and epoch_scheduled(trainer.current_epoch + 1, self.every_n_epochs, trainer.max_epochs))
+        return diagnostic_due(trainer, self.enabled, self.every_n_epochs)
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         if not self._active(trainer):

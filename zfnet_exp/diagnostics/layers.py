@@ -42,18 +42,23 @@ def conv_layer_names(model: nn.Module) -> list[str]:
 
 
 @contextmanager
-def capture_activations(model: nn.Module, layers: Iterable[str], detach: bool = True) -> Iterator[dict[str, torch.Tensor]]:
+def capture_activations(model: nn.Module, layers: Iterable[str], detach: bool = True,
+                        keep: str = "last") -> Iterator[dict[str, torch.Tensor]]:
     """Record the outputs of ``layers`` during forward passes run inside the ``with`` block.
 
-    The dict is filled on every forward call (the last call wins) and the hooks are removed on exit.
+    The dict is filled on every forward call; with ``keep="last"`` the last call wins, with ``keep="first"``
+    the first call after the dict was last cleared wins. The hooks are removed on exit.
     """
+    if keep not in ("first", "last"):
+        raise ValueError(f"keep={keep!r}: choose 'first' or 'last'")
     store: dict[str, torch.Tensor] = {}
     handles = []
     for layer in layers:
         _, module = resolve_layer(model, layer)
 
         def hook(_mod, _inp, out, _name=layer):
-            store[_name] = out.detach() if detach else out
+            if keep == "last" or _name not in store:
+                store[_name] = out.detach() if detach else out
 
         handles.append(module.register_forward_hook(hook))
     try:
