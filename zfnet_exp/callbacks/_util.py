@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ..data.transforms import denormalize
+from ..data.transforms import denormalizer as make_denormalizer
 from ..diagnostics.layers import capture_activations, resolve_layer
 from ..diagnostics.topk import TopK, TopKAccumulator
 
@@ -27,10 +27,7 @@ def pick_maps(num_channels: int, maps: int | str | Sequence[int] | None, seed: i
 
 def denormalizer(datamodule) -> Callable[[torch.Tensor], torch.Tensor]:
     """Network input -> [0, 1] RGB, from the datamodule's normalization (min-max per image without one)."""
-    params = datamodule.normalization_params() if hasattr(datamodule, "normalization_params") else None
-    if params:
-        return lambda x: denormalize(x, params["mean"], params["std"], params["normalization"])
-    return lambda x: (x - x.amin()) / (x.amax() - x.amin() + 1e-8)
+    return make_denormalizer(datamodule.normalization_params() if hasattr(datamodule, "normalization_params") else None)
 
 
 @torch.no_grad()

@@ -20,7 +20,8 @@ from __future__ import annotations
 import lightning as L
 import torch
 
-from ..data.transforms import denormalize
+from ..data.transforms import denormalizer
+from ..diagnostics.autograd import input_gradients_only
 from ..diagnostics.occlusion import occlusion_sensitivity
 from ..viz import ImageSink
 from ..viz.occlusion_figure import occlusion_figure, projection_image, result_payload
@@ -63,7 +64,7 @@ class OcclusionSensitivity(L.Callback):
         params = dm.normalization_params() if hasattr(dm, "normalization_params") else None
         classes = list(getattr(dm, "classes", None) or []) or None
         sink = ImageSink.from_trainer(trainer)
-        with torch.inference_mode(False), torch.enable_grad():
+        with input_gradients_only(model):
             for idx in probe_indices(len(val_set), self.num_probes, self.seed):
                 self._probe(model, val_set, idx, device, params, classes, sink, trainer.global_step)
 
@@ -73,8 +74,7 @@ class OcclusionSensitivity(L.Callback):
         res = occlusion_sensitivity(model, x, int(y), self.patch, self.stride, self.fill, self.layer,
                                     self.batch_size)
         proj = projection_image(model, x, res) if self.projection else None
-        shown = denormalize(x.cpu(), params["mean"], params["std"], params["normalization"]) if params else \
-            (x.cpu() - x.min().cpu()) / (x.max() - x.min()).cpu().clamp(min=1e-8)
+        shown = denormalizer(params)(x.cpu())
         name = classes[int(y)] if classes else str(int(y))
         key = f"diag/occlusion/{int(index):06d}"
         fig = occlusion_figure(shown, res, classes, proj, title=f"val image {int(index)} ({name}), step {step}")

@@ -52,6 +52,14 @@ def eval_geometry(crop_size: int):
                       T.CenterCrop(crop_size)])
 
 
+def denormalizer(params: dict | None):
+    """Network input -> [0, 1] RGB from a normalization record (``mean``, ``std``, ``normalization``, as
+    datamodules report and checkpoints store it); without one, min-max scaling per call."""
+    if params and params.get("mean"):
+        return lambda x: denormalize(x, params["mean"], params["std"], params.get("normalization", "standard"))
+    return lambda x: (x - x.amin()) / (x.amax() - x.amin()).clamp(min=1e-8)
+
+
 def denormalize(x, mean, std, normalization: str = "standard"):
     """Normalized tensor [.., 3, H, W] back to [0, 1] RGB, for figures."""
     import torch

@@ -37,7 +37,6 @@ from torch import Tensor, nn
 from .layers import capture_activations
 from .occlusion import eval_mode
 
-
 # ----------------------------------------------------------------------------------------- the pure core
 
 

@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .occlusion import eval_mode
 from ..utils.tables import write_csv  # noqa: F401  (re-exported: analyses write their tables with it)
+from .occlusion import eval_mode
 
 MODES = ("deletion", "insertion")
 

@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..utils.tables import write_csv  # noqa: F401  (re-exported: analyses write their tables with it)
 from .layers import capture_activations
 from .occlusion import eval_mode
-from ..utils.tables import write_csv  # noqa: F401  (re-exported: analyses write their tables with it)
 
 TRANSFORMS = ("translation", "scale", "rotation")
 

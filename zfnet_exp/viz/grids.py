@@ -12,14 +12,14 @@ Patches are shown de-normalized, as the network's input looked.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..diagnostics.autograd import input_gradients_only
 from ..diagnostics.deconvnet import project
 from ..diagnostics.geometry import layer_geometry, receptive_field_patches
 from ..diagnostics.topk import TopK
@@ -74,31 +74,6 @@ def evolution_strip(cells: torch.Tensor, pad: int = 2, min_cell: int = 32) -> to
     return _tile(cells.flatten(0, 1), e, pad=pad)
 
 
-@contextmanager
-def _frozen(model: nn.Module) -> Iterator[None]:
-    """Parameters temporarily without ``requires_grad``: the projection only needs gradients w.r.t. the
-    input, and under DDP a backward that reaches parameters fires the reducer's gradient all-reduce on
-    rank 0 alone (a collective mismatch that hangs or kills the job)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
-
-
-def _with_grad(model: nn.Module) -> ExitStack:
-    """Autograd back on, also inside Lightning's validation loop (which runs under ``inference_mode``),
-    with the model's parameters frozen (see :func:`_frozen`)."""
-    stack = ExitStack()
-    stack.enter_context(torch.inference_mode(False))
-    stack.enter_context(torch.enable_grad())
-    stack.enter_context(_frozen(model))
-    return stack
-
-
 def project_units(model: nn.Module, images: torch.Tensor, layer: str, channels: torch.Tensor,
                   positions: torch.Tensor, denorm: Callable[[torch.Tensor], torch.Tensor],
                   chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,7 +81,7 @@ def project_units(model: nn.Module, images: torch.Tensor, layer: str, channels: 
     both cut to the unit's receptive field: (projections normalized for display, patches de-normalized),
     each ``[N, 3, Rh, Rw]`` on the CPU. Works under ``inference_mode`` (tensors are cloned, autograd is
     re-enabled locally); the model's train/eval mode is restored by :func:`project`."""
-    with _with_grad(model):
+    with input_gradients_only(model):
         images = images.clone()
         geom = layer_geometry(model, layer, tuple(images.shape[-2:]), images.shape[1])
         projs = []
@@ -143,7 +118,7 @@ def top9_panel(model: nn.Module, dataset: Dataset, layer: str, topk: TopK, maps:
         h, w = proj.shape[-2:]
     else:
         probe = dataset[0][0]
-        with _with_grad(model):  # tracing records tensor versions: not possible on inference tensors
+        with input_gradients_only(model):  # tracing records tensor versions: not possible on inference tensors
             h, w = layer_geometry(model, layer, tuple(probe.shape[-2:]), probe.shape[0]).rf_size
     P = torch.full((len(maps), k, 3, h, w), 0.5)
     Q = torch.full((len(maps), k, 3, h, w), 0.5)

@@ -19,11 +19,12 @@ import torch
 from torch.utils.data import Subset
 
 from ...callbacks._util import pick_maps
+from ...data.transforms import denormalizer
 from ...diagnostics.layers import conv_layer_names
 from ...diagnostics.topk import mine_topk
 from ...viz.grids import evolution_strip, project_units
 from ..analyze import build_dataset, load_checkpoint
-from .top9 import base_dataset, denormalizer_from
+from .top9 import base_dataset
 
 
 def _epoch(path: Path) -> int:
@@ -47,7 +48,7 @@ def run(ctx) -> dict[str, Any]:
     ds = build_dataset(ctx.data, str(opts.images))
     g = torch.Generator().manual_seed(int(opts.seed))
     subset = Subset(ds, sorted(torch.randperm(len(ds), generator=g)[: min(int(opts.num_images), len(ds))].tolist()))
-    denorm = denormalizer_from(ctx.data)
+    denorm = denormalizer(ctx.data)
     maps_opt = opts.maps if opts.maps == "all" or isinstance(opts.maps, int) else list(opts.maps)
     ckpts = checkpoints(Path(ctx.checkpoint), opts.get("ckpts"))
     cells: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}

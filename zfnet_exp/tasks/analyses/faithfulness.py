@@ -26,7 +26,11 @@ import torch
 
 from ...data.masks import base_folder, load_mask
 from ...diagnostics.attribution import attribute
-from ...diagnostics.faithfulness import faithfulness_table, pointing_accuracy, pointing_game
+from ...diagnostics.faithfulness import (
+    faithfulness_table,
+    pointing_accuracy,
+    pointing_game,
+)
 from ...diagnostics.occlusion import occlusion_sensitivity
 from .occlusion import gather, write_rows
 

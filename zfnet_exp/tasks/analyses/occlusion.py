@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ...data.transforms import denormalize
+from ...data.transforms import denormalizer
 from ...diagnostics.occlusion import occlusion_sensitivity
 from ...viz.occlusion_figure import occlusion_figure, projection_image, result_payload
 
@@ -42,8 +42,7 @@ def gather(dataset: Dataset, num: int | None) -> tuple[Tensor, Tensor, list[int]
 
 def display(ctx, x: Tensor) -> Tensor:
     """A normalized input back to [0, 1] RGB for figures."""
-    d = ctx.data
-    return denormalize(x.detach().cpu(), d["mean"], d["std"], d.get("normalization", "standard"))
+    return denormalizer(ctx.data)(x.detach().cpu())
 
 
 def write_rows(rows: list[dict], path: Path) -> Path:

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Subset
 
 from ...callbacks._util import pick_maps
-from ...data.transforms import denormalize
+from ...data.transforms import denormalizer
 from ...diagnostics.layers import conv_layer_names
 from ...diagnostics.sanity import cascading_randomization
 from ...diagnostics.topk import mine_topk
@@ -31,12 +31,6 @@ def base_dataset(dataset):
     return dataset
 
 
-def denormalizer_from(data: dict):
-    if data.get("mean"):
-        return lambda x: denormalize(x, data["mean"], data["std"], data.get("normalization", "standard"))
-    return lambda x: (x - x.amin()) / (x.amax() - x.amin() + 1e-8)
-
-
 def run(ctx) -> dict[str, Any]:
     opts = ctx.cfg.analysis
     if ctx.model is None or ctx.dataset is None:
@@ -45,7 +39,7 @@ def run(ctx) -> dict[str, Any]:
     topk = mine_topk(ctx.model, ctx.dataset, layers, k=int(opts.k), batch_size=int(ctx.cfg.batch_size),
                      num_workers=int(ctx.cfg.num_workers), device=ctx.device)
     base = base_dataset(ctx.dataset)
-    denorm = denormalizer_from(ctx.data)
+    denorm = denormalizer(ctx.data)
     step = int(opts.get("step", 0))
     maps_opt = opts.maps if opts.maps == "all" or isinstance(opts.maps, int) else list(opts.maps)
     out: dict[str, Any] = {}
