@@ -70,3 +70,23 @@ def compose_train(overrides: list[str], run_dir: Path, data_dir: Path):
     with open_dict(cfg):
         del cfg["hydra"]  # the job config proper, as @hydra.main hands it to the task
     return cfg
+
+
+def wandb_history(run_dir: Path) -> dict:
+    """Every key logged to the run folder's one offline W&B run (last value wins), read back from the ``.wandb``
+    file with ``wandb leet inspect --json``: what a user would see in the W&B UI after ``wandb sync``."""
+    import json
+    import subprocess
+    import sys
+
+    runs = sorted((Path(run_dir) / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, runs
+    out = subprocess.run([str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json", str(runs[0])],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    logged: dict = {}
+    for line in out.splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            if rec.get("type") == "history":
+                logged.update(rec["history"]["item"])
+    return logged

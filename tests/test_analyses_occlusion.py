@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import CONF, TINY_DATA, compose_train, wandb_history
 from PIL import Image
 
-from conftest import CONF, TINY_DATA, compose_train
 from zfnet_exp.data.masks import eval_point_map, load_mask, map_point, mapped_annotation
 from zfnet_exp.data.transforms import eval_geometry
 
@@ -39,7 +39,7 @@ def _analyze(run_dir: Path, out: Path, *overrides: str) -> dict:
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("analyze", overrides=[f"ckpt={run_dir}", f"paths.output_dir={out}", "device=cpu",
-                                            *overrides])
+                                            "logger=none", *overrides])
     return analyze(cfg)
 
 
@@ -93,18 +93,45 @@ def test_attribution_analysis(tiny_run, tmp_path):
     assert len(pngs) == 2
 
 
-def test_faithfulness_analysis(tiny_run, tmp_path):
+def test_faithfulness_analysis(tiny_run, tmp_path, wandb_home):
     res = _analyze(tiny_run, tmp_path, "analysis=faithfulness", "num_images=3", "analysis.n_steps=4",
                    "analysis.patch=32", "analysis.stride=16",
-                   "analysis.methods=[occlusion,saliency,gradcam,deconvnet_zf]")
+                   "analysis.methods=[occlusion,occlusion_grid,saliency,gradcam,deconvnet_zf]", "logger=wandb")
     rows = _csv(tmp_path / "faithfulness.csv")
-    assert [r["method"] for r in rows] == ["occlusion", "saliency", "gradcam", "deconvnet_zf", "center"]
+    assert [r["method"] for r in rows] == ["occlusion", "occlusion_grid", "saliency", "gradcam", "deconvnet_zf",
+                                           "center", "random"]
     for r in rows:
         assert 0 <= float(r["deletion_auc"]) <= 1 and 0 <= float(r["insertion_auc"]) <= 1
-        assert 0 <= float(r["pointing_acc"]) <= 1 and int(r["n"]) == 3
+        assert 0 <= float(r["pointing_lo"]) <= float(r["pointing_acc"]) <= float(r["pointing_hi"]) <= 1
+        assert int(r["n"]) == 3
         assert float(r["tolerance_px"]) == pytest.approx(15 * 64 / 224)
     meta = json.loads((tmp_path / "faithfulness.json").read_text())
-    assert meta["n_images"] == 3 and len(meta["indices"]) == 3 and len(res["rows"]) == 5
+    assert meta["n_images"] == 3 and len(meta["indices"]) == 3 and len(res["rows"]) == 7
+    # the same table went to the logger: the offline W&B run holds a 7-row table under analysis/faithfulness
+    logged = wandb_history(tmp_path)
+    assert logged["analysis/faithfulness._type"] == "table-file" and logged["analysis/faithfulness.nrows"] == 7
+    assert (tmp_path / "diagnostics" / "analysis" / "faithfulness" / "step0000000.csv").is_file()
+
+
+def test_faithfulness_pointing_only_runs_no_causal_metrics(tiny_run, tmp_path):
+    _analyze(tiny_run, tmp_path, "analysis=faithfulness", "num_images=4", "analysis.metrics=[pointing]",
+             "analysis.methods=[saliency]")
+    rows = _csv(tmp_path / "faithfulness.csv")
+    assert [r["method"] for r in rows] == ["saliency", "center", "random"]
+    assert "deletion_auc" not in rows[0] and "insertion_auc" not in rows[0]
+    # the centre baseline scores 0 on the images where it misses, by definition of that subset
+    centre = rows[1]
+    assert int(centre["n_offcentre"]) == round(4 * (1 - float(centre["pointing_acc"])))
+    if int(centre["n_offcentre"]):
+        assert float(centre["pointing_acc_offcentre"]) == 0.0
+
+
+def test_faithfulness_rejects_unknown_occlusion_view(tiny_run, tmp_path):
+    from zfnet_exp.data.errors import UserError
+
+    with pytest.raises(UserError, match=r"unknown method\(s\) \['occlusion_max'\]\. Choose from"):
+        _analyze(tiny_run, tmp_path, "analysis=faithfulness", "num_images=2", "analysis.methods=[occlusion_max]")
+
 
 
 # ----------------------------------------------------------------------------------------- masks

@@ -14,7 +14,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import ROOT, TINY_DATA, compose_train
+from conftest import ROOT, TINY_DATA, compose_train, wandb_history
 
 from zfnet_exp.callbacks.evolution import schedule
 from zfnet_exp.callbacks.filter_health import FilterHealth
@@ -120,15 +120,7 @@ def test_tiny_run_writes_and_logs_deconv_diagnostics(tmp_path, data_dir, wandb_h
     assert "health/conv1/dead_frac" in rows[0] and "health/conv1/aliasing" in rows[0]
     assert rows[-1]["health/conv5/dead_frac"] != ""
     # the W&B offline log holds the image keys
-    runs = sorted((run_dir / "wandb").glob("offline-run-*"))
-    out = subprocess.run([str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json", str(runs[0])],
-                         capture_output=True, text=True, timeout=120, check=True).stdout
-    logged = {}
-    for line in out.splitlines():
-        if line.strip():
-            r = json.loads(line)
-            if r.get("type") == "history":
-                logged.update(r["history"]["item"])
+    logged = wandb_history(run_dir)
     for key in ("diag/conv1/top9", "diag/conv5/top9", "diag/conv1/evolution", "diag/filters/conv1"):
         assert logged.get(f"{key}._type") == "images/separated", key
     assert "health/conv1/dead_frac" in logged
@@ -209,3 +201,6 @@ def test_offline_top9_and_evolution_from_checkpoint(tmp_path, data_dir):
     assert sanity["steps"][0] == {"step": "original", "score": 1.0} and len(sanity["steps"]) == 4  # conv3, 2, 1
     evo = _json(next(out.rglob("diagnostics/diag/conv2/evolution/step0000000.json")))
     assert evo["epochs"] == [1]
+    # the analysis also logged its figures to its own offline W&B run (the default analyze logger)
+    top9_run = next(out.rglob("diagnostics/diag/conv1/top9")).parents[3]
+    assert wandb_history(top9_run)["diag/conv1/top9._type"] == "images/separated"

@@ -4,14 +4,10 @@ probes fixed and seeded, skipped on other ranks, and the model's mode restored."
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
 import torch
 
-from conftest import TINY_DATA, compose_train
+from conftest import TINY_DATA, compose_train, wandb_history
 from zfnet_exp.callbacks.occlusion import OcclusionSensitivity, probe_indices
 from zfnet_exp.tasks.runner import run_task
 from zfnet_exp.tasks.train import train
@@ -19,20 +15,6 @@ from zfnet_exp.tasks.train import train
 SMOKE = ["debug=smoke", *TINY_DATA]
 FAST = ["callbacks=[model_checkpoint,occlusion]", "callbacks.occlusion.num_probes=2",
         "callbacks.occlusion.every_n_epochs=1", "callbacks.occlusion.patch=32", "callbacks.occlusion.stride=16"]
-
-
-def _wandb_keys(run_dir: Path) -> dict:
-    runs = sorted((run_dir / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1, runs
-    out = subprocess.run([str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json", str(runs[0])],
-                         capture_output=True, text=True, timeout=120, check=True).stdout
-    logged: dict = {}
-    for line in out.splitlines():
-        if line.strip():
-            rec = json.loads(line)
-            if rec.get("type") == "history":
-                logged.update(rec["history"]["item"])
-    return logged
 
 
 def test_probe_indices_are_seeded_and_distinct():
@@ -56,7 +38,7 @@ def test_callback_writes_figure_json_and_wandb(tmp_path, data_dir, wandb_home):
         assert torch.tensor(payload["prob"]).shape == (3, 3)
         assert torch.tensor(payload["top_class"]).shape == (3, 3)
         assert payload["layer"] == "conv5" and payload["index"] == int(p)
-    logged = _wandb_keys(run_dir)
+    logged = wandb_history(run_dir)
     assert any(k.startswith("diag/occlusion/") for k in logged), sorted(logged)
 
 

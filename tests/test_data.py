@@ -31,6 +31,19 @@ def test_shapes_batches(data_dir):
     assert torch.equal(dm.val_set[int(idx[2])][0], x[2])
 
 
+def test_shapes_object_size_is_configurable_and_checked(data_dir):
+    from zfnet_exp.data.errors import UserError
+
+    dm = ShapesDataModule(cache_dir=str(data_dir), image_size=64, train_per_class=1, val_per_class=1,
+                          min_radius=0.1, max_radius=0.12, batch_size=2, num_workers=0)
+    assert (dm.spec.min_radius, dm.spec.max_radius) == (0.1, 0.12)
+    assert dm.spec.key() != ShapesDataModule(cache_dir=str(data_dir), image_size=64, train_per_class=1,
+                                             val_per_class=1, batch_size=2, num_workers=0).spec.key()
+    # 0.45 of the 73-px drawn side cannot fit in the 64-px crop (limit 32/73 = 0.438)
+    with pytest.raises(UserError, match=r"data.max_radius=0.45 are not a valid object size.*<= 0.438"):
+        ShapesDataModule(cache_dir=str(data_dir), image_size=64, max_radius=0.45, batch_size=2, num_workers=0)
+
+
 def test_transforms_scale_the_paper_geometry():
     assert resize_for(224) == 256 and resize_for(112) == 128
     img = Image.new("RGB", (300, 256))

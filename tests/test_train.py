@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import math
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY_DATA, compose_train
+from conftest import TINY_DATA, compose_train, wandb_history
 from zfnet_exp.models import list_models
 from zfnet_exp.tasks.runner import run_task
 from zfnet_exp.tasks.train import train
@@ -32,20 +31,9 @@ def _metrics_rows(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _wandb_records(run_dir: Path) -> list[dict]:
-    runs = sorted((run_dir / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1, runs
-    out = subprocess.run([str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json", str(runs[0])],
-                         capture_output=True, text=True, timeout=120, check=True).stdout
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
-
-
 def test_wandb_offline_log_holds_metrics_and_images(tmp_path, data_dir, wandb_home):
     run_dir, metrics = _run(tmp_path, data_dir, "logger=wandb")
-    history = [r["history"]["item"] for r in _wandb_records(run_dir) if r.get("type") == "history"]
-    logged = {}
-    for item in history:
-        logged.update(item)
+    logged = wandb_history(run_dir)
     # the values in the W&B log are the ones the trainer computed
     assert logged["val/acc_top1"] == pytest.approx(metrics["val/acc_top1"], abs=1e-6)
     assert logged["val/err_top1"] == pytest.approx(1 - metrics["val/acc_top1"], abs=1e-6)

@@ -24,6 +24,7 @@ from zfnet_exp.diagnostics.faithfulness import (
     pointing_game,
     rise_kernel,
     trapezoid_auc,
+    wilson_interval,
     write_csv,
 )
 
@@ -159,10 +160,51 @@ def test_faithfulness_table(tmp_path):
     maps = {"perfect": evidence(images, region, checker), "random": torch.rand(3, 16, 16)}
     rows = faithfulness_table(model, images, 0, masks, maps, n_steps=8)
     assert [r["method"] for r in rows] == ["perfect", "random", "center"]
-    assert set(rows[0]) == {"method", "deletion_auc", "insertion_auc", "pointing_acc", "n"}
+    assert set(rows[0]) == {"method", "n", "deletion_auc", "insertion_auc", "pointing_acc", "pointing_lo",
+                            "pointing_hi", "pointing_acc_offcentre", "n_offcentre"}
     perfect = rows[0]
     assert perfect["pointing_acc"] == 1.0 and perfect["n"] == 3
     assert perfect["deletion_auc"] < rows[1]["deletion_auc"]
     assert perfect["insertion_auc"] > rows[1]["insertion_auc"]
     path = write_csv(rows, tmp_path / "faith.csv")
-    assert path.read_text().splitlines()[0] == "method,deletion_auc,insertion_auc,pointing_acc,n"
+    assert path.read_text().splitlines()[0] == ("method,n,deletion_auc,insertion_auc,pointing_acc,pointing_lo,"
+                                                "pointing_hi,pointing_acc_offcentre,n_offcentre")
+
+
+def test_random_baseline_row_is_at_chance():
+    """The uniform-noise row points at a uniformly random pixel: its pointing accuracy estimates the object's
+    share of the image (reference: the mask area, with tolerance 0), here 1/4 of the image."""
+    n = 400
+    masks = torch.zeros(n, 8, 8, dtype=torch.bool)
+    masks[:, :4, :4] = True
+    rows = faithfulness_table(nn.Identity(), torch.rand(n, 3, 8, 8), 0, masks, {}, tolerance=0,
+                              include_center=False, include_random=True, metrics=("pointing",))
+    assert [r["method"] for r in rows] == ["random"]
+    assert rows[0]["pointing_lo"] < 0.25 < rows[0]["pointing_hi"]
+
+
+def test_wilson_interval_matches_the_closed_form():
+    # reference: the textbook Wilson score interval for 5/10 (0.2366, 0.7634) and for 0/n: [0, z^2 / (n + z^2)]
+    lo, hi = wilson_interval(torch.tensor([True] * 5 + [False] * 5))
+    assert lo == pytest.approx(0.2366, abs=1e-4) and hi == pytest.approx(0.7634, abs=1e-4)
+    lo, hi = wilson_interval(torch.zeros(20, dtype=torch.bool))
+    assert lo == 0.0 and hi == pytest.approx(1.96**2 / (20 + 1.96**2))
+
+
+def test_offcentre_column_separates_object_from_centre_bias():
+    # two images: object in the top-left corner (the centre baseline misses) and object in the middle (it hits)
+    images = torch.rand(2, 3, 16, 16)
+    masks = torch.zeros(2, 16, 16, dtype=torch.bool)
+    masks[0, :4, :4] = True
+    masks[1, 6:10, 6:10] = True
+    on_object = masks.float() + 0.01 * torch.rand(2, 16, 16)
+    rows = faithfulness_table(nn.Identity(), images, 0, masks, {"object": on_object}, tolerance=1,
+                              metrics=("pointing",))
+    obj, centre = rows
+    assert set(obj) == {"method", "n", "pointing_acc", "pointing_lo", "pointing_hi", "pointing_acc_offcentre",
+                        "n_offcentre"}
+    assert obj["n_offcentre"] == centre["n_offcentre"] == 1
+    assert obj["pointing_acc"] == 1.0 and obj["pointing_acc_offcentre"] == 1.0
+    assert centre["pointing_acc"] == 0.5 and centre["pointing_acc_offcentre"] == 0.0
+    with pytest.raises(ValueError, match="unknown faithfulness metrics"):
+        faithfulness_table(nn.Identity(), images, 0, masks, {}, metrics=("pointing", "auc"))

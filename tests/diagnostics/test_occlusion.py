@@ -229,6 +229,30 @@ def test_grid_geometry_and_bookkeeping():
     assert torch.all(pix[:, 62:] == 0) and torch.all(pix[62:, :] == 0)
 
 
+def test_grid_map_is_bilinear_between_occluder_centres():
+    """Reference: torch's bilinear ``interpolate(align_corners=True)`` of the drop grid onto the pixels between
+    the first and last occluder centres (odd patch: centres on pixels), edge values replicated outside."""
+    import torch.nn.functional as F
+
+    model = small("zfnet", 64)
+    image = torch.randn(3, 64, 64)
+    patch, stride = 15, 7  # centres at 7, 14, ..., 56: 8 positions
+    res = occlusion_sensitivity(model, image, 2, patch, stride, 0.0)
+    drop = res.clean_logit - res.logit
+    lo, n = (patch - 1) // 2, drop.shape[0]
+    hi = lo + (n - 1) * stride
+    ref = F.interpolate(drop[None, None], size=(hi - lo + 1,) * 2, mode="bilinear", align_corners=True)[0, 0]
+    ref = F.pad(ref[None], (lo, 63 - hi, lo, 63 - hi), mode="replicate")[0]
+    got = res.grid_map("logit")
+    torch.testing.assert_close(got, ref, atol=1e-9, rtol=1e-9)
+    # its maximum is the centre of the occluder position with the largest drop (what ZF read off Fig. 7 d)
+    k = int(drop.argmax())
+    assert divmod(int(got.argmax()), 64) == (lo + (k // n) * stride, lo + (k % n) * stride)
+    assert res.grid_map("prob").shape == (64, 64)
+    with pytest.raises(ValueError, match="score"):
+        res.grid_map("softmax")
+
+
 def test_restores_training_mode_and_validates_arguments():
     model = small("zfnet", 48).train()
     image = torch.randn(3, 48, 48)

@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
-from .errors import DataError
+from .errors import DataError, UserError
 from .folder import IndexedImageFolder, check_split_folder
 from .sampling import ClassBalancedSampler
 from .shapes import SHAPE_CLASSES, ShapesSpec, generate_shapes
@@ -174,16 +174,28 @@ class ShapesDataModule(ImageFolderDataModule):
         train_per_class: int = 400,
         val_per_class: int = 50,
         seed: int = 0,
+        min_radius: float = ShapesSpec.min_radius,
+        max_radius: float = ShapesSpec.max_radius,
         generate_workers: int | None = None,
         **kwargs,
     ):
         super().__init__(root=None, image_size=image_size, cache_dir=cache_dir, **kwargs)
+        if not 0 < min_radius <= max_radius <= 0.5 * image_size / resize_for(image_size):
+            raise UserError(
+                f"data.min_radius={min_radius} / data.max_radius={max_radius} are not a valid object size: the "
+                f"radius is a fraction of the drawn image side and the object must fit inside the "
+                f"{image_size}-px training crop, so 0 < min_radius <= max_radius <= "
+                f"{0.5 * image_size / resize_for(image_size):.3f}. Fix the two values in conf/data/shapes.yaml "
+                f"or on the command line."
+            )
         self.spec = ShapesSpec(
             image_size=resize_for(image_size),
             train_per_class=train_per_class,
             val_per_class=val_per_class,
             seed=seed,
             safe_size=image_size,
+            min_radius=min_radius,
+            max_radius=max_radius,
         )
         self.generate_workers = generate_workers
 

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..utils.tables import write_csv  # noqa: F401  (re-exported: analyses write their tables with it)
+from ..utils.tables import write_csv
 from .occlusion import eval_mode
 
 MODES = ("deletion", "insertion")
@@ -176,6 +176,11 @@ def pointing_accuracy(hits: Tensor, labels: Tensor | None = None) -> float:
     return float(torch.stack([hits[labels == c].mean() for c in labels.unique()]).mean())
 
 
+def random_baseline(batch: int, height: int, width: int, seed: int = 0) -> Tensor:
+    """Seeded uniform noise maps [B, H, W]: a random ranking and a uniformly random pointing location (chance)."""
+    return torch.rand(batch, height, width, generator=torch.Generator().manual_seed(seed))
+
+
 def center_baseline(batch: int, height: int, width: int) -> Tensor:
     """Maps [B, H, W] whose maximum is the centre pixel (H // 2, W // 2): the pointing-game baseline."""
     ys = torch.arange(height, dtype=torch.float32) - height // 2
@@ -183,34 +188,81 @@ def center_baseline(batch: int, height: int, width: int) -> Tensor:
     return (-(ys[:, None] ** 2 + xs[None, :] ** 2)).expand(batch, height, width).clone()
 
 
+BASELINES = {"center": center_baseline, "random": random_baseline}
+
+
+def baseline_map(name: str, batch: int, height: int, width: int) -> Tensor:
+    """The map of a baseline row of :func:`faithfulness_table` (``center`` or ``random``)."""
+    return BASELINES[name](batch, height, width)
+
+
 # ----------------------------------------------------------------------------------------- the table
+
+
+def wilson_interval(hits: Tensor, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval (95% for z = 1.96) of a hit rate: honest at rates near 0 or 1 and small n."""
+    n = hits.numel()
+    if n == 0:
+        return float("nan"), float("nan")
+    p = float(hits.double().mean())
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+METRICS = ("deletion", "insertion", "pointing")
 
 
 def faithfulness_table(model: nn.Module, images: Tensor, targets, masks: Tensor | None,
                        maps: Mapping[str, Tensor], n_steps: int | None = None, batch_size: int = 64,
-                       tolerance: float = 15, include_center: bool = True) -> list[dict]:
-    """One row per method: ``method, deletion_auc, insertion_auc, pointing_acc, n`` (means over images).
+                       tolerance: float = 15, include_center: bool = True, include_random: bool = False,
+                       metrics: Sequence[str] = METRICS, progress: bool = False) -> list[dict]:
+    """One row per method: ``method, n`` and, per requested metric, means over images.
+
+    - ``deletion_auc`` / ``insertion_auc`` (RISE);
+    - ``pointing_acc`` with its 95% Wilson interval (``pointing_lo``, ``pointing_hi``), and
+      ``pointing_acc_offcentre``: the accuracy on the images where the centre baseline *misses*
+      (``n_offcentre`` of them; Zhang et al.'s "difficult set" idea). A map that merely prefers the
+      middle of the frame scores 0 there, so this column separates looking at the object from centre bias.
 
     ``maps[name]`` are [B, H, W] heat maps at image resolution (e.g. from
     :func:`zfnet_exp.diagnostics.attribution.attribute`); ``masks`` [B, H, W] object masks, or None to skip
-    the pointing game. ``include_center`` adds the centre-baseline row.
+    the pointing game. ``include_center`` adds the centre-baseline row, ``include_random`` a seeded
+    uniform-noise row (chance level for every column).
     """
+    unknown = set(metrics) - set(METRICS)
+    if unknown:
+        raise ValueError(f"unknown faithfulness metrics {sorted(unknown)}; choose from {METRICS}")
     b, _, h, w = images.shape
     all_maps = dict(maps)
-    if include_center and "center" not in all_maps:
-        all_maps["center"] = center_baseline(b, h, w).to(images.device)
+    for name, wanted in (("center", include_center), ("random", include_random)):
+        if wanted and name not in all_maps:
+            all_maps[name] = baseline_map(name, b, h, w).to(images.device)
+    pointing = "pointing" in metrics and masks is not None
+    if pointing:
+        masks = masks.cpu()
+        off_centre = ~pointing_game(center_baseline(b, h, w), masks, tolerance)
+    from tqdm.auto import tqdm
+
     rows = []
-    for name, m in all_maps.items():
-        d, _ = deletion_auc(model, images, m, targets, n_steps, batch_size)
-        i, _ = insertion_auc(model, images, m, targets, n_steps, batch_size)
-        acc = pointing_accuracy(pointing_game(m.cpu(), masks.cpu(), tolerance)) if masks is not None else float("nan")
-        rows.append({"method": name, "deletion_auc": float(d.mean()), "insertion_auc": float(i.mean()),
-                     "pointing_acc": acc, "n": b})
+    for name, m in tqdm(all_maps.items(), desc="faithfulness", unit="method", disable=not progress):
+        row: dict = {"method": name, "n": b}
+        if "deletion" in metrics:
+            row["deletion_auc"] = float(deletion_auc(model, images, m, targets, n_steps, batch_size)[0].mean())
+        if "insertion" in metrics:
+            row["insertion_auc"] = float(insertion_auc(model, images, m, targets, n_steps, batch_size)[0].mean())
+        if pointing:
+            hits = pointing_game(m.cpu(), masks, tolerance)
+            row["pointing_acc"] = pointing_accuracy(hits)
+            row["pointing_lo"], row["pointing_hi"] = wilson_interval(hits)
+            row["pointing_acc_offcentre"] = pointing_accuracy(hits[off_centre]) if off_centre.any() else float("nan")
+            row["n_offcentre"] = int(off_centre.sum())
+        rows.append(row)
     return rows
 
 
 __all__ = [
-    "causal_curve", "center_baseline", "deletion_auc", "faithfulness_table", "gaussian_blur", "insertion_auc",
-    "max_point", "pointing_accuracy", "pointing_game", "rise_kernel", "saliency_order", "trapezoid_auc",
-    "write_csv",
+    "BASELINES", "METRICS", "baseline_map", "causal_curve", "center_baseline", "deletion_auc",
+    "faithfulness_table", "gaussian_blur", "insertion_auc", "max_point", "pointing_accuracy", "pointing_game",
+    "random_baseline", "rise_kernel", "saliency_order", "trapezoid_auc", "wilson_interval", "write_csv",
 ]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
@@ -24,6 +24,8 @@ from ..data.folder import IndexedImageFolder
 from ..data.transforms import eval_transform
 from ..models import LitClassifier
 from ..viz import ImageSink
+from .runner import finish_wandb
+from .train import instantiate_group
 
 
 @dataclass
@@ -101,9 +103,22 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
         model, data = load_checkpoint(ckpt, device)
         if cfg.get("images"):
             dataset = build_dataset(data, str(cfg.images), cfg.get("num_images"))
+    loggers = instantiate_group(cfg.get("logger"), "logger")
     ctx = AnalysisContext(cfg=cfg, model=model, checkpoint=ckpt, data=data, dataset=dataset, out_dir=out_dir,
-                          sink=ImageSink(out_dir), device=device)
+                          sink=ImageSink(out_dir, loggers), device=device)
     print(f"Analysis {name}: {ckpt or '(no checkpoint)'} -> {out_dir / 'diagnostics'}", flush=True)
-    result = module.run(ctx) or {}
+    status = "failed"
+    try:
+        if loggers:
+            hparams = OmegaConf.to_container(cfg, resolve=True)
+            hparams.pop("hydra", None)
+            for lg in loggers:
+                lg.log_hyperparams({**hparams, "checkpoint": str(ckpt)})
+        result = module.run(ctx) or {}
+        status = "success"
+    finally:  # close the logger's run either way, so what was logged so far is flushed, not lost
+        for lg in loggers:
+            lg.finalize(status)
+        finish_wandb()
     print(f"Done: results in {out_dir}", flush=True)
     return result

@@ -23,7 +23,7 @@ def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
         _fail(f"{key} must be set (it is '???' in the config). Pass it on the command line, e.g. "
               f"python train.py {key}=...")
     finally:
-        _finish_wandb()
+        finish_wandb()
 
 
 def _fail(message: str) -> None:
@@ -31,7 +31,7 @@ def _fail(message: str) -> None:
     raise SystemExit(2)
 
 
-def _finish_wandb() -> None:
+def finish_wandb() -> None:
     wandb = sys.modules.get("wandb")
     if wandb is not None and getattr(wandb, "run", None) is not None:
         wandb.finish()

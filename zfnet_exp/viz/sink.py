@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
 
+from ..utils.tables import write_csv
 from .images import to_pil
 
 
@@ -30,7 +31,7 @@ class ImageSink:
         self.enabled = enabled
 
     @classmethod
-    def from_trainer(cls, trainer) -> "ImageSink":
+    def from_trainer(cls, trainer) -> ImageSink:
         return cls(trainer.default_root_dir, trainer.loggers, enabled=trainer.is_global_zero)
 
     def _path(self, key: str, step: int, suffix: str) -> Path:
@@ -52,6 +53,23 @@ class ImageSink:
                 logger.experiment.add_image(key, np.asarray(pil), global_step=step, dataformats="HWC")
         return path
 
+    def log_table(self, key: str, rows: Sequence[dict], step: int) -> Path | None:
+        """Write ``diagnostics/<key>/step<step>.csv`` and forward the rows as a table (W&B ``log_table``;
+        TensorBoard gets a Markdown table as text)."""
+        if not self.enabled or not rows:
+            return None
+        path = write_csv(rows, self._path(key, step, ".csv"))
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        data = [[row.get(c) for c in columns] for row in rows]
+        for logger in self.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_table(key=key, columns=columns, data=data, step=step)
+            elif isinstance(logger, TensorBoardLogger):
+                lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+                lines += ["| " + " | ".join(_cell(v) for v in r) + " |" for r in data]
+                logger.experiment.add_text(key, "\n".join(lines), global_step=step)
+        return path
+
     def log_json(self, key: str, payload: Any, step: int) -> Path | None:
         """Write ``diagnostics/<key>/step<step>.json`` (results that figures are made from)."""
         if not self.enabled:
@@ -59,6 +77,10 @@ class ImageSink:
         path = self._path(key, step, ".json")
         path.write_text(json.dumps(payload, indent=1, default=_jsonable))
         return path
+
+
+def _cell(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def _jsonable(x: Any) -> Any:

@@ -8,25 +8,19 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import torch
 from PIL import Image
 
-from ...diagnostics.attribution import attribute, comparison_figure
-from .faithfulness import occlusion_maps
-from .occlusion import gather, write_rows
+from ...diagnostics.attribution import comparison_figure
+from ...utils.tables import write_csv
+from .faithfulness import compute_maps
+from .occlusion import gather
 
 
 def run(ctx) -> dict:
     a = ctx.cfg.analysis
     images, labels, indices = gather(ctx.dataset, a.get("num_probes"))
     images, labels = images.to(ctx.device), labels.to(ctx.device)
-    maps: dict[str, torch.Tensor] = {}
-    for m in a.methods:
-        if m == "occlusion":
-            maps[m] = occlusion_maps(ctx.model, images, labels, int(a.patch), int(a.stride), float(a.fill),
-                                     str(a.occlusion_score))
-        else:
-            maps[m] = attribute(m, ctx.model, images, labels)
+    maps, _ = compute_maps(ctx.model, images, labels, list(a.methods), a, int(ctx.cfg.get("batch_size", 64)))
     classes = ctx.data.get("classes")
     d = ctx.data
     rows = []
@@ -44,5 +38,5 @@ def run(ctx) -> dict:
             flat = int(v[k].flatten().argmax())
             rows.append({"index": i, "label": y, "method": m, "peak_y": flat // v.shape[-1],
                          "peak_x": flat % v.shape[-1]})
-    path = write_rows(rows, Path(ctx.out_dir) / "attribution_peaks.csv")
+    path = write_csv(rows, Path(ctx.out_dir) / "attribution_peaks.csv")
     return {"csv": str(path), "n": len(indices)}

@@ -19,7 +19,7 @@ from torch.utils.data import Subset
 
 from ...data.masks import base_folder, load_mask, mapped_annotation
 from ...diagnostics.correspondence import correspondence_table, square_masks
-from .occlusion import write_rows
+from ...utils.tables import write_csv
 
 
 def class_positions(dataset, label: int) -> list[int]:
@@ -61,7 +61,7 @@ def run(ctx) -> dict:
         r["class"] = a.cls
         r["size_px"] = int(a.size)
     out = Path(ctx.out_dir)
-    write_rows(rows, out / "correspondence.csv")
+    write_csv(rows, out / "correspondence.csv")
     (out / "correspondence.json").write_text(json.dumps({"rows": rows, "indices": indices, "class": a.cls,
                                                          "n_images": len(indices)}, indent=1))
     for r in rows:

@@ -12,7 +12,11 @@ Choices (also written into ``faithfulness.json``):
   ``methods`` pick the score explicitly (both are in the default table).
 - pointing-game tolerance: ``tolerance: null`` scales the published 15 px at 224 px by input/224
   (4.3 px at 64 px), so the tolerance is the same fraction of the image; the table also reports the
-  accuracy at a flat 15 px (``pointing_acc_15px``, loose at 64 px) and exactly-on-the-mask (``_0px``).
+  accuracy at a flat 15 px (``pointing_acc_15px``, loose at 64 px) and exactly-on-the-mask (``_0px``),
+  a 95% Wilson interval, and the accuracy on the images where the centre baseline misses
+  (``pointing_acc_offcentre``), which a centre-biased map cannot pass.
+- ``metrics`` picks among deletion / insertion / pointing: the pointing game alone needs no extra forward
+  passes, so it runs on a whole split in the time the maps take.
 - masks: the shapes object masks mapped through the eval geometry (:mod:`zfnet_exp.data.masks`).
 """
 
@@ -24,43 +28,70 @@ from pathlib import Path
 
 import torch
 
+from ...data.errors import UserError
 from ...data.masks import base_folder, load_mask
-from ...diagnostics.attribution import attribute
+from ...diagnostics.attribution import attribute, available_methods
 from ...diagnostics.faithfulness import (
+    METRICS,
+    baseline_map,
     faithfulness_table,
     pointing_accuracy,
     pointing_game,
 )
 from ...diagnostics.occlusion import occlusion_sensitivity
-from .occlusion import gather, write_rows
+from ...utils.tables import write_csv
+from .occlusion import gather
+
+OCCLUSION_VIEWS = ("occlusion", "occlusion_logit", "occlusion_prob", "occlusion_grid")
 
 
-def occlusion_maps(model, images, labels, patch: int, stride: int, fill: float, score: str,
-                   batch_size: int = 64) -> torch.Tensor:
-    """[B, H, W] per-pixel occlusion maps (mean drop of the target score over the covering positions)."""
-    maps = []
-    for x, y in zip(images, labels.tolist()):
+def occlusion_maps(model, images, labels, patch: int, stride: int, fill: float, views: dict[str, tuple[str, str]],
+                   batch_size: int = 64, progress: bool = False) -> dict[str, torch.Tensor]:
+    """{name: [B, H, W]} occlusion maps from one occlusion run per image. ``views[name] = (kind, score)``:
+    kind ``pixel`` = :meth:`OcclusionResult.per_pixel` (Captum's mean over covering positions), ``grid`` =
+    :meth:`OcclusionResult.grid_map` (ZF's per-position drop, interpolated between occluder centres)."""
+    from tqdm.auto import tqdm
+
+    out: dict[str, list] = {name: [] for name in views}
+    for x, y in tqdm(list(zip(images, labels.tolist())), desc="occlusion maps", unit="img", disable=not progress):
         res = occlusion_sensitivity(model, x, y, patch=patch, stride=stride, fill=fill, layer=None,
                                     batch_size=batch_size)
-        maps.append(res.per_pixel(score).float())
-    return torch.stack(maps)
+        for name, (kind, score) in views.items():
+            out[name].append((res.per_pixel(score) if kind == "pixel" else res.grid_map(score)).float())
+    return {name: torch.stack(v) for name, v in out.items()}
 
 
-def compute_maps(model, images, labels, methods, a, batch_size: int = 64) -> tuple[dict, dict]:
-    """Heat maps per method and the seconds each took."""
+def occlusion_view(name: str, default_score: str) -> tuple[str, str]:
+    """``occlusion`` -> per-pixel with the configured score; ``occlusion_logit|prob`` -> per-pixel with that
+    score; ``occlusion_grid`` -> ZF's grid view with the configured score."""
+    if name == "occlusion_grid":
+        return "grid", default_score
+    return "pixel", name.split("_", 1)[1] if "_" in name else default_score
+
+
+def compute_maps(model, images, labels, methods, a, batch_size: int = 64,
+                 progress: bool = False) -> tuple[dict, dict]:
+    """Heat maps per method and the seconds each took (the occlusion views share one timing)."""
     maps, secs = {}, {}
-    for m in methods:
+    unknown = [m for m in methods if m not in OCCLUSION_VIEWS and m not in available_methods()]
+    if unknown:
+        raise UserError(f"analysis.methods has unknown method(s) {unknown}. Choose from the occlusion methods "
+                        f"{', '.join(OCCLUSION_VIEWS)} and the attribution methods {', '.join(available_methods())}.")
+    views = {m: occlusion_view(m, str(a.occlusion_score)) for m in methods if m in OCCLUSION_VIEWS}
+    if views:
         t0 = time.perf_counter()
-        if m.startswith("occlusion"):  # occlusion (score from the config), occlusion_prob, occlusion_logit
-            score = m.split("_", 1)[1] if "_" in m else str(a.occlusion_score)
-            maps[m] = occlusion_maps(model, images, labels, int(a.patch), int(a.stride), float(a.fill),
-                                     score, batch_size).to(images.device)
-        else:
-            chunks = [attribute(m, model, images[s: s + 16], labels[s: s + 16])
-                      for s in range(0, len(images), 16)]
-            maps[m] = torch.cat(chunks)
+        occ = occlusion_maps(model, images, labels, int(a.patch), int(a.stride), float(a.fill), views, batch_size,
+                             progress)
+        maps.update({k: v.to(images.device) for k, v in occ.items()})
+        secs.update(dict.fromkeys(occ, time.perf_counter() - t0))
+    for m in methods:
+        if m in views:
+            continue
+        t0 = time.perf_counter()
+        chunks = [attribute(m, model, images[s: s + 16], labels[s: s + 16]) for s in range(0, len(images), 16)]
+        maps[m] = torch.cat(chunks)
         secs[m] = time.perf_counter() - t0
-    return maps, secs
+    return {m: maps[m] for m in methods}, secs
 
 
 def run(ctx) -> dict:
@@ -72,28 +103,31 @@ def run(ctx) -> dict:
     masks = torch.stack([load_mask(folder, i, size) for i in indices])
     tol = float(a.tolerance) if a.get("tolerance") is not None else 15.0 * size / 224
     bs = int(ctx.cfg.get("batch_size", 64))
-    maps, secs = compute_maps(ctx.model, images, labels, list(a.methods), a, bs)
+    metrics = list(a.get("metrics") or METRICS)
+    maps, secs = compute_maps(ctx.model, images, labels, list(a.methods), a, bs, progress=True)
     rows = faithfulness_table(ctx.model, images, labels, masks, maps, n_steps=a.get("n_steps"), batch_size=bs,
-                              tolerance=tol, include_center=True)
+                              tolerance=tol, include_center=True, include_random=True, metrics=metrics,
+                              progress=True)
     for r in rows:
-        m = maps[r["method"]] if r["method"] in maps else None
+        m = maps.get(r["method"])
         if m is None:
-            from ...diagnostics.faithfulness import center_baseline
-            m = center_baseline(*masks.shape)
-        r["pointing_acc_15px"] = pointing_accuracy(pointing_game(m.cpu(), masks, 15))
-        r["pointing_acc_0px"] = pointing_accuracy(pointing_game(m.cpu(), masks, 0))
+            m = baseline_map(r["method"], *masks.shape)
+        if "pointing" in metrics:
+            r["pointing_acc_15px"] = pointing_accuracy(pointing_game(m.cpu(), masks, 15))
+            r["pointing_acc_0px"] = pointing_accuracy(pointing_game(m.cpu(), masks, 0))
         r["tolerance_px"] = tol
         r["map_seconds"] = secs.get(r["method"], 0.0)
     out = Path(ctx.out_dir)
-    write_rows(rows, out / "faithfulness.csv")
+    write_csv(rows, out / "faithfulness.csv")
+    ctx.sink.log_table("analysis/faithfulness", rows, step=0)
     meta = {"rows": rows, "n_images": len(indices), "indices": indices, "tolerance_px": tol,
             "image_size": size, "n_steps": a.get("n_steps") or size, "target": "true class",
+            "metrics": metrics,
             "occlusion": {"patch": int(a.patch), "stride": int(a.stride), "fill": float(a.fill),
                           "score": str(a.occlusion_score)},
             "checkpoint": str(ctx.checkpoint)}
     (out / "faithfulness.json").write_text(json.dumps(meta, indent=1))
     for r in rows:
-        print(f"{r['method']:>22}  del {r['deletion_auc']:.3f}  ins {r['insertion_auc']:.3f}  "
-              f"point {r['pointing_acc']:.3f} (tol {tol:.1f}px)  @15px {r['pointing_acc_15px']:.3f}  "
-              f"@0px {r['pointing_acc_0px']:.3f}", flush=True)
+        print(f"{r['method']:>22}" + "".join(f"  {k} {r[k]:.3f}" for k in (
+            "deletion_auc", "insertion_auc", "pointing_acc", "pointing_acc_offcentre") if k in r), flush=True)
     return {"rows": rows, "csv": str(out / "faithfulness.csv")}

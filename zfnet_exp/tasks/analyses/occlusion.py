@@ -7,7 +7,6 @@ Also holds the small helpers the other offline analyses share (picking probe ima
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import torch
@@ -16,6 +15,7 @@ from torch.utils.data import Dataset
 
 from ...data.transforms import denormalizer
 from ...diagnostics.occlusion import occlusion_sensitivity
+from ...utils.tables import write_csv
 from ...viz.occlusion_figure import occlusion_figure, projection_image, result_payload
 
 
@@ -45,15 +45,6 @@ def display(ctx, x: Tensor) -> Tensor:
     return denormalizer(ctx.data)(x.detach().cpu())
 
 
-def write_rows(rows: list[dict], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    return path
-
-
 def run(ctx) -> dict:
     a = ctx.cfg.analysis
     images, labels, indices = gather(ctx.dataset, a.get("num_probes"))
@@ -75,5 +66,5 @@ def run(ctx) -> dict:
                      "min_prob": float(res.prob.min()), "min_y": (k // gw) * res.stride[0],
                      "min_x": (k % gw) * res.stride[1], "clean_top_class": res.clean_top_class,
                      "channel": res.channel, "method": res.method})
-    path = write_rows(rows, Path(ctx.out_dir) / "occlusion.csv")
+    path = write_csv(rows, Path(ctx.out_dir) / "occlusion.csv")
     return {"csv": str(path), "n": len(rows)}
