@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from ..utils.tables import write_csv
 from .occlusion import eval_mode
@@ -242,8 +243,6 @@ def faithfulness_table(model: nn.Module, images: Tensor, targets, masks: Tensor 
     if pointing:
         masks = masks.cpu()
         off_centre = ~pointing_game(center_baseline(b, h, w), masks, tolerance)
-    from tqdm.auto import tqdm
-
     rows = []
     for name, m in tqdm(all_maps.items(), desc="faithfulness", unit="method", disable=not progress):
         row: dict = {"method": name, "n": b}

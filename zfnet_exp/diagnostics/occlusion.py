@@ -133,7 +133,6 @@ class OcclusionResult:
         clean = self.clean_logit if score == "logit" else self.clean_prob
         return spread_to_pixels(clean - grid, self.patch, self.stride, self.image_size)
 
-
     def grid_map(self, score: str = "logit") -> Tensor:
         """ZF's own view (Fig. 7 d) as an [H, W] map: the drop (clean - occluded) of the target's score per
         occluder *position*, placed at each occluder's centre and bilinearly interpolated between centres

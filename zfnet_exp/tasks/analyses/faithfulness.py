@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from ...data.errors import UserError
 from ...data.masks import base_folder, load_mask
@@ -50,8 +51,6 @@ def occlusion_maps(model, images, labels, patch: int, stride: int, fill: float, 
     """{name: [B, H, W]} occlusion maps from one occlusion run per image. ``views[name] = (kind, score)``:
     kind ``pixel`` = :meth:`OcclusionResult.per_pixel` (Captum's mean over covering positions), ``grid`` =
     :meth:`OcclusionResult.grid_map` (ZF's per-position drop, interpolated between occluder centres)."""
-    from tqdm.auto import tqdm
-
     out: dict[str, list] = {name: [] for name in views}
     for x, y in tqdm(list(zip(images, labels.tolist())), desc="occlusion maps", unit="img", disable=not progress):
         res = occlusion_sensitivity(model, x, y, patch=patch, stride=stride, fill=fill, layer=None,
