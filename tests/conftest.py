@@ -81,8 +81,13 @@ def wandb_history(run_dir: Path) -> dict:
 
     runs = sorted((Path(run_dir) / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, runs
-    out = subprocess.run([str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json", str(runs[0])],
-                         capture_output=True, text=True, timeout=120, check=True).stdout
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json", str(runs[0])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     logged: dict = {}
     for line in out.splitlines():
         if line.strip():

@@ -38,8 +38,9 @@ def _analyze(run_dir: Path, out: Path, *overrides: str) -> dict:
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("analyze", overrides=[f"ckpt={run_dir}", f"paths.output_dir={out}", "device=cpu",
-                                            "logger=none", *overrides])
+        cfg = compose(
+            "analyze", overrides=[f"ckpt={run_dir}", f"paths.output_dir={out}", "device=cpu", "logger=none", *overrides]
+        )
     return analyze(cfg)
 
 
@@ -49,8 +50,9 @@ def _csv(path: Path) -> list[dict]:
 
 
 def test_occlusion_analysis(tiny_run, tmp_path):
-    _analyze(tiny_run, tmp_path, "analysis=occlusion", "analysis.num_probes=2", "analysis.patch=32",
-             "analysis.stride=16")
+    _analyze(
+        tiny_run, tmp_path, "analysis=occlusion", "analysis.num_probes=2", "analysis.patch=32", "analysis.stride=16"
+    )
     rows = _csv(tmp_path / "occlusion.csv")
     assert len(rows) == 2 and {"index", "clean_prob", "min_prob", "min_y", "min_x"} <= set(rows[0])
     for r in rows:
@@ -62,8 +64,13 @@ def test_occlusion_analysis(tiny_run, tmp_path):
 
 
 def test_invariance_analysis(tiny_run, tmp_path):
-    _analyze(tiny_run, tmp_path, "analysis=invariance", "analysis.num_probes=2",
-             "analysis.amounts={translation:[-8,0,8],scale:[1.0,1.5],rotation:[0,90]}")
+    _analyze(
+        tiny_run,
+        tmp_path,
+        "analysis=invariance",
+        "analysis.num_probes=2",
+        "analysis.amounts={translation:[-8,0,8],scale:[1.0,1.5],rotation:[0,90]}",
+    )
     rows = _csv(tmp_path / "invariance.csv")
     assert len(rows) == 2 * (3 + 2 + 2)
     assert {"transform", "value", "image", "label", "dist_conv1", "dist_fc7", "prob"} <= set(rows[0])
@@ -74,19 +81,28 @@ def test_invariance_analysis(tiny_run, tmp_path):
 
 
 def test_correspondence_analysis(tiny_run, tmp_path):
-    _analyze(tiny_run, tmp_path, "analysis=correspondence", "images=train", "analysis.subset_size=2",
-             "analysis.repeats=2")
+    _analyze(
+        tiny_run, tmp_path, "analysis=correspondence", "images=train", "analysis.subset_size=2", "analysis.repeats=2"
+    )
     rows = _csv(tmp_path / "correspondence.csv")
-    assert {(r["region"], r["layer"]) for r in rows} == {(p, k) for p in ("tip", "tail", "random")
-                                                         for k in ("conv5", "fc7")}
+    assert {(r["region"], r["layer"]) for r in rows} == {
+        (p, k) for p in ("tip", "tail", "random") for k in ("conv5", "fc7")
+    }
     assert all(0 <= float(r["mean"]) <= 1 for r in rows)
     meta = json.loads((tmp_path / "correspondence.json").read_text())
     assert meta["class"] == "arrow" and meta["n_images"] == 3
 
 
 def test_attribution_analysis(tiny_run, tmp_path):
-    _analyze(tiny_run, tmp_path, "analysis=attribution", "analysis.num_probes=2", "analysis.patch=32",
-             "analysis.stride=16", "analysis.methods=[deconvnet_zf,gradcam,saliency,occlusion]")
+    _analyze(
+        tiny_run,
+        tmp_path,
+        "analysis=attribution",
+        "analysis.num_probes=2",
+        "analysis.patch=32",
+        "analysis.stride=16",
+        "analysis.methods=[deconvnet_zf,gradcam,saliency,occlusion]",
+    )
     rows = _csv(tmp_path / "attribution_peaks.csv")
     assert len(rows) == 2 * 4 and {r["method"] for r in rows} == {"deconvnet_zf", "gradcam", "saliency", "occlusion"}
     pngs = list((tmp_path / "diagnostics" / "analysis" / "attribution").glob("*/step0000000.png"))
@@ -94,12 +110,27 @@ def test_attribution_analysis(tiny_run, tmp_path):
 
 
 def test_faithfulness_analysis(tiny_run, tmp_path, wandb_home):
-    res = _analyze(tiny_run, tmp_path, "analysis=faithfulness", "num_images=3", "analysis.n_steps=4",
-                   "analysis.patch=32", "analysis.stride=16",
-                   "analysis.methods=[occlusion,occlusion_grid,saliency,gradcam,deconvnet_zf]", "logger=wandb")
+    res = _analyze(
+        tiny_run,
+        tmp_path,
+        "analysis=faithfulness",
+        "num_images=3",
+        "analysis.n_steps=4",
+        "analysis.patch=32",
+        "analysis.stride=16",
+        "analysis.methods=[occlusion,occlusion_grid,saliency,gradcam,deconvnet_zf]",
+        "logger=wandb",
+    )
     rows = _csv(tmp_path / "faithfulness.csv")
-    assert [r["method"] for r in rows] == ["occlusion", "occlusion_grid", "saliency", "gradcam", "deconvnet_zf",
-                                           "center", "random"]
+    assert [r["method"] for r in rows] == [
+        "occlusion",
+        "occlusion_grid",
+        "saliency",
+        "gradcam",
+        "deconvnet_zf",
+        "center",
+        "random",
+    ]
     for r in rows:
         assert 0 <= float(r["deletion_auc"]) <= 1 and 0 <= float(r["insertion_auc"]) <= 1
         assert 0 <= float(r["pointing_lo"]) <= float(r["pointing_acc"]) <= float(r["pointing_hi"]) <= 1
@@ -114,8 +145,14 @@ def test_faithfulness_analysis(tiny_run, tmp_path, wandb_home):
 
 
 def test_faithfulness_pointing_only_runs_no_causal_metrics(tiny_run, tmp_path):
-    _analyze(tiny_run, tmp_path, "analysis=faithfulness", "num_images=4", "analysis.metrics=[pointing]",
-             "analysis.methods=[saliency]")
+    _analyze(
+        tiny_run,
+        tmp_path,
+        "analysis=faithfulness",
+        "num_images=4",
+        "analysis.metrics=[pointing]",
+        "analysis.methods=[saliency]",
+    )
     rows = _csv(tmp_path / "faithfulness.csv")
     assert [r["method"] for r in rows] == ["saliency", "center", "random"]
     assert "deletion_auc" not in rows[0] and "insertion_auc" not in rows[0]
@@ -127,11 +164,10 @@ def test_faithfulness_pointing_only_runs_no_causal_metrics(tiny_run, tmp_path):
 
 
 def test_faithfulness_rejects_unknown_occlusion_view(tiny_run, tmp_path):
-    from zfnet_exp.data.errors import UserError
+    from zfnet_exp.errors import UserError
 
     with pytest.raises(UserError, match=r"unknown method\(s\) \['occlusion_max'\]\. Choose from"):
         _analyze(tiny_run, tmp_path, "analysis=faithfulness", "num_images=2", "analysis.methods=[occlusion_max]")
-
 
 
 # ----------------------------------------------------------------------------------------- masks
@@ -141,7 +177,7 @@ def test_point_map_matches_eval_geometry():
     """A small block drawn at (x, y) lands where ``map_point`` says after the eval geometry (incl. resize)."""
     for size, (x, y) in [((73, 73), (40, 20)), ((120, 90), (70, 50)), ((90, 130), (30, 80))]:
         arr = np.zeros((size[1], size[0]), np.uint8)
-        arr[y - 3: y + 4, x - 3: x + 4] = 255
+        arr[y - 3 : y + 4, x - 3 : x + 4] = 255
         out = np.asarray(eval_geometry(64)(Image.fromarray(arr))) > 127
         ys, xs = np.nonzero(out)
         mx, my = map_point((x + 0.5, y + 0.5), size, 64)  # pixel centre

@@ -23,11 +23,20 @@ from zfnet_exp.tasks.runner import run_task
 from zfnet_exp.tasks.train import train
 
 LAYERS = ["conv1", "conv2", "conv5"]
-RUN = ["debug=smoke", *TINY_DATA, "trainer.max_epochs=2", "trainer.limit_val_batches=1.0", "trainer.num_sanity_val_steps=1", "callbacks=[model_checkpoint,top9,evolution,filter_health]",
-       "callbacks.model_checkpoint.save_top_k=-1",  # one checkpoint per epoch: the reference weights
-       f"callbacks.top9.layers=[{','.join(LAYERS)}]", "callbacks.top9.maps=3",
-       f"callbacks.evolution.layers=[{','.join(LAYERS)}]", "callbacks.evolution.maps=3",
-       "callbacks.evolution.num_images=16"]
+RUN = [
+    "debug=smoke",
+    *TINY_DATA,
+    "trainer.max_epochs=2",
+    "trainer.limit_val_batches=1.0",
+    "trainer.num_sanity_val_steps=1",
+    "callbacks=[model_checkpoint,top9,evolution,filter_health]",
+    "callbacks.model_checkpoint.save_top_k=-1",  # one checkpoint per epoch: the reference weights
+    f"callbacks.top9.layers=[{','.join(LAYERS)}]",
+    "callbacks.top9.maps=3",
+    f"callbacks.evolution.layers=[{','.join(LAYERS)}]",
+    "callbacks.evolution.maps=3",
+    "callbacks.evolution.num_images=16",
+]
 
 
 def _json(path: Path) -> dict:
@@ -129,10 +138,25 @@ def test_tiny_run_writes_and_logs_deconv_diagnostics(tmp_path, data_dir, wandb_h
 def _train_subprocess(tmp_path: Path, data_dir: Path, *overrides: str) -> Path:
     out = tmp_path / "outputs"
     env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), f"paths.data_dir={data_dir}",
-                           f"paths.output_root={out}", "logger=csv", *RUN, "trainer.max_epochs=1",
-                           "callbacks.evolution.enabled=false", *overrides],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            f"paths.data_dir={data_dir}",
+            f"paths.output_root={out}",
+            "logger=csv",
+            *RUN,
+            "trainer.max_epochs=1",
+            "callbacks.evolution.enabled=false",
+            *overrides,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (run_dir,) = [p.parent.parent for p in out.rglob("checkpoints/last.ckpt")]
     return run_dir
@@ -168,9 +192,16 @@ def test_ddp_two_processes_give_the_single_process_top9(tmp_path, data_dir):
     ref = mine_topk(model, dm.val_set, LAYERS, k=9)
     run_dir = tmp_path / "ddp"
     health = FilterHealth(layers=LAYERS)
-    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", default_root_dir=str(run_dir),
-                        logger=False, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[Top9Deconv(layers=LAYERS, maps=3), health])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        default_root_dir=str(run_dir),
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Top9Deconv(layers=LAYERS, maps=3), health],
+    )
     trainer.validate(_Validator(model), datamodule=dm)
     for layer in LAYERS:
         files = sorted((run_dir / "diagnostics" / "diag" / layer / "top9").glob("step*.json"))
@@ -184,15 +215,31 @@ def test_ddp_two_processes_give_the_single_process_top9(tmp_path, data_dir):
 
 @pytest.mark.slow
 def test_offline_top9_and_evolution_from_checkpoint(tmp_path, data_dir):
-    run_dir = _train_subprocess(tmp_path, data_dir, "callbacks.top9.enabled=false",
-                                "callbacks.filter_health.enabled=false")
+    run_dir = _train_subprocess(
+        tmp_path, data_dir, "callbacks.top9.enabled=false", "callbacks.filter_health.enabled=false"
+    )
     out = tmp_path / "analysis"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for analysis, extra in (("top9", ["analysis.sanity=true", "analysis.maps=2", "analysis.layers=[conv1,conv3]"]),
-                            ("evolution", ["analysis.maps=2", "analysis.layers=[conv2]", "analysis.num_images=8"])):
-        proc = subprocess.run([sys.executable, str(ROOT / "analyze.py"), f"ckpt={run_dir}", f"analysis={analysis}",
-                               f"paths.output_root={out}", *extra], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=120, check=False)
+    for analysis, extra in (
+        ("top9", ["analysis.sanity=true", "analysis.maps=2", "analysis.layers=[conv1,conv3]"]),
+        ("evolution", ["analysis.maps=2", "analysis.layers=[conv2]", "analysis.num_images=8"]),
+    ):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "analyze.py"),
+                f"ckpt={run_dir}",
+                f"analysis={analysis}",
+                f"paths.output_root={out}",
+                *extra,
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     diag = {p.relative_to(out).as_posix().split("/diagnostics/")[1] for p in out.rglob("diagnostics/**/*.*")}
     for key in ("diag/conv1/top9", "diag/conv3/top9", "diag/conv1/sanity", "diag/conv3/sanity", "diag/conv2/evolution"):

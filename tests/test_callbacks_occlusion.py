@@ -6,15 +6,20 @@ from __future__ import annotations
 import json
 
 import torch
-
 from conftest import TINY_DATA, compose_train, wandb_history
+
 from zfnet_exp.callbacks.occlusion import OcclusionSensitivity, probe_indices
 from zfnet_exp.tasks.runner import run_task
 from zfnet_exp.tasks.train import train
 
 SMOKE = ["debug=smoke", *TINY_DATA]
-FAST = ["callbacks=[model_checkpoint,occlusion]", "callbacks.occlusion.num_probes=2",
-        "callbacks.occlusion.every_n_epochs=1", "callbacks.occlusion.patch=32", "callbacks.occlusion.stride=16"]
+FAST = [
+    "callbacks=[model_checkpoint,occlusion]",
+    "callbacks.occlusion.num_probes=2",
+    "callbacks.occlusion.every_n_epochs=1",
+    "callbacks.occlusion.patch=32",
+    "callbacks.occlusion.stride=16",
+]
 
 
 def test_probe_indices_are_seeded_and_distinct():
@@ -67,8 +72,16 @@ def test_model_mode_restored(tmp_path):
     model = create_model("zfnet", num_classes=3, input_size=64).train()
     val = [(torch.randn(3, 64, 64), 1, 7)]
     dm = SimpleNamespace(val_set=val, classes=["a", "b", "c"])
-    trainer = SimpleNamespace(current_epoch=0, max_epochs=1, is_global_zero=True, sanity_checking=False,
-                              datamodule=dm, default_root_dir=str(tmp_path), loggers=[], global_step=5)
+    trainer = SimpleNamespace(
+        current_epoch=0,
+        max_epochs=1,
+        is_global_zero=True,
+        sanity_checking=False,
+        datamodule=dm,
+        default_root_dir=str(tmp_path),
+        loggers=[],
+        global_step=5,
+    )
     cb = OcclusionSensitivity(every_n_epochs=1, num_probes=1, patch=32, stride=32)
     with torch.inference_mode():
         cb.on_validation_epoch_end(trainer, SimpleNamespace(model=model))

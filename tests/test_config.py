@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import CONF, ROOT, compose_train
 from omegaconf import OmegaConf
 
-from conftest import CONF, ROOT, compose_train
 from zfnet_exp.models import list_models
 
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
@@ -26,7 +26,9 @@ def test_config_groups_cover_the_registry():
 def test_every_model_and_data_composes(logger, tmp_path, data_dir):
     for model, data in itertools.product(MODELS, DATA):
         choice, *extra = data.split()
-        cfg = compose_train([f"model={model}", f"data={choice}", f"logger={logger}", *extra], tmp_path / "run", data_dir)
+        cfg = compose_train(
+            [f"model={model}", f"data={choice}", f"logger={logger}", *extra], tmp_path / "run", data_dir
+        )
         resolved = OmegaConf.to_container(cfg, resolve=True)
         assert resolved["model"]["arch"] == model
         assert resolved["model"]["input_size"] == resolved["data"]["image_size"]
@@ -49,7 +51,9 @@ def test_paper_experiments_hold_the_paper_recipe(experiment, tmp_path, data_dir)
 
 
 def _run(*args, timeout=120):
-    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_unknown_model_lists_choices():

@@ -6,8 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from zfnet_exp.data import DataError, ImageFolderDataModule, ShapesDataModule
+from zfnet_exp.data import ImageFolderDataModule, ShapesDataModule
 from zfnet_exp.data.transforms import eval_transform, resize_for, train_transform
+from zfnet_exp.errors import DataError
 
 
 def _folder(root, classes=("a", "b"), per_class=3, size=40):
@@ -20,8 +21,9 @@ def _folder(root, classes=("a", "b"), per_class=3, size=40):
 
 
 def test_shapes_batches(data_dir):
-    dm = ShapesDataModule(cache_dir=str(data_dir), image_size=64, train_per_class=3, val_per_class=2,
-                          batch_size=4, num_workers=0)
+    dm = ShapesDataModule(
+        cache_dir=str(data_dir), image_size=64, train_per_class=3, val_per_class=2, batch_size=4, num_workers=0
+    )
     dm.prepare_data()
     dm.setup("fit")
     x, y, idx = next(iter(dm.val_dataloader()))
@@ -32,13 +34,25 @@ def test_shapes_batches(data_dir):
 
 
 def test_shapes_object_size_is_configurable_and_checked(data_dir):
-    from zfnet_exp.data.errors import UserError
+    from zfnet_exp.errors import UserError
 
-    dm = ShapesDataModule(cache_dir=str(data_dir), image_size=64, train_per_class=1, val_per_class=1,
-                          min_radius=0.1, max_radius=0.12, batch_size=2, num_workers=0)
+    dm = ShapesDataModule(
+        cache_dir=str(data_dir),
+        image_size=64,
+        train_per_class=1,
+        val_per_class=1,
+        min_radius=0.1,
+        max_radius=0.12,
+        batch_size=2,
+        num_workers=0,
+    )
     assert (dm.spec.min_radius, dm.spec.max_radius) == (0.1, 0.12)
-    assert dm.spec.key() != ShapesDataModule(cache_dir=str(data_dir), image_size=64, train_per_class=1,
-                                             val_per_class=1, batch_size=2, num_workers=0).spec.key()
+    assert (
+        dm.spec.key()
+        != ShapesDataModule(
+            cache_dir=str(data_dir), image_size=64, train_per_class=1, val_per_class=1, batch_size=2, num_workers=0
+        ).spec.key()
+    )
     # 0.45 of the 73-px drawn side cannot fit in the 64-px crop (limit 32/73 = 0.438)
     with pytest.raises(UserError, match=r"data.max_radius=0.45 are not a valid object size.*<= 0.438"):
         ShapesDataModule(cache_dir=str(data_dir), image_size=64, max_radius=0.45, batch_size=2, num_workers=0)
@@ -56,8 +70,9 @@ def test_transforms_scale_the_paper_geometry():
 
 def test_imagefolder_stats_and_loading(tmp_path):
     root = _folder(tmp_path / "ds")
-    dm = ImageFolderDataModule(root=str(root), image_size=32, batch_size=2, num_workers=0,
-                               cache_dir=str(tmp_path / "cache"))
+    dm = ImageFolderDataModule(
+        root=str(root), image_size=32, batch_size=2, num_workers=0, cache_dir=str(tmp_path / "cache")
+    )
     dm.setup("fit")
     assert dm.num_classes == 2 and dm.classes == ["a", "b"]
     assert len(dm.mean) == 3 and (tmp_path / "cache" / "stats").is_dir()
@@ -90,7 +105,9 @@ def test_corrupt_image_error_names_the_file(tmp_path):
     root = _folder(tmp_path / "ds")
     bad = root / "train" / "a" / "broken.jpg"
     bad.write_bytes(b"not a jpeg at all")
-    dm = ImageFolderDataModule(root=str(root), image_size=32, batch_size=2, num_workers=0, mean=[0.5] * 3, std=[0.2] * 3)
+    dm = ImageFolderDataModule(
+        root=str(root), image_size=32, batch_size=2, num_workers=0, mean=[0.5] * 3, std=[0.2] * 3
+    )
     dm.setup("fit")
     index = [i for i, (p, _) in enumerate(dm.train_set.samples) if p.endswith("broken.jpg")][0]
     with pytest.raises(DataError, match="broken.jpg.*corrupt"):

@@ -83,14 +83,30 @@ def _shapes(model, size):
 def test_zfnet_spatial_sizes_and_layer_order():
     s = _shapes(create_model("zfnet"), 224)
     assert [s[k][1] for k in ("conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5")] == [
-        110, 55, 26, 13, 13, 13, 13, 6]
+        110,
+        55,
+        26,
+        13,
+        13,
+        13,
+        13,
+        6,
+    ]
     assert list(s)[:8] == ["conv1", "relu1", "pool1", "norm1", "conv2", "relu2", "pool2", "norm2"]
 
 
 def test_alexnet_spatial_sizes_and_layer_order():
     s = _shapes(create_model("alexnet"), 224)
     assert [s[k][1] for k in ("conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5")] == [
-        55, 27, 27, 13, 13, 13, 13, 6]
+        55,
+        27,
+        27,
+        13,
+        13,
+        13,
+        13,
+        6,
+    ]
     assert list(s)[:8] == ["conv1", "relu1", "norm1", "pool1", "conv2", "relu2", "norm2", "pool2"]
 
 

@@ -70,8 +70,15 @@ def test_callback_applies_after_every_optimizer_step(tmp_path):
             seen.append(_rms(pl_module.net[0].weight.detach()).max().item())
 
     cb = FilterRenormalization(radius=0.1)
-    trainer = L.Trainer(max_steps=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        callbacks=[cb, Spy()], default_root_dir=tmp_path, accumulate_grad_batches=2)
+    trainer = L.Trainer(
+        max_steps=4,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        callbacks=[cb, Spy()],
+        default_root_dir=tmp_path,
+        accumulate_grad_batches=2,
+    )
     trainer.fit(model, torch.utils.data.DataLoader(data, batch_size=2))
     assert cb.clipped_total > 0
     assert max(seen) <= 0.1 + 1e-6

@@ -15,8 +15,11 @@ SPEC = ShapesSpec(image_size=73, train_per_class=2, val_per_class=1, safe_size=6
 
 
 def _digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_generation_is_deterministic_and_independent_of_workers(tmp_path):
@@ -66,7 +69,9 @@ def test_masks_match_drawn_objects():
         ref = _rasterize(ann, 128)
         # they may disagree only on pixels whose centre lies within 1 px of the outline (anti-aliasing rounding)
         ref_im = Image.fromarray(ref.astype(np.uint8) * 255)
-        band = (np.asarray(ref_im.filter(ImageFilter.MaxFilter(3))) > 0) & ~(np.asarray(ref_im.filter(ImageFilter.MinFilter(3))) > 0)
+        band = (np.asarray(ref_im.filter(ImageFilter.MaxFilter(3))) > 0) & ~(
+            np.asarray(ref_im.filter(ImageFilter.MinFilter(3))) > 0
+        )
         assert not ((m != ref) & ~band).any(), SHAPE_CLASSES[label]
         assert (m & ref).sum() / (m | ref).sum() > 0.93
         # the object lies inside the training crop, so random crops never cut it

@@ -23,8 +23,12 @@ def test_log_table_writes_csv_and_tensorboard_text(tmp_path):
     acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"tensors": 0}).Reload()
     (event,) = acc.Tensors("analysis/faithfulness/text_summary")
     text = event.tensor_proto.string_val[0].decode()
-    assert text.splitlines() == ["| method | pointing_acc | n |", "|---|---|---|", "| occlusion | 0.8125 | 16 |",
-                                 "| center | 0.5 | 16 |"]
+    assert text.splitlines() == [
+        "| method | pointing_acc | n |",
+        "|---|---|---|",
+        "| occlusion | 0.8125 | 16 |",
+        "| center | 0.5 | 16 |",
+    ]
 
 
 def test_disabled_sink_writes_nothing(tmp_path):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import TINY_DATA, compose_train, wandb_history
+
 from zfnet_exp.models import list_models
 from zfnet_exp.tasks.runner import run_task
 from zfnet_exp.tasks.train import train
@@ -56,8 +56,16 @@ def test_two_batch_run_per_logger(logger, tmp_path, data_dir):
     # "step" is Lightning's logging step (0-based), the same x-axis as in W&B and TensorBoard
     assert len(rows) == 1 and int(rows[0]["step"]) == 1
     assert float(rows[0]["val/acc_top1"]) == pytest.approx(metrics["val/acc_top1"], abs=1e-6)
-    assert {"train/loss", "val/loss", "val/err_top1", "val/err_top5", "train/err_top1", "train/err_top5",
-            "train/acc_top5", "val/acc_top5"} <= set(rows[0])
+    assert {
+        "train/loss",
+        "val/loss",
+        "val/err_top1",
+        "val/err_top5",
+        "train/err_top1",
+        "train/err_top5",
+        "train/acc_top5",
+        "val/acc_top5",
+    } <= set(rows[0])
     assert float(rows[0]["train/err_top1"]) == pytest.approx(1 - float(rows[0]["train/acc_top1"]), abs=1e-5)
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     if logger == "tensorboard":
@@ -111,10 +119,17 @@ def test_table3_variants_train(model, tmp_path, data_dir):
 def test_two_process_cpu_ddp_training(tmp_path, data_dir):
     """trainer=ddp_cpu (2 gloo processes): metrics sync across ranks without collective mismatches (a manual
     metric.compute() in an epoch-end hook used to crash gloo here) and rank 0 writes the run folder."""
-    args = ["train.py", "trainer=ddp_cpu", *SMOKE, "logger=none", f"paths.data_dir={data_dir}",
-            f"paths.output_root={tmp_path}"]
-    r = subprocess.run([sys.executable, *args], cwd=Path(__file__).resolve().parents[1], capture_output=True,
-                       text=True, timeout=300)
+    args = [
+        "train.py",
+        "trainer=ddp_cpu",
+        *SMOKE,
+        "logger=none",
+        f"paths.data_dir={data_dir}",
+        f"paths.output_root={tmp_path}",
+    ]
+    r = subprocess.run(
+        [sys.executable, *args], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     (run_dir,) = list(tmp_path.glob("debug/*/*"))
     (row,) = _metrics_rows(run_dir)

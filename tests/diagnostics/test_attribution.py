@@ -31,14 +31,27 @@ def _one_thread():
 @pytest.fixture(scope="module")
 def zf():
     torch.manual_seed(0)
-    return create_model("zfnet", num_classes=6, input_size=64, init="kaiming",
-                        conv_widths={1: 16, 2: 24, 3: 24, 4: 24, 5: 16}, fc_units=32).eval()
+    return create_model(
+        "zfnet",
+        num_classes=6,
+        input_size=64,
+        init="kaiming",
+        conv_widths={1: 16, 2: 24, 3: 24, 4: 24, 5: 16},
+        fc_units=32,
+    ).eval()
 
 
 def small_cnn():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 8, 3), nn.ReLU(),
-                         nn.Flatten(), nn.Linear(8 * 6 * 6, 4)).eval()
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 8, 3),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(8 * 6 * 6, 4),
+    ).eval()
 
 
 def test_registry_and_shapes(zf):
@@ -126,7 +139,7 @@ def test_reduce_channels_and_register():
     assert reduce_channels(a, "max_abs").item() == 3.0
     assert reduce_channels(a, "sum_abs").item() == 6.0
     assert reduce_channels(a, "sum").item() == 0.0
-    assert abs(reduce_channels(a, "l2").item() - 14 ** 0.5) < 1e-6
+    assert abs(reduce_channels(a, "l2").item() - 14**0.5) < 1e-6
     with pytest.raises(ValueError):
         reduce_channels(a, "mean")
 

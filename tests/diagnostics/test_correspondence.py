@@ -107,8 +107,14 @@ def test_keypoint_masks_sit_on_the_keypoints():
 
 def test_feature_changes_and_table():
     torch.manual_seed(0)
-    model = create_model("zfnet", num_classes=10, input_size=48, init="kaiming",
-                         conv_widths={1: 8, 2: 16, 3: 16, 4: 16, 5: 16}, fc_units=24).eval()
+    model = create_model(
+        "zfnet",
+        num_classes=10,
+        input_size=48,
+        init="kaiming",
+        conv_widths={1: 8, 2: 16, 3: 16, 4: 16, 5: 16},
+        fc_units=24,
+    ).eval()
     images, anns, obj = render_arrows(6)
     nothing = torch.zeros(6, 48, 48, dtype=torch.bool)
     eps = feature_changes(model, images, nothing)
@@ -116,8 +122,13 @@ def test_feature_changes_and_table():
     parts = {p: keypoint_masks(anns, p, 10, (48, 48)) for p in ("tip", "tail")}
     rows = correspondence_table(model, images, parts, object_masks=obj, subset_size=5, repeats=4, seed=3)
     assert [(r["region"], r["layer"]) for r in rows] == [
-        ("tip", "conv5"), ("tip", "fc7"), ("tail", "conv5"), ("tail", "fc7"), ("random", "conv5"),
-        ("random", "fc7")]
+        ("tip", "conv5"),
+        ("tip", "fc7"),
+        ("tail", "conv5"),
+        ("tail", "fc7"),
+        ("random", "conv5"),
+        ("random", "fc7"),
+    ]
     for r in rows:
         assert 0.0 <= r["mean"] <= 1.0 and r["std"] >= 0 and r["repeats"] == 4 and r["subset_size"] == 5
     again = correspondence_table(model, images, parts, object_masks=obj, subset_size=5, repeats=4, seed=3)

@@ -31,6 +31,7 @@ def _one_thread():
     yield
     torch.set_num_threads(n)
 
+
 SIZE = 80  # ZFNet: conv1 38, pool1 19, conv2 8, pool2 4, conv3-5 4; AlexNet: conv1 19, conv2 9, conv3-5 4
 
 
@@ -134,8 +135,11 @@ def test_matches_captum(no_lrn):
     model = make("zfnet", no_lrn=no_lrn)
     torch.manual_seed(2)
     x = torch.randn(2, 3, SIZE, SIZE)
-    layers = (("conv2", model.features.relu2), ("conv5", model.features.relu5)) if no_lrn else \
-        (("conv5", model.features.relu5),)
+    layers = (
+        (("conv2", model.features.relu2), ("conv5", model.features.relu5))
+        if no_lrn
+        else (("conv5", model.features.relu5),)
+    )
     for layer, module in layers:
         with torch.no_grad():
             act = model.features[: list(model.features).index(module) + 1](x)
@@ -144,8 +148,8 @@ def test_matches_captum(no_lrn):
         for i in range(2):
             k = int(act[i, c].flatten().argmax())
             uy, ux = divmod(k, act.shape[3])
-            ref = _captum(model, module, x[i:i + 1], c, uy, ux) * act[i, c, uy, ux]
-            assert ref.abs().max() > 0 and rel_err(ours[i:i + 1], ref) < 1e-5, (layer, i)
+            ref = _captum(model, module, x[i : i + 1], c, uy, ux) * act[i, c, uy, ux]
+            assert ref.abs().max() > 0 and rel_err(ours[i : i + 1], ref) < 1e-5, (layer, i)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -158,7 +162,8 @@ def test_unit_map_matches_captum_map_selector():
     c = strong_channels(model, x, "conv3", 1)[0]
     ours = project(model, x, "conv3", c, unit="map")
     ref = NeuronDeconvolution(model, model.features.relu3).attribute(
-        x, neuron_selector=lambda out: 0.5 * (out[:, c] ** 2).sum((1, 2)))
+        x, neuron_selector=lambda out: 0.5 * (out[:, c] ** 2).sum((1, 2))
+    )
     assert ours.abs().max() > 0 and rel_err(ours, ref) < 1e-5
 
 
@@ -199,8 +204,8 @@ def test_batched_equals_per_unit_loop_and_crop_equals_full(name):
         full = project(model, images[idx], layer, ch, positions=pos, crop=False)
         assert rel_err(batched, full) < 1e-5, layer
         for i in (0, 1, 2):
-            single = project(model, images[idx[i]:idx[i] + 1], layer, int(ch[i]), positions=pos[i:i + 1])
-            assert single.abs().max() > 0 and rel_err(batched[i:i + 1], single) < 1e-5, (layer, i)
+            single = project(model, images[idx[i] : idx[i] + 1], layer, int(ch[i]), positions=pos[i : i + 1])
+            assert single.abs().max() > 0 and rel_err(batched[i : i + 1], single) < 1e-5, (layer, i)
         # unit="max": same result with and without crops, and equal to passing the argmax positions
         c3 = torch.tensor([1, 2, 3])
         mx = project(model, images, layer, c3)
@@ -270,8 +275,8 @@ def test_torchvision_alexnet_inplace_relus():
     for i in range(2):
         k = int(act[i, c].flatten().argmax())
         uy, ux = divmod(k, act.shape[3])
-        ref = _captum(model, module, x[i:i + 1], c, uy, ux) * act[i, c, uy, ux]
-        assert rel_err(ours[i:i + 1], ref) < 1e-5
+        ref = _captum(model, module, x[i : i + 1], c, uy, ux) * act[i, c, uy, ux]
+        assert rel_err(ours[i : i + 1], ref) < 1e-5
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -290,8 +295,8 @@ def test_torchvision_resnet_not_a_chain():
     for i in range(2):
         k = int(act[i, c].flatten().argmax())
         uy, ux = divmod(k, act.shape[3])
-        ref = _captum(model, module, x[i:i + 1], c, uy, ux) * act[i, c, uy, ux]
-        assert ref.abs().max() > 0 and rel_err(ours[i:i + 1], ref) < 1e-5
+        ref = _captum(model, module, x[i : i + 1], c, uy, ux) * act[i, c, uy, ux]
+        assert ref.abs().max() > 0 and rel_err(ours[i : i + 1], ref) < 1e-5
     zf = project(model, x, "layer2.0", c)  # BN skipped on the way down: a different, still finite map
     assert torch.isfinite(zf).all() and zf.abs().max() > 0
 

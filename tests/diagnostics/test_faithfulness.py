@@ -160,15 +160,25 @@ def test_faithfulness_table(tmp_path):
     maps = {"perfect": evidence(images, region, checker), "random": torch.rand(3, 16, 16)}
     rows = faithfulness_table(model, images, 0, masks, maps, n_steps=8)
     assert [r["method"] for r in rows] == ["perfect", "random", "center"]
-    assert set(rows[0]) == {"method", "n", "deletion_auc", "insertion_auc", "pointing_acc", "pointing_lo",
-                            "pointing_hi", "pointing_acc_offcentre", "n_offcentre"}
+    assert set(rows[0]) == {
+        "method",
+        "n",
+        "deletion_auc",
+        "insertion_auc",
+        "pointing_acc",
+        "pointing_lo",
+        "pointing_hi",
+        "pointing_acc_offcentre",
+        "n_offcentre",
+    }
     perfect = rows[0]
     assert perfect["pointing_acc"] == 1.0 and perfect["n"] == 3
     assert perfect["deletion_auc"] < rows[1]["deletion_auc"]
     assert perfect["insertion_auc"] > rows[1]["insertion_auc"]
     path = write_csv(rows, tmp_path / "faith.csv")
-    assert path.read_text().splitlines()[0] == ("method,n,deletion_auc,insertion_auc,pointing_acc,pointing_lo,"
-                                                "pointing_hi,pointing_acc_offcentre,n_offcentre")
+    assert path.read_text().splitlines()[0] == (
+        "method,n,deletion_auc,insertion_auc,pointing_acc,pointing_lo,pointing_hi,pointing_acc_offcentre,n_offcentre"
+    )
 
 
 def test_random_baseline_row_is_at_chance():
@@ -177,8 +187,17 @@ def test_random_baseline_row_is_at_chance():
     n = 400
     masks = torch.zeros(n, 8, 8, dtype=torch.bool)
     masks[:, :4, :4] = True
-    rows = faithfulness_table(nn.Identity(), torch.rand(n, 3, 8, 8), 0, masks, {}, tolerance=0,
-                              include_center=False, include_random=True, metrics=("pointing",))
+    rows = faithfulness_table(
+        nn.Identity(),
+        torch.rand(n, 3, 8, 8),
+        0,
+        masks,
+        {},
+        tolerance=0,
+        include_center=False,
+        include_random=True,
+        metrics=("pointing",),
+    )
     assert [r["method"] for r in rows] == ["random"]
     assert rows[0]["pointing_lo"] < 0.25 < rows[0]["pointing_hi"]
 
@@ -198,11 +217,19 @@ def test_offcentre_column_separates_object_from_centre_bias():
     masks[0, :4, :4] = True
     masks[1, 6:10, 6:10] = True
     on_object = masks.float() + 0.01 * torch.rand(2, 16, 16)
-    rows = faithfulness_table(nn.Identity(), images, 0, masks, {"object": on_object}, tolerance=1,
-                              metrics=("pointing",))
+    rows = faithfulness_table(
+        nn.Identity(), images, 0, masks, {"object": on_object}, tolerance=1, metrics=("pointing",)
+    )
     obj, centre = rows
-    assert set(obj) == {"method", "n", "pointing_acc", "pointing_lo", "pointing_hi", "pointing_acc_offcentre",
-                        "n_offcentre"}
+    assert set(obj) == {
+        "method",
+        "n",
+        "pointing_acc",
+        "pointing_lo",
+        "pointing_hi",
+        "pointing_acc_offcentre",
+        "n_offcentre",
+    }
     assert obj["n_offcentre"] == centre["n_offcentre"] == 1
     assert obj["pointing_acc"] == 1.0 and obj["pointing_acc_offcentre"] == 1.0
     assert centre["pointing_acc"] == 0.5 and centre["pointing_acc_offcentre"] == 0.0

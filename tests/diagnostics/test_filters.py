@@ -8,8 +8,14 @@ import pytest
 import torch
 
 from zfnet_exp.diagnostics.filters import (
-    activation_sparsity, aliasing_index, dead_fraction, filter_grid, filter_health, filter_rms,
-    high_frequency_share, rms_spread,
+    activation_sparsity,
+    aliasing_index,
+    dead_fraction,
+    filter_grid,
+    filter_health,
+    filter_rms,
+    high_frequency_share,
+    rms_spread,
 )
 from zfnet_exp.diagnostics.layers import capture_activations
 from zfnet_exp.models import create_model
@@ -27,7 +33,7 @@ def _one_thread():
 
 def gaussian(k: int, sigma: float) -> torch.Tensor:
     r = torch.arange(k, dtype=torch.float64) - (k - 1) / 2
-    g = torch.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * sigma ** 2))
+    g = torch.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * sigma**2))
     return g.expand(3, k, k).unsqueeze(0)
 
 
@@ -53,7 +59,7 @@ def test_aliasing_of_a_single_pixel_is_the_area_of_the_band():
     assert aliasing_index(delta) == pytest.approx(float(band), abs=1e-12)
     assert aliasing_index(delta, size=512) == pytest.approx(1 - math.pi / 16, abs=2e-3)
     # a higher cutoff shrinks the band: 1 - pi * (0.5 * cutoff)^2 for cutoffs inside the square
-    assert aliasing_index(delta, cutoff=0.8, size=512) == pytest.approx(1 - math.pi * 0.4 ** 2, abs=2e-3)
+    assert aliasing_index(delta, cutoff=0.8, size=512) == pytest.approx(1 - math.pi * 0.4**2, abs=2e-3)
 
 
 def test_aliasing_is_a_mean_over_filters_and_ignores_scale():
@@ -68,7 +74,7 @@ def test_rms_and_dead_fraction_from_weights():
     w = torch.stack([torch.full((3, 5, 5), c) for c in (0.1, -0.2, 0.3, 0.0)])
     assert torch.allclose(filter_rms(w), torch.tensor([0.1, 0.2, 0.3, 0.0]))
     mean, std = rms_spread(w)
-    assert mean == pytest.approx(0.15) and std == pytest.approx(math.sqrt(((0.05 ** 2) * 2 + 0.15 ** 2 * 2) / 4))
+    assert mean == pytest.approx(0.15) and std == pytest.approx(math.sqrt(((0.05**2) * 2 + 0.15**2 * 2) / 4))
     assert dead_fraction(weight=w) == pytest.approx(0.25)  # one filter below 1% of the median RMS
     assert dead_fraction(weight=w, rms_threshold=0.25) == pytest.approx(0.75)
     with pytest.raises(ValueError, match="exactly one"):
@@ -92,7 +98,7 @@ def test_filter_grid_layout_and_normalization():
     assert grid.shape == (3, 3 * 15 + 1, 4 * 15 + 1)
     cell = grid[:, 1:15, 1:15]  # filter 0
     assert cell.min() == 0 and cell.max() == 1
-    assert torch.all(grid[:, 1:15, 1 + 3 * 15:15 + 3 * 15] == 0.5)  # filter 3
+    assert torch.all(grid[:, 1:15, 1 + 3 * 15 : 15 + 3 * 15] == 0.5)  # filter 3
     assert filter_grid(w[:, :1]).shape[0] == 3
 
 

@@ -25,6 +25,7 @@ def _one_thread():
     yield
     torch.set_num_threads(n)
 
+
 NARROW = {1: 8, 2: 8, 3: 8, 4: 8, 5: 8}
 
 
@@ -89,7 +90,7 @@ def test_patch_is_padded_to_full_size_and_centred():
     assert patch.shape == (3, rh, rw)
     y0, x0, y1, x1 = geom.box(0, 0)
     off = -geom.start[0]
-    assert torch.equal(patch[:, off:off + (y1 - y0), off:off + (x1 - x0)], image[:, y0:y1, x0:x1])
+    assert torch.equal(patch[:, off : off + (y1 - y0), off : off + (x1 - x0)], image[:, y0:y1, x0:x1])
     assert bool((patch[:, :off] == -7).all()) and bool((patch[:, :, :off] == -7).all())
 
 

@@ -29,8 +29,14 @@ def _one_thread():
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return create_model("zfnet", num_classes=5, input_size=48, init="kaiming",
-                        conv_widths={1: 8, 2: 16, 3: 16, 4: 16, 5: 16}, fc_units=24).eval()
+    return create_model(
+        "zfnet",
+        num_classes=5,
+        input_size=48,
+        init="kaiming",
+        conv_widths={1: 8, 2: 16, 3: 16, 4: 16, 5: 16},
+        fc_units=24,
+    ).eval()
 
 
 def test_translation_is_an_exact_shift():
@@ -73,8 +79,12 @@ def test_curves_zero_at_identity_and_tidy(model):
     with torch.no_grad():
         clean = model(images).softmax(1)
     for r in rows:
-        if (r["transform"], r["value"]) in {("translation", 0.0), ("scale", 1.0), ("rotation", 0.0),
-                                           ("rotation", 360.0)}:
+        if (r["transform"], r["value"]) in {
+            ("translation", 0.0),
+            ("scale", 1.0),
+            ("rotation", 0.0),
+            ("rotation", 360.0),
+        }:
             assert r["dist_conv1"] == 0.0 and r["dist_fc7"] == 0.0
             assert abs(r["prob"] - float(clean[r["image"], r["label"]])) < 1e-6
         else:
@@ -97,7 +107,10 @@ def test_csv_and_plots(model, tmp_path):
     values = {"translation": [-4, 0, 4], "scale": [1.0, 1.2], "rotation": [0.0, 30.0]}
     rows, csv_path, pngs = run_invariance(model, images, [1, 3], tmp_path, values=values, names=["a", "b"])
     assert csv_path.exists() and [p.name for p in pngs] == [
-        "invariance_translation.png", "invariance_scale.png", "invariance_rotation.png"]
+        "invariance_translation.png",
+        "invariance_scale.png",
+        "invariance_rotation.png",
+    ]
     assert all(p.stat().st_size > 1000 for p in pngs)
     with csv_path.open() as f:
         read = list(csv.DictReader(f))

@@ -28,8 +28,9 @@ def _one_thread():
 
 def small(name: str, size: int, classes: int = 7) -> nn.Module:
     torch.manual_seed(0)
-    return create_model(name, num_classes=classes, input_size=size, init="kaiming",
-                        conv_widths=SMALL, fc_units=32).eval()
+    return create_model(
+        name, num_classes=classes, input_size=size, init="kaiming", conv_widths=SMALL, fc_units=32
+    ).eval()
 
 
 def brute_force(model, image, target, patch, stride, fill, module=None, channel=None):
@@ -46,7 +47,7 @@ def brute_force(model, image, target, patch, stride, fill, module=None, channel=
         for i in range(h):
             for j in range(w):
                 x = image.clone()
-                x[:, i * stride: i * stride + patch, j * stride: j * stride + patch] = fill
+                x[:, i * stride : i * stride + patch, j * stride : j * stride + patch] = fill
                 logits = model(x[None]).double()
                 prob[i, j] = logits.softmax(1)[0, target]
                 top[i, j] = logits.argmax(1)[0]
@@ -68,8 +69,7 @@ def strongest_channel(model, image, module):
 
 
 def assert_matches_brute(model, image, target, patch, stride, fill, layer, module, method):
-    res = occlusion_sensitivity(model, image, target, patch, stride, fill, layer=layer, method=method,
-                                batch_size=16)
+    res = occlusion_sensitivity(model, image, target, patch, stride, fill, layer=layer, method=method, batch_size=16)
     channel = strongest_channel(model, image, module)
     prob, top, act = brute_force(model, image, target, patch, stride, fill, module, channel)
     assert res.channel == channel
@@ -129,11 +129,18 @@ class TinyVGG(nn.Module):
     def __init__(self):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(8, 12, (3, 5), stride=(1, 2), padding=(1, 2)), nn.ReLU(inplace=True),
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(8, 12, (3, 5), stride=(1, 2), padding=(1, 2)),
+            nn.ReLU(inplace=True),
             nn.AvgPool2d(3, stride=2, padding=1),
-            nn.Conv2d(12, 12, 3, dilation=2, padding=2), nn.LeakyReLU(0.1), nn.Dropout(0.5),
-            nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True), nn.LocalResponseNorm(3),
+            nn.Conv2d(12, 12, 3, dilation=2, padding=2),
+            nn.LeakyReLU(0.1),
+            nn.Dropout(0.5),
+            nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True),
+            nn.LocalResponseNorm(3),
         )
         self.pool = nn.AdaptiveAvgPool2d((2, 2))
         self.classifier = nn.Sequential(nn.Linear(48, 16), nn.ReLU(inplace=True), nn.Linear(16, 6))
@@ -154,13 +161,13 @@ def tiny_vgg():
 def test_incremental_on_other_sequential_models():
     model = tiny_vgg()
     image = torch.randn(3, 45, 53)  # non-square
-    res = occlusion_sensitivity(model, image, 1, (7, 9), (3, 4), 0.0, layer="features.7", method="auto",
-                                batch_size=20)
+    res = occlusion_sensitivity(model, image, 1, (7, 9), (3, 4), 0.0, layer="features.7", method="auto", batch_size=20)
     assert res.method == "incremental", res.fallback_reason
     full = occlusion_sensitivity(model, image, 1, (7, 9), (3, 4), 0.0, layer="features.7", method="full")
     torch.testing.assert_close(res.prob, full.prob, atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(res.activation, full.activation, atol=1e-5 * float(full.activation.abs().max()),
-                               rtol=1e-5)
+    torch.testing.assert_close(
+        res.activation, full.activation, atol=1e-5 * float(full.activation.abs().max()), rtol=1e-5
+    )
 
 
 def test_fallback_for_resnet():
@@ -205,9 +212,14 @@ def test_per_pixel_equals_captum(method):
     image = torch.randn(3, 64, 64)
     patch, stride, fill = 16, 8, 0.25
     res = occlusion_sensitivity(model, image, 4, patch, stride, fill, method=method)
-    ref = Occlusion(model).attribute(image[None], sliding_window_shapes=(3, patch, patch),
-                                     strides=(3, stride, stride), baselines=fill, target=4,
-                                     perturbations_per_eval=16)
+    ref = Occlusion(model).attribute(
+        image[None],
+        sliding_window_shapes=(3, patch, patch),
+        strides=(3, stride, stride),
+        baselines=fill,
+        target=4,
+        perturbations_per_eval=16,
+    )
     for c in range(3):
         torch.testing.assert_close(res.per_pixel("logit"), ref[0, c].double(), atol=2e-5, rtol=1e-4)
     assert res.per_pixel("prob").shape == (64, 64)

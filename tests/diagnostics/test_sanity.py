@@ -55,29 +55,36 @@ def test_ssim_matches_window_loop_reference():
     x, y = a[0].double().numpy(), b[0].double().numpy()
     x, y = (x - x.min()) / (x.max() - x.min()), (y - y.min()) / (y.max() - y.min())
     r = np.arange(11) - 5.0
-    g = np.exp(-(r ** 2) / (2 * 1.5 ** 2))
+    g = np.exp(-(r**2) / (2 * 1.5**2))
     w = np.outer(g, g) / g.sum() ** 2
     vals = []
     for i in range(3):
         for j in range(3):
-            px, py = x[i:i + 11, j:j + 11], y[i:i + 11, j:j + 11]
+            px, py = x[i : i + 11, j : j + 11], y[i : i + 11, j : j + 11]
             mx, my = (w * px).sum(), (w * py).sum()
-            vx, vy = (w * px * px).sum() - mx ** 2, (w * py * py).sum() - my ** 2
+            vx, vy = (w * px * px).sum() - mx**2, (w * py * py).sum() - my**2
             cxy = (w * px * py).sum() - mx * my
-            vals.append(((2 * mx * my + 1e-4) * (2 * cxy + 9e-4)) / ((mx ** 2 + my ** 2 + 1e-4) * (vx + vy + 9e-4)))
+            vals.append(((2 * mx * my + 1e-4) * (2 * cxy + 9e-4)) / ((mx**2 + my**2 + 1e-4) * (vx + vy + 9e-4)))
     assert ssim(a, b) == pytest.approx(float(np.mean(vals)), abs=1e-10)
 
 
 @pytest.mark.parametrize("similarity", ["ssim", "spearman"])
 def test_cascade_starts_at_one_and_leaves_the_model_alone(similarity):
     torch.manual_seed(2)
-    model = create_model("zfnet", num_classes=4, input_size=64, init="kaiming", fc_units=8,
-                         conv_widths={1: 16, 2: 16, 3: 16, 4: 16, 5: 16}).train()
+    model = create_model(
+        "zfnet",
+        num_classes=4,
+        input_size=64,
+        init="kaiming",
+        fc_units=8,
+        conv_widths={1: 16, 2: 16, 3: 16, 4: 16, 5: 16},
+    ).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     images = torch.randn(2, 3, 64, 64)
     rng = torch.get_rng_state()
-    scores, projections = cascading_randomization(model, images, "conv3", 1, similarity=similarity,
-                                                  return_projections=True)
+    scores, projections = cascading_randomization(
+        model, images, "conv3", 1, similarity=similarity, return_projections=True
+    )
     assert [n for n, _ in scores] == ["original", "features.conv3", "features.conv2", "features.conv1"]
     assert scores[0][1] == pytest.approx(1.0, abs=1e-9)
     assert all(-1.0 <= s <= 1.0 + 1e-9 for _, s in scores[1:])

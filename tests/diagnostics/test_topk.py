@@ -84,8 +84,14 @@ def test_matches_bruteforce_with_ties():
 
 def test_matches_bruteforce_on_zfnet_and_without_index():
     torch.manual_seed(1)
-    model = create_model("zfnet", num_classes=10, input_size=64, init="kaiming", fc_units=32,
-                         conv_widths={1: 16, 2: 16, 3: 16, 4: 16, 5: 16})
+    model = create_model(
+        "zfnet",
+        num_classes=10,
+        input_size=64,
+        init="kaiming",
+        fc_units=32,
+        conv_widths={1: 16, 2: 16, 3: 16, 4: 16, 5: 16},
+    )
     images = torch.randn(17, 3, 64, 64)
     layers = ["conv1", "conv3", "features.pool5"]
     got = mine_topk(model, Images(images), layers, k=4, batch_size=6)
@@ -120,7 +126,7 @@ def test_shards_merge_to_the_single_pass():
     for shard in shards:
         acc = TopKAccumulator(["relu"], k=9)
         for s in range(0, len(shard), 3):
-            ids = torch.tensor(shard[s:s + 3])
+            ids = torch.tensor(shard[s : s + 3])
             acc.update({"relu": images[ids]}, ids)
         accs.append(acc)
     merged = TopKAccumulator(["relu"], k=9).merge(accs[0]).merge(accs[1]).result()["relu"]
@@ -128,8 +134,13 @@ def test_shards_merge_to_the_single_pass():
     assert_same(merged, (want.values.double().numpy(), want.indices.numpy(), want.positions.numpy()))
     # the all_gather path: states stacked along a leading rank dimension
     st = [a.state()["relu"] for a in accs]
-    gathered = {"relu": TopK(torch.stack([s.values for s in st]), torch.stack([s.indices for s in st]),
-                             torch.stack([s.positions for s in st]))}
+    gathered = {
+        "relu": TopK(
+            torch.stack([s.values for s in st]),
+            torch.stack([s.indices for s in st]),
+            torch.stack([s.positions for s in st]),
+        )
+    }
     got = TopKAccumulator(["relu"], k=9, channels={"relu": 3}).merge_gathered(gathered).result()["relu"]
     assert torch.equal(got.indices, want.indices) and torch.equal(got.positions, want.positions)
     assert torch.equal(got.values, want.values)

@@ -62,7 +62,7 @@ def captum_loop(model, layer: str, images, ch, pos, act) -> torch.Tensor:
     out = torch.empty_like(images)
     for i in range(images.shape[0]):
         sel = (int(ch[i]), int(pos[i, 0]), int(pos[i, 1]))
-        out[i] = nd.attribute(images[i:i + 1], neuron_selector=sel)[0] * act[i]
+        out[i] = nd.attribute(images[i : i + 1], neuron_selector=sel)[0] * act[i]
     return out
 
 
@@ -77,8 +77,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     ap.add_argument("--checkpoint", default=None, help="state_dict (or Lightning checkpoint) to load")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--ablation", action="store_true",
-                    help="also time the batched pass without receptive-field crops (where the speed-up comes from)")
+    ap.add_argument(
+        "--ablation",
+        action="store_true",
+        help="also time the batched pass without receptive-field crops (where the speed-up comes from)",
+    )
     args = ap.parse_args(argv)
     size = args.size or (112 if args.quick else 224)
     maps = args.maps or (2 if args.quick else 8)
@@ -98,10 +101,14 @@ def main(argv: list[str] | None = None) -> dict:
     gen = torch.Generator().manual_seed(args.seed)
     work = {layer: workload(model, layer, maps, args.k, size, gen) for layer in layers}
     n = sum(w[0].shape[0] for w in work.values())
-    print(f"deconvnet benchmark: {args.model} at {size}px, {len(layers)} layers x {maps} maps x top-{args.k} "
-          f"= {n} projections; torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print("the top-9 'images' of each map are a fixed batch of random images (distinct per map and rank); "
-          "each unit is its map's maximum in that image; only the projection is timed")
+    print(
+        f"deconvnet benchmark: {args.model} at {size}px, {len(layers)} layers x {maps} maps x top-{args.k} "
+        f"= {n} projections; torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+    print(
+        "the top-9 'images' of each map are a fixed batch of random images (distinct per map and rank); "
+        "each unit is its map's maximum in that image; only the projection is timed"
+    )
 
     # warm-up both paths once (first-call allocations / kernel selection), not timed
     w0 = work[layers[0]]
@@ -120,8 +127,9 @@ def main(argv: list[str] | None = None) -> dict:
         ours = project(model, images, layer, ch, positions=pos, skip_norm=False)
         t["captum_sem"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        uncropped = project(model, images, layer, ch, positions=pos, skip_norm=False, crop=False) \
-            if args.ablation else ours
+        uncropped = (
+            project(model, images, layer, ch, positions=pos, skip_norm=False, crop=False) if args.ablation else ours
+        )
         t["uncropped"] = time.perf_counter() - t0 if args.ablation else float("nan")
         t0 = time.perf_counter()
         ref = captum_loop(model, layer, images, ch, pos, act)
@@ -134,25 +142,39 @@ def main(argv: list[str] | None = None) -> dict:
             totals[key] += t[key]
         rows.append((layer, images.shape[0], nonzero, t, exact, lrn))
 
-    print(f"\n{'layer':>8} {'n':>4} {'nonzero':>7} {'ours ZF':>9} {'ours =Captum':>12} {'uncropped':>10} "
-          f"{'Captum loop':>11} {'speed-up':>8} {'max rel diff':>12} {'LRN effect':>10}")
+    print(
+        f"\n{'layer':>8} {'n':>4} {'nonzero':>7} {'ours ZF':>9} {'ours =Captum':>12} {'uncropped':>10} "
+        f"{'Captum loop':>11} {'speed-up':>8} {'max rel diff':>12} {'LRN effect':>10}"
+    )
+
     def secs(v: float) -> str:
         return f"{v:.2f}s" if v == v else "-"
 
     for layer, count, nonzero, t, exact, lrn in rows:
-        print(f"{layer:>8} {count:>4} {nonzero:>7} {secs(t['zf']):>9} {secs(t['captum_sem']):>12} "
-              f"{secs(t['uncropped']):>10} {secs(t['captum']):>11} {t['captum'] / t['captum_sem']:>7.1f}x "
-              f"{exact:>12.1e} {lrn:>10.2f}")
+        print(
+            f"{layer:>8} {count:>4} {nonzero:>7} {secs(t['zf']):>9} {secs(t['captum_sem']):>12} "
+            f"{secs(t['uncropped']):>10} {secs(t['captum']):>11} {t['captum'] / t['captum_sem']:>7.1f}x "
+            f"{exact:>12.1e} {lrn:>10.2f}"
+        )
     speed = totals["captum"] / totals["captum_sem"]
-    print(f"{'total':>8} {n:>4} {'':>7} {secs(totals['zf']):>9} {secs(totals['captum_sem']):>12} "
-          f"{secs(totals['uncropped']):>10} {secs(totals['captum']):>11} {speed:>7.1f}x {worst_exact:>12.1e} "
-          f"{worst_lrn:>10.2f}")
-    print(f"\nspeed-up vs the Captum per-unit loop: {speed:.1f}x with identical semantics (skip_norm=False), "
-          f"{totals['captum'] / totals['zf']:.1f}x for the ZF default (LRN skipped)"
-          + (f", {totals['captum'] / totals['uncropped']:.1f}x batched without receptive-field crops"
-             if args.ablation else ""))
-    print(f"max relative difference vs Captum x activation: {worst_exact:.1e} (float32 round-off); "
-          f"ZF default vs Captum: {worst_lrn:.2f} (LRN skipped on the way down, as in the paper)")
+    print(
+        f"{'total':>8} {n:>4} {'':>7} {secs(totals['zf']):>9} {secs(totals['captum_sem']):>12} "
+        f"{secs(totals['uncropped']):>10} {secs(totals['captum']):>11} {speed:>7.1f}x {worst_exact:>12.1e} "
+        f"{worst_lrn:>10.2f}"
+    )
+    print(
+        f"\nspeed-up vs the Captum per-unit loop: {speed:.1f}x with identical semantics (skip_norm=False), "
+        f"{totals['captum'] / totals['zf']:.1f}x for the ZF default (LRN skipped)"
+        + (
+            f", {totals['captum'] / totals['uncropped']:.1f}x batched without receptive-field crops"
+            if args.ablation
+            else ""
+        )
+    )
+    print(
+        f"max relative difference vs Captum x activation: {worst_exact:.1e} (float32 round-off); "
+        f"ZF default vs Captum: {worst_lrn:.2f} (LRN skipped on the way down, as in the paper)"
+    )
     return {"totals": totals, "speedup": speed, "max_rel_diff": worst_exact, "lrn_effect": worst_lrn, "n": n}
 
 

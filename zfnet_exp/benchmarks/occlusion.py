@@ -48,8 +48,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--num-classes", type=int, default=1000)
     ap.add_argument("--batch-size", type=int, default=64, help="positions per batch (ours) = Captum ppe")
     ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--ppe1-sample", type=int, default=16,
-                    help="estimate Captum ppe=1 from this many single-image forwards (0 = skip)")
+    ap.add_argument(
+        "--ppe1-sample",
+        type=int,
+        default=16,
+        help="estimate Captum ppe=1 from this many single-image forwards (0 = skip)",
+    )
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="112 px, patch 16, stride 8, no ppe=1 estimate")
@@ -65,11 +69,15 @@ def main(argv: list[str] | None = None) -> dict:
     with torch.no_grad():  # the clean top class, so that its probability is not vanishingly small
         target = int(model(image[None]).argmax())
     ours_n, captum_n = _positions(args.size, args.patch, args.stride)
-    print(f"model={args.model} classes={args.num_classes} (random init) target={target} input={args.size}px "
-          f"patch={args.patch} stride={args.stride} batch/ppe={args.batch_size} threads={torch.get_num_threads()} "
-          f"load_avg={os.getloadavg()[0]:.1f}")
-    print(f"positions: ours {ours_n}x{ours_n} = {ours_n ** 2}, Captum {captum_n}x{captum_n} = {captum_n ** 2}"
-          + ("" if ours_n == captum_n else "  (differ: Captum adds border-clipped windows)"))
+    print(
+        f"model={args.model} classes={args.num_classes} (random init) target={target} input={args.size}px "
+        f"patch={args.patch} stride={args.stride} batch/ppe={args.batch_size} threads={torch.get_num_threads()} "
+        f"load_avg={os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"positions: ours {ours_n}x{ours_n} = {ours_n**2}, Captum {captum_n}x{captum_n} = {captum_n**2}"
+        + ("" if ours_n == captum_n else "  (differ: Captum adds border-clipped windows)")
+    )
 
     occ = Occlusion(model)
     from zfnet_exp.diagnostics.incremental import IncrementalOcclusion
@@ -78,14 +86,21 @@ def main(argv: list[str] | None = None) -> dict:
         plan = IncrementalOcclusion(model, image[None], (args.patch,) * 2, (args.stride,) * 2, torch.zeros(3))
     conv_full, conv_inc = plan.macs_per_position()
     head = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear))
-    print(f"MACs per position: convs {conv_full / 1e6:.0f}M full vs {conv_inc / 1e6:.0f}M incremental; "
-          f"+ FC {head / 1e6:.0f}M both -> FLOP ceiling {(conv_full + head) / (conv_inc + head):.2f}x")
+    print(
+        f"MACs per position: convs {conv_full / 1e6:.0f}M full vs {conv_inc / 1e6:.0f}M incremental; "
+        f"+ FC {head / 1e6:.0f}M both -> FLOP ceiling {(conv_full + head) / (conv_inc + head):.2f}x"
+    )
 
     def run_captum():
         with torch.no_grad():
-            return occ.attribute(image[None], sliding_window_shapes=(3, args.patch, args.patch),
-                                 strides=(3, args.stride, args.stride), baselines=0.0, target=target,
-                                 perturbations_per_eval=args.batch_size)
+            return occ.attribute(
+                image[None],
+                sliding_window_shapes=(3, args.patch, args.patch),
+                strides=(3, args.stride, args.stride),
+                baselines=0.0,
+                target=target,
+                perturbations_per_eval=args.batch_size,
+            )
 
     def timed(fn):
         t0 = time.perf_counter()
@@ -93,17 +108,22 @@ def main(argv: list[str] | None = None) -> dict:
         return time.perf_counter() - t0, out
 
     # warm-up (allocator, oneDNN primitive caches) on a tiny problem of the same shapes
-    occlusion_sensitivity(model, image, target, args.patch, args.size, method="incremental",
-                          batch_size=args.batch_size)
+    occlusion_sensitivity(model, image, target, args.patch, args.size, method="incremental", batch_size=args.batch_size)
     occlusion_sensitivity(model, image, target, args.patch, args.size, method="full", batch_size=args.batch_size)
 
     times: dict[str, list[float]] = {"incremental": [], "full": [], "captum": []}
     for _ in range(args.repeats):
-        t, inc = timed(lambda: occlusion_sensitivity(model, image, target, args.patch, args.stride,
-                                                     method="incremental", batch_size=args.batch_size))
+        t, inc = timed(
+            lambda: occlusion_sensitivity(
+                model, image, target, args.patch, args.stride, method="incremental", batch_size=args.batch_size
+            )
+        )
         times["incremental"].append(t)
-        t, full = timed(lambda: occlusion_sensitivity(model, image, target, args.patch, args.stride,
-                                                      method="full", batch_size=args.batch_size))
+        t, full = timed(
+            lambda: occlusion_sensitivity(
+                model, image, target, args.patch, args.stride, method="full", batch_size=args.batch_size
+            )
+        )
         times["full"].append(t)
         t, cap = timed(run_captum)
         times["captum"].append(t)
@@ -117,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
             t0 = time.perf_counter()
             for _ in range(args.ppe1_sample):
                 model(x)
-            ppe1 = (time.perf_counter() - t0) / args.ppe1_sample * (captum_n ** 2 + 1)
+            ppe1 = (time.perf_counter() - t0) / args.ppe1_sample * (captum_n**2 + 1)
 
     prob_diff = float((inc.prob - full.prob).abs().max())
     logit_diff = float((inc.logit - full.logit).abs().max())
@@ -131,21 +151,34 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"ours full        : {best['full']:7.2f} s   (batched re-inference)")
     print(f"Captum ppe={args.batch_size:<4}  : {best['captum']:7.2f} s")
     if ppe1 is not None:
-        print(f"Captum ppe=1     : {ppe1:7.2f} s   ESTIMATE: {args.ppe1_sample} single-image forwards, "
-              f"extrapolated to {captum_n ** 2 + 1} (Captum's own overhead not included)")
-    print(f"speed-up incremental vs Captum ppe={args.batch_size}: {best['captum'] / best['incremental']:.2f}x; "
-          f"vs our full path: {best['full'] / best['incremental']:.2f}x; "
-          f"our full vs Captum: {best['captum'] / best['full']:.2f}x")
+        print(
+            f"Captum ppe=1     : {ppe1:7.2f} s   ESTIMATE: {args.ppe1_sample} single-image forwards, "
+            f"extrapolated to {captum_n**2 + 1} (Captum's own overhead not included)"
+        )
+    print(
+        f"speed-up incremental vs Captum ppe={args.batch_size}: {best['captum'] / best['incremental']:.2f}x; "
+        f"vs our full path: {best['full'] / best['incremental']:.2f}x; "
+        f"our full vs Captum: {best['captum'] / best['full']:.2f}x"
+    )
     if ppe1 is not None:
         print(f"speed-up incremental vs Captum ppe=1 (estimated): {ppe1 / best['incremental']:.1f}x")
-    print(f"max |prob incremental - prob full| = {prob_diff:.2e} (max prob {float(full.prob.max()):.3g}); "
-          f"max |logit diff| = {logit_diff:.2e}; top class identical: {top_same}; "
-          f"max rel. activation diff = {act_diff:.2e}")
+    print(
+        f"max |prob incremental - prob full| = {prob_diff:.2e} (max prob {float(full.prob.max()):.3g}); "
+        f"max |logit diff| = {logit_diff:.2e}; top class identical: {top_same}; "
+        f"max rel. activation diff = {act_diff:.2e}"
+    )
     print(f"max |per-pixel (ours) - Captum map| = {pix_diff:.2e} logit units (Captum map max |.| {pix_scale:.3g})")
     if args.repeats > 1:
         print("all times:", {k: [round(t, 2) for t in v] for k, v in times.items()})
-    return {"times": times, "best": best, "ppe1_estimate": ppe1, "prob_diff": prob_diff, "logit_diff": logit_diff,
-            "pixel_diff": pix_diff, "positions": ours_n ** 2}
+    return {
+        "times": times,
+        "best": best,
+        "ppe1_estimate": ppe1,
+        "prob_diff": prob_diff,
+        "logit_diff": logit_diff,
+        "pixel_diff": pix_diff,
+        "positions": ours_n**2,
+    }
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ def _epoch(model, images, batch, acc=None, acts=None) -> float:
     start = time.perf_counter()
     with torch.inference_mode():
         for i in range(0, len(images), batch):
-            model(images[i:i + batch])
+            model(images[i : i + batch])
             if acc is not None:
                 acc.update(acts, torch.arange(i, min(i + batch, len(images))))
                 acts.clear()
@@ -59,8 +59,10 @@ def main(argv: list[str] | None = None) -> dict:
         acc.result()
     p, m = min(plain), min(mined)
     overhead = 100 * (m - p) / p
-    print(f"{args.model} at {args.size} px, {args.images} images, batch {args.batch}, {torch.get_num_threads()} "
-          f"threads, layers {', '.join(layers)}, k={args.k}")
+    print(
+        f"{args.model} at {args.size} px, {args.images} images, batch {args.batch}, {torch.get_num_threads()} "
+        f"threads, layers {', '.join(layers)}, k={args.k}"
+    )
     print(f"plain validation pass : {p:8.2f} s")
     print(f"with top-{args.k} mining  : {m:8.2f} s")
     print(f"overhead              : {overhead:8.1f} %  (goal <= 15%)")

@@ -8,4 +8,12 @@ from .occlusion import OcclusionSensitivity
 from .samples import TrainSamples
 from .top9 import Top9Deconv
 
-__all__ = ["OcclusionSensitivity", "FeatureEvolution", "FilterHealth", "Top9Deconv", "GradientCentralization", "FilterRenormalization", "TrainSamples"]
+__all__ = [
+    "OcclusionSensitivity",
+    "FeatureEvolution",
+    "FilterHealth",
+    "Top9Deconv",
+    "GradientCentralization",
+    "FilterRenormalization",
+    "TrainSamples",
+]

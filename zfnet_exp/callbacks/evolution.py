@@ -37,9 +37,16 @@ def schedule(epochs: Sequence[int], max_epochs: int | None) -> list[int]:
 
 
 class FeatureEvolution(L.Callback):
-    def __init__(self, layers: Sequence[str] | None = None,
-                 maps: int | str | Sequence[int] | None = 6, epochs: Sequence[int] = DEFAULT_EPOCHS,
-                 num_images: int = 256, seed: int = 0, batch_size: int = 64, enabled: bool = True):
+    def __init__(
+        self,
+        layers: Sequence[str] | None = None,
+        maps: int | str | Sequence[int] | None = 6,
+        epochs: Sequence[int] = DEFAULT_EPOCHS,
+        num_images: int = 256,
+        seed: int = 0,
+        batch_size: int = 64,
+        enabled: bool = True,
+    ):
         self.layers = list(layers) if layers else None  # None: every conv layer the model has
         self.maps = maps
         self.epochs = list(epochs)
@@ -51,14 +58,17 @@ class FeatureEvolution(L.Callback):
         self.cells: dict[str, list[torch.Tensor]] = {}  # layer -> per epoch [M, 3, h, w]
         self.records: dict[str, list[dict]] = {}
 
-
     def setup(self, trainer, pl_module, stage: str) -> None:
         if self.layers is None:  # Table 3 ablations lack conv3/conv4: default to the layers that exist
             self.layers = conv_layer_names(pl_module.model)
+
     def state_dict(self) -> dict:
         """Projections kept so far (uint8, a few MB at most) so a resumed run continues the same strip."""
-        return {"logged_epochs": list(self.logged_epochs), "records": self.records,
-                "cells": {k: [(c * 255).round().to(torch.uint8) for c in v] for k, v in self.cells.items()}}
+        return {
+            "logged_epochs": list(self.logged_epochs),
+            "records": self.records,
+            "cells": {k: [(c * 255).round().to(torch.uint8) for c in v] for k, v in self.cells.items()},
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.logged_epochs = list(state.get("logged_epochs", []))
@@ -84,8 +94,9 @@ class FeatureEvolution(L.Callback):
         g = torch.Generator().manual_seed(self.seed)
         subset_idx = sorted(torch.randperm(n, generator=g)[: min(self.num_images, n)].tolist())
         model = pl_module.model
-        topk = mine_topk(model, Subset(ds, subset_idx), self.layers, k=1, batch_size=self.batch_size,
-                         device=pl_module.device)
+        topk = mine_topk(
+            model, Subset(ds, subset_idx), self.layers, k=1, batch_size=self.batch_size, device=pl_module.device
+        )
         channels = {layer: t.values.shape[0] for layer, t in topk.items()}
         denorm = denormalizer(dm)
         sink = ImageSink.from_trainer(trainer)
@@ -95,14 +106,33 @@ class FeatureEvolution(L.Callback):
             t = topk[layer]
             idx = [int(t.indices[c, 0]) for c in maps]
             images = torch.stack([ds[i][0] for i in idx]).to(pl_module.device)
-            proj, _ = project_units(model, images, layer, torch.tensor(maps, device=pl_module.device),
-                                    t.positions[maps, 0].to(pl_module.device), denorm)
+            proj, _ = project_units(
+                model,
+                images,
+                layer,
+                torch.tensor(maps, device=pl_module.device),
+                t.positions[maps, 0].to(pl_module.device),
+                denorm,
+            )
             self.cells.setdefault(layer, []).append(proj)
             self.records.setdefault(layer, []).append(
-                {"epoch": epoch, "maps": maps, "indices": idx, "values": t.values[maps, 0].tolist(),
-                 "positions": t.positions[maps, 0].tolist()})
+                {
+                    "epoch": epoch,
+                    "maps": maps,
+                    "indices": idx,
+                    "values": t.values[maps, 0].tolist(),
+                    "positions": t.positions[maps, 0].tolist(),
+                }
+            )
             strip = evolution_strip(torch.stack(self.cells[layer], 1))
-            sink.log_image(f"diag/{layer}/evolution", strip, step=trainer.global_step,
-                           caption=f"{layer} maps {maps}; columns = epochs {self.logged_epochs}")
-            sink.log_json(f"diag/{layer}/evolution", {"layer": layer, "epochs": self.logged_epochs,
-                                                      "records": self.records[layer]}, step=trainer.global_step)
+            sink.log_image(
+                f"diag/{layer}/evolution",
+                strip,
+                step=trainer.global_step,
+                caption=f"{layer} maps {maps}; columns = epochs {self.logged_epochs}",
+            )
+            sink.log_json(
+                f"diag/{layer}/evolution",
+                {"layer": layer, "epochs": self.logged_epochs, "records": self.records[layer]},
+                step=trainer.global_step,
+            )

@@ -24,8 +24,9 @@ from ._util import capture_first, diagnostic_due
 
 
 class FilterHealth(L.Callback):
-    def __init__(self, layers: Sequence[str] | None = None, every_n_epochs: int = 1, grid_scale: int = 4,
-                 enabled: bool = True):
+    def __init__(
+        self, layers: Sequence[str] | None = None, every_n_epochs: int = 1, grid_scale: int = 4, enabled: bool = True
+    ):
         self.layers = list(layers) if layers else None
         self.every_n_epochs = every_n_epochs
         self.grid_scale = grid_scale
@@ -63,8 +64,9 @@ class FilterHealth(L.Callback):
             self._max[layer] = m if layer not in self._max else torch.maximum(self._max[layer], m)
             z = (a <= 0).sum().double()
             self._zeros[layer] = self._zeros.get(layer, 0) + z
-            self._count[layer] = self._count.get(layer, 0) + torch.tensor(float(a.numel()), dtype=torch.float64,
-                                                                          device=a.device)
+            self._count[layer] = self._count.get(layer, 0) + torch.tensor(
+                float(a.numel()), dtype=torch.float64, device=a.device
+            )
         self._acts.clear()
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
@@ -95,8 +97,11 @@ class FilterHealth(L.Callback):
             first = next((mod for mod in model.modules() if isinstance(mod, torch.nn.Conv2d)), None)
             if first is not None and first.weight.shape[1] in (1, 3):
                 ImageSink.from_trainer(trainer).log_image(
-                    "diag/filters/conv1", filter_grid(first.weight, scale=self.grid_scale),
-                    step=trainer.global_step, caption=f"conv1 filters, epoch {trainer.current_epoch + 1}")
+                    "diag/filters/conv1",
+                    filter_grid(first.weight, scale=self.grid_scale),
+                    step=trainer.global_step,
+                    caption=f"conv1 filters, epoch {trainer.current_epoch + 1}",
+                )
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         if self._hooks is not None:

@@ -34,9 +34,19 @@ def probe_indices(n: int, num_probes: int, seed: int) -> list[int]:
 
 
 class OcclusionSensitivity(L.Callback):
-    def __init__(self, every_n_epochs: int = 5, num_probes: int = 4, patch: int = 16, stride: int = 4,
-                 fill: float = 0.0, layer: str | None = "conv5", projection: bool = True, batch_size: int = 64,
-                 seed: int = 0, enabled: bool = True):
+    def __init__(
+        self,
+        every_n_epochs: int = 5,
+        num_probes: int = 4,
+        patch: int = 16,
+        stride: int = 4,
+        fill: float = 0.0,
+        layer: str | None = "conv5",
+        projection: bool = True,
+        batch_size: int = 64,
+        seed: int = 0,
+        enabled: bool = True,
+    ):
         self.every_n_epochs = int(every_n_epochs)
         self.num_probes = int(num_probes)
         self.patch, self.stride, self.fill = int(patch), int(stride), float(fill)
@@ -71,8 +81,7 @@ class OcclusionSensitivity(L.Callback):
     def _probe(self, model, val_set, idx, device, params, classes, sink: ImageSink, step: int) -> None:
         x, y, index = val_set[idx]
         x = x.to(device)
-        res = occlusion_sensitivity(model, x, int(y), self.patch, self.stride, self.fill, self.layer,
-                                    self.batch_size)
+        res = occlusion_sensitivity(model, x, int(y), self.patch, self.stride, self.fill, self.layer, self.batch_size)
         proj = projection_image(model, x, res) if self.projection else None
         shown = denormalizer(params)(x.cpu())
         name = classes[int(y)] if classes else str(int(y))

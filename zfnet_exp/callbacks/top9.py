@@ -30,9 +30,16 @@ from ._util import (
 
 
 class Top9Deconv(L.Callback):
-    def __init__(self, layers: Sequence[str] | None = None, k: int = 9,
-                 maps: int | str | Sequence[int] | None = 8, seed: int = 0, every_n_epochs: int = 1,
-                 maps_per_row: int = 4, enabled: bool = True):
+    def __init__(
+        self,
+        layers: Sequence[str] | None = None,
+        k: int = 9,
+        maps: int | str | Sequence[int] | None = 8,
+        seed: int = 0,
+        every_n_epochs: int = 1,
+        maps_per_row: int = 4,
+        enabled: bool = True,
+    ):
         self.layers = list(layers) if layers else None  # None: every conv layer the model has
         self.k = k
         self.maps = maps
@@ -45,10 +52,10 @@ class Top9Deconv(L.Callback):
         self._acts: dict | None = None
         self.last_result = None  # {layer: TopK} of the last mined epoch (all ranks), for tests and users
 
-
     def setup(self, trainer, pl_module, stage: str) -> None:
         if self.layers is None:  # Table 3 ablations lack conv3/conv4: default to the layers that exist
             self.layers = conv_layer_names(pl_module.model)
+
     def _active(self, trainer) -> bool:
         return diagnostic_due(trainer, self.enabled, self.every_n_epochs)
 
@@ -91,11 +98,23 @@ class Top9Deconv(L.Callback):
             maps = pick_maps(topk.values.shape[0], self.maps, self.seed, layer)
             if not maps:  # maps=[]: mine (last_result / JSON-free) but draw nothing
                 continue
-            grid, payload = top9_panel(pl_module.model, dm.val_set, layer, topk, maps, denorm,
-                                       device=pl_module.device, maps_per_row=self.maps_per_row)
+            grid, payload = top9_panel(
+                pl_module.model,
+                dm.val_set,
+                layer,
+                topk,
+                maps,
+                denorm,
+                device=pl_module.device,
+                maps_per_row=self.maps_per_row,
+            )
             payload["epoch"] = trainer.current_epoch + 1
-            sink.log_image(f"diag/{layer}/top9", grid, step=step,
-                           caption=f"{layer} top-{self.k}, epoch {trainer.current_epoch + 1}, maps {maps}")
+            sink.log_image(
+                f"diag/{layer}/top9",
+                grid,
+                step=step,
+                caption=f"{layer} top-{self.k}, epoch {trainer.current_epoch + 1}, maps {maps}",
+            )
             sink.log_json(f"diag/{layer}/top9", payload, step=step)
 
     def on_exception(self, trainer, pl_module, exception) -> None:

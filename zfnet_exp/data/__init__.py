@@ -1,18 +1,15 @@
-"""Datamodules (generated ``shapes``, generic ``imagefolder``/ImageNet), paper transforms, errors."""
+"""Datamodules (generated ``shapes``, generic ``imagefolder``/ImageNet), paper transforms."""
 
 from .datamodule import ImageFolderDataModule, ShapesDataModule
-from .errors import DataError, UserError
 from .folder import IndexedImageFolder
 from .shapes import SHAPE_CLASSES, ShapesSpec, generate_shapes, render
 
 __all__ = [
-    "DataError",
     "ImageFolderDataModule",
     "IndexedImageFolder",
     "SHAPE_CLASSES",
     "ShapesDataModule",
     "ShapesSpec",
-    "UserError",
     "generate_shapes",
     "render",
 ]

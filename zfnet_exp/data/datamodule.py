@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
-from .errors import DataError, UserError
+from ..errors import DataError, UserError
 from .folder import IndexedImageFolder, check_split_folder
 from .sampling import ClassBalancedSampler
 from .shapes import SHAPE_CLASSES, ShapesSpec, generate_shapes

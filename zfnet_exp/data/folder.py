@@ -10,7 +10,7 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from .errors import DataError
+from ..errors import DataError
 
 LAYOUT_HELP = (
     "Expected an ImageFolder layout: ROOT/train/<class>/<image>.jpg and ROOT/val/<class>/<image>.jpg, "

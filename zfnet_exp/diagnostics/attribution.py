@@ -89,8 +89,7 @@ def _targets(target: int | Sequence[int] | Tensor, b: int, device) -> Tensor:
     return t.contiguous()
 
 
-def attribute(method: str, model: nn.Module, images: Tensor, target: int | Sequence[int] | Tensor,
-              **kw) -> Tensor:
+def attribute(method: str, model: nn.Module, images: Tensor, target: int | Sequence[int] | Tensor, **kw) -> Tensor:
     """Heat maps ``[B, H, W]`` (float32, detached) of ``method`` for ``images`` [B,3,H,W] (or [3,H,W]) and
     ``target`` (one class for all images or one per image). ``kw`` go to the method (see module docstring).
     The model runs in eval mode; its mode is restored afterwards."""
@@ -115,8 +114,14 @@ def attribute(method: str, model: nn.Module, images: Tensor, target: int | Seque
 
 
 @register("gradcam", "Captum LayerGradCam on `layer` (conv5), ReLU, bilinear upsampling to the input size")
-def _gradcam(model: nn.Module, images: Tensor, target: Tensor, layer: str = "conv5", relu: bool = True,
-             upsample: str = "bilinear") -> Tensor:
+def _gradcam(
+    model: nn.Module,
+    images: Tensor,
+    target: Tensor,
+    layer: str = "conv5",
+    relu: bool = True,
+    upsample: str = "bilinear",
+) -> Tensor:
     from captum.attr import LayerGradCam
 
     module = resolve_layer(model, layer)[1]
@@ -148,8 +153,9 @@ def _deconvnet(model: nn.Module, images: Tensor, target: Tensor, reduce: str = "
 
 
 @register("deconvnet_zf", "ZF projection of the strongest `layer` unit (conv5), not class-specific")
-def _deconvnet_zf(model: nn.Module, images: Tensor, target: Tensor, layer: str = "conv5",
-                  reduce: str = "max_abs") -> Tensor:
+def _deconvnet_zf(
+    model: nn.Module, images: Tensor, target: Tensor, layer: str = "conv5", reduce: str = "max_abs"
+) -> Tensor:
     from . import deconvnet
     from .layers import capture_activations
 
@@ -162,13 +168,26 @@ def _deconvnet_zf(model: nn.Module, images: Tensor, target: Tensor, layer: str =
 
 
 @register("integrated_gradients", "Captum IntegratedGradients from a grey (0) baseline, summed over channels")
-def _integrated_gradients(model: nn.Module, images: Tensor, target: Tensor, baseline: float | Tensor = 0.0,
-                          n_steps: int = 50, internal_batch_size: int = 16, method: str = "gausslegendre",
-                          reduce: str = "sum") -> Tensor:
+def _integrated_gradients(
+    model: nn.Module,
+    images: Tensor,
+    target: Tensor,
+    baseline: float | Tensor = 0.0,
+    n_steps: int = 50,
+    internal_batch_size: int = 16,
+    method: str = "gausslegendre",
+    reduce: str = "sum",
+) -> Tensor:
     from captum.attr import IntegratedGradients
 
-    attr = IntegratedGradients(model).attribute(images, baselines=baseline, target=target, n_steps=n_steps,
-                                                method=method, internal_batch_size=internal_batch_size)
+    attr = IntegratedGradients(model).attribute(
+        images,
+        baselines=baseline,
+        target=target,
+        n_steps=n_steps,
+        method=method,
+        internal_batch_size=internal_batch_size,
+    )
     return reduce_channels(attr, reduce)
 
 
@@ -187,8 +206,14 @@ def _display_image(image: Tensor, mean: Sequence[float] | None, std: Sequence[fl
     return img.permute(1, 2, 0) if img.shape[0] == 3 else img[0]
 
 
-def comparison_figure(image: Tensor, maps: Mapping[str, Tensor], mean: Sequence[float] | None = None,
-                      std: Sequence[float] | None = None, title: str | None = None, overlay: bool = True):
+def comparison_figure(
+    image: Tensor,
+    maps: Mapping[str, Tensor],
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    title: str | None = None,
+    overlay: bool = True,
+):
     """One row: the image, then each heat map (min-max normalized per map) over a grey copy of it.
 
     ``image`` is the normalized [3,H,W] input (``mean``/``std`` undo the normalization for display,

@@ -76,8 +76,9 @@ def square_masks(points: Tensor, size: int, image_size: tuple[int, int]) -> Tens
     return in_y[:, :, None] & in_x[:, None, :]
 
 
-def keypoint_masks(annotations: Sequence[Mapping], part: str, size: int, image_size: tuple[int, int],
-                   scale: float = 1.0) -> Tensor:
+def keypoint_masks(
+    annotations: Sequence[Mapping], part: str, size: int, image_size: tuple[int, int], scale: float = 1.0
+) -> Tensor:
     """Masks around ``annotation["keypoints"][part]`` for each annotation (``scale`` maps annotation
     pixels to model-input pixels, e.g. after a resize)."""
     pts = []
@@ -89,8 +90,13 @@ def keypoint_masks(annotations: Sequence[Mapping], part: str, size: int, image_s
     return square_masks(torch.tensor(pts), size, image_size)
 
 
-def random_square_masks(n: int, size: int, image_size: tuple[int, int], generator: torch.Generator | None = None,
-                        within: Tensor | None = None) -> Tensor:
+def random_square_masks(
+    n: int,
+    size: int,
+    image_size: tuple[int, int],
+    generator: torch.Generator | None = None,
+    within: Tensor | None = None,
+) -> Tensor:
     """``n`` squares of side ``size`` fully inside the image; with ``within`` [n, H, W] (object masks) the
     centre is drawn uniformly among that image's mask pixels (then shifted to fit), as the paper's
     "random object regions"."""
@@ -119,15 +125,21 @@ def _features(model: nn.Module, images: Tensor, layers: Sequence[str], batch_siz
     out: dict[str, list[Tensor]] = {k: [] for k in layers}
     for s in range(0, images.shape[0], batch_size):
         with capture_activations(model, layers) as store:
-            model(images[s: s + batch_size])
+            model(images[s : s + batch_size])
         for k in layers:
             out[k].append(store[k].flatten(1).clone())
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-def feature_changes(model: nn.Module, images: Tensor, masks: Tensor, layers: Sequence[str] = ("conv5", "fc7"),
-                    fill: float = 0.0, batch_size: int = 64, clean: Mapping[str, Tensor] | None = None
-                    ) -> dict[str, Tensor]:
+def feature_changes(
+    model: nn.Module,
+    images: Tensor,
+    masks: Tensor,
+    layers: Sequence[str] = ("conv5", "fc7"),
+    fill: float = 0.0,
+    batch_size: int = 64,
+    clean: Mapping[str, Tensor] | None = None,
+) -> dict[str, Tensor]:
     """eps = features(image) - features(image with ``masks`` [N,H,W] set to ``fill``), per layer [N, D].
     ``fill`` 0.0 is grey (the mean) in normalized space. ``clean`` reuses precomputed clean features."""
     with eval_mode(model), torch.no_grad():
@@ -138,10 +150,19 @@ def feature_changes(model: nn.Module, images: Tensor, masks: Tensor, layers: Seq
     return {k: clean[k] - occ[k] for k in layers}
 
 
-def correspondence_table(model: nn.Module, images: Tensor, part_masks: Mapping[str, Tensor],
-                         layers: Sequence[str] = ("conv5", "fc7"), random_size: int | None = None,
-                         object_masks: Tensor | None = None, subset_size: int = 5, repeats: int = 10,
-                         fill: float = 0.0, seed: int = 0, batch_size: int = 64) -> list[dict]:
+def correspondence_table(
+    model: nn.Module,
+    images: Tensor,
+    part_masks: Mapping[str, Tensor],
+    layers: Sequence[str] = ("conv5", "fc7"),
+    random_size: int | None = None,
+    object_masks: Tensor | None = None,
+    subset_size: int = 5,
+    repeats: int = 10,
+    fill: float = 0.0,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> list[dict]:
     """Table 1 rows ``{region, layer, mean, std, repeats, subset_size}`` for each part and ``"random"``.
 
     ``part_masks[name]`` is [N, H, W] (one mask per image). Random squares have side ``random_size``
@@ -160,8 +181,9 @@ def correspondence_table(model: nn.Module, images: Tensor, part_masks: Mapping[s
     size = tuple(images.shape[-2:])
     with eval_mode(model), torch.no_grad():
         clean = _features(model, images, layers, batch_size)
-        part_eps = {name: feature_changes(model, images, m, layers, fill, batch_size, clean)
-                    for name, m in part_masks.items()}
+        part_eps = {
+            name: feature_changes(model, images, m, layers, fill, batch_size, clean) for name, m in part_masks.items()
+        }
         scores: dict[tuple[str, str], list[float]] = {}
         for _ in range(repeats):
             subset = torch.randperm(n, generator=gen)[:subset_size].sort().values
@@ -177,11 +199,25 @@ def correspondence_table(model: nn.Module, images: Tensor, part_masks: Mapping[s
     rows = []
     for (region, k), vals in scores.items():
         t = torch.tensor(vals, dtype=torch.float64)
-        rows.append({"region": region, "layer": k, "mean": float(t.mean()),
-                     "std": float(t.std()) if len(vals) > 1 else 0.0, "repeats": len(vals),
-                     "subset_size": subset_size})
+        rows.append(
+            {
+                "region": region,
+                "layer": k,
+                "mean": float(t.mean()),
+                "std": float(t.std()) if len(vals) > 1 else 0.0,
+                "repeats": len(vals),
+                "subset_size": subset_size,
+            }
+        )
     return rows
 
 
-__all__ = ["correspondence_table", "feature_changes", "keypoint_masks", "pairwise_sign_hamming",
-           "random_square_masks", "sign_hamming_delta", "square_masks"]
+__all__ = [
+    "correspondence_table",
+    "feature_changes",
+    "keypoint_masks",
+    "pairwise_sign_hamming",
+    "random_square_masks",
+    "sign_hamming_delta",
+    "square_masks",
+]

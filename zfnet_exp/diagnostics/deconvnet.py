@@ -53,13 +53,31 @@ from .layers import resolve_layer
 
 # Leaf modules whose backward becomes the identity when skip_norm=True.
 NORM_TYPES: tuple[type[nn.Module], ...] = (
-    nn.LocalResponseNorm, nn.CrossMapLRN2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm,
+    nn.LocalResponseNorm,
+    nn.CrossMapLRN2d,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.SyncBatchNorm,
 )
 _RELU_FUNCS = {"relu", "relu_", "relu6"}
 # Activation modules the deconvnet rule does not cover: they back-propagate their true gradient (warned).
 _OTHER_ACTIVATIONS: tuple[type[nn.Module], ...] = (
-    nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
-    nn.Hardswish, nn.Hardtanh, nn.Softplus, nn.Sigmoid, nn.Tanh,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.RReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Hardswish,
+    nn.Hardtanh,
+    nn.Softplus,
+    nn.Sigmoid,
+    nn.Tanh,
 )
 _CROP_MAX_AREA = 0.8  # below this crop/image area ratio the cropped pass is worth its bookkeeping
 
@@ -100,7 +118,8 @@ class _FunctionalReluGuard(TorchFunctionMode):
             raise ValueError(
                 "model uses functional ReLU (F.relu / torch.relu / Tensor.relu in forward) on the path to the "
                 "layer: module hooks cannot see it, so the deconvnet would silently become a gradient there; "
-                "use nn.ReLU modules")
+                "use nn.ReLU modules"
+            )
         return func(*args, **(kwargs or {}))
 
 
@@ -151,9 +170,11 @@ def _deconv_mode(model: nn.Module, deconv: bool, skip_norm: bool) -> Iterator[No
         for h in handles:
             h.remove()
     if others:
-        warnings.warn(f"deconvnet: {', '.join(sorted(others))} on the path are not ReLUs; the deconvnet rule "
-                      "(rectify the signal) applies to nn.ReLU only, these back-propagate their true gradient",
-                      stacklevel=3)
+        warnings.warn(
+            f"deconvnet: {', '.join(sorted(others))} on the path are not ReLUs; the deconvnet rule "
+            "(rectify the signal) applies to nn.ReLU only, these back-propagate their true gradient",
+            stacklevel=3,
+        )
 
 
 @contextmanager
@@ -180,8 +201,9 @@ def _check_channels(ch: torch.Tensor, out: torch.Tensor) -> None:
         raise ValueError(f"channel out of range for a layer with {out.shape[1]} channels")
 
 
-def _seed(out: torch.Tensor, ch: torch.Tensor, unit: str, pos: torch.Tensor | None,
-          from_activation: bool = True) -> torch.Tensor:
+def _seed(
+    out: torch.Tensor, ch: torch.Tensor, unit: str, pos: torch.Tensor | None, from_activation: bool = True
+) -> torch.Tensor:
     """Top signal: zeros except the selected unit(s) of each row's channel, which keep their activation
     (or get 1.0 with ``from_activation=False``)."""
     b = out.shape[0]
@@ -209,8 +231,16 @@ def _seed(out: torch.Tensor, ch: torch.Tensor, unit: str, pos: torch.Tensor | No
     return seed
 
 
-def _backproject(model: nn.Module, target: nn.Module, x: torch.Tensor, ch: torch.Tensor, unit: str,
-                 pos: torch.Tensor | None, skip_norm: bool, from_activation: bool) -> torch.Tensor:
+def _backproject(
+    model: nn.Module,
+    target: nn.Module,
+    x: torch.Tensor,
+    ch: torch.Tensor,
+    unit: str,
+    pos: torch.Tensor | None,
+    skip_norm: bool,
+    from_activation: bool,
+) -> torch.Tensor:
     x = x.detach().requires_grad_(True)
     with torch.enable_grad(), _deconv_mode(model, deconv=True, skip_norm=skip_norm):
         (out,) = run_until(model, x, [target])
@@ -264,9 +294,16 @@ def _crop_can_pay(ops: list[SpatialOp], size) -> bool:
     return area <= _CROP_MAX_AREA
 
 
-def _project_cropped(model: nn.Module, target: nn.Module, images: torch.Tensor, ops: list[SpatialOp],
-                     ch: torch.Tensor, pos: torch.Tensor, skip_norm: bool,
-                     from_activation: bool) -> torch.Tensor | None:
+def _project_cropped(
+    model: nn.Module,
+    target: nn.Module,
+    images: torch.Tensor,
+    ops: list[SpatialOp],
+    ch: torch.Tensor,
+    pos: torch.Tensor,
+    skip_norm: bool,
+    from_activation: bool,
+) -> torch.Tensor | None:
     h, w = images.shape[-2:]
     units = pos.tolist()
     plan_y = _crop_axis(ops, 0, [u[0] for u in units], h)
@@ -275,7 +312,7 @@ def _project_cropped(model: nn.Module, target: nn.Module, images: torch.Tensor, 
     lx, oxs = plan_x if plan_x else (w, [0] * len(units))
     if ly * lx > _CROP_MAX_AREA * h * w:
         return None
-    crops = torch.stack([images[i, :, oy:oy + ly, ox:ox + lx] for i, (oy, ox) in enumerate(zip(oys, oxs))])
+    crops = torch.stack([images[i, :, oy : oy + ly, ox : ox + lx] for i, (oy, ox) in enumerate(zip(oys, oxs))])
     jy = jx = 1
     for op in ops:
         jy, jx = jy * op.stride[0], jx * op.stride[1]
@@ -283,7 +320,7 @@ def _project_cropped(model: nn.Module, target: nn.Module, images: torch.Tensor, 
     grad = _backproject(model, target, crops, ch, "max", pos - origin, skip_norm, from_activation)
     out = torch.zeros_like(images)
     for i, (oy, ox) in enumerate(zip(oys, oxs)):
-        out[i, :, oy:oy + ly, ox:ox + lx] = grad[i]
+        out[i, :, oy : oy + ly, ox : ox + lx] = grad[i]
     return out
 
 

@@ -89,9 +89,16 @@ def trapezoid_auc(curve: Tensor) -> Tensor:
     return (curve.sum(-1) - 0.5 * (curve[..., 0] + curve[..., -1])) / n
 
 
-def causal_curve(model: nn.Module, images: Tensor, saliency: Tensor, target: int | Sequence[int] | Tensor,
-                 mode: str = "deletion", n_steps: int | None = None, batch_size: int = 64,
-                 substrate: Tensor | None = None) -> Tensor:
+def causal_curve(
+    model: nn.Module,
+    images: Tensor,
+    saliency: Tensor,
+    target: int | Sequence[int] | Tensor,
+    mode: str = "deletion",
+    n_steps: int | None = None,
+    batch_size: int = 64,
+    substrate: Tensor | None = None,
+) -> Tensor:
     """Softmax probability of ``target`` after each deletion/insertion step: [B, n_steps + 1].
 
     ``substrate`` replaces the defaults (deletion: zeros; insertion: :func:`gaussian_blur`), [B,C,H,W].
@@ -99,8 +106,9 @@ def causal_curve(model: nn.Module, images: Tensor, saliency: Tensor, target: int
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}; choose one of {MODES}")
     if images.dim() != 4 or saliency.shape != (images.shape[0], *images.shape[-2:]):
-        raise ValueError(f"images [B,C,H,W] and saliency [B,H,W] must match; got {tuple(images.shape)} "
-                         f"and {tuple(saliency.shape)}")
+        raise ValueError(
+            f"images [B,C,H,W] and saliency [B,H,W] must match; got {tuple(images.shape)} and {tuple(saliency.shape)}"
+        )
     b, _, h, w = images.shape
     n_steps = h if n_steps is None else int(n_steps)
     per_step = math.ceil(h * w / n_steps)
@@ -121,23 +129,25 @@ def causal_curve(model: nn.Module, images: Tensor, saliency: Tensor, target: int
         out = torch.empty(b * (n_steps + 1), dtype=torch.float64)
         with eval_mode(model):
             for s in range(0, len(pairs_img), batch_size):
-                pi, ps = pairs_img[s: s + batch_size], pairs_step[s: s + batch_size]
+                pi, ps = pairs_img[s : s + batch_size], pairs_step[s : s + batch_size]
                 swapped = (rank[pi] < counts[ps][:, None]).view(-1, 1, h, w)
                 x = torch.where(swapped, finish[pi], start[pi])
                 logits = model(x).double()
-                out[s: s + len(pi)] = logits.softmax(1).gather(1, t[pi][:, None])[:, 0].cpu()
+                out[s : s + len(pi)] = logits.softmax(1).gather(1, t[pi][:, None])[:, 0].cpu()
     return out.view(b, n_steps + 1)
 
 
-def deletion_auc(model: nn.Module, images: Tensor, saliency: Tensor, target, n_steps: int | None = None,
-                 batch_size: int = 64) -> tuple[Tensor, Tensor]:
+def deletion_auc(
+    model: nn.Module, images: Tensor, saliency: Tensor, target, n_steps: int | None = None, batch_size: int = 64
+) -> tuple[Tensor, Tensor]:
     """(AUC [B], curve [B, n_steps + 1]); lower is better."""
     curve = causal_curve(model, images, saliency, target, "deletion", n_steps, batch_size)
     return trapezoid_auc(curve), curve
 
 
-def insertion_auc(model: nn.Module, images: Tensor, saliency: Tensor, target, n_steps: int | None = None,
-                  batch_size: int = 64) -> tuple[Tensor, Tensor]:
+def insertion_auc(
+    model: nn.Module, images: Tensor, saliency: Tensor, target, n_steps: int | None = None, batch_size: int = 64
+) -> tuple[Tensor, Tensor]:
     """(AUC [B], curve [B, n_steps + 1]); higher is better."""
     curve = causal_curve(model, images, saliency, target, "insertion", n_steps, batch_size)
     return trapezoid_auc(curve), curve
@@ -156,8 +166,10 @@ def max_point(saliency: Tensor) -> Tensor:
 def pointing_game(saliency: Tensor, masks: Tensor, tolerance: float = 15) -> Tensor:
     """Hits [B] (bool): the map's maximum lies on the mask or closer than ``tolerance`` px to it."""
     if saliency.shape != masks.shape:
-        raise ValueError(f"saliency {tuple(saliency.shape)} and masks {tuple(masks.shape)} must have one shape "
-                         "(upsample the maps to the image size first)")
+        raise ValueError(
+            f"saliency {tuple(saliency.shape)} and masks {tuple(masks.shape)} must have one shape "
+            "(upsample the maps to the image size first)"
+        )
     masks = masks.bool()
     b, h, w = masks.shape
     p = max_point(saliency).to(masks.device)
@@ -214,10 +226,20 @@ def wilson_interval(hits: Tensor, z: float = 1.96) -> tuple[float, float]:
 METRICS = ("deletion", "insertion", "pointing")
 
 
-def faithfulness_table(model: nn.Module, images: Tensor, targets, masks: Tensor | None,
-                       maps: Mapping[str, Tensor], n_steps: int | None = None, batch_size: int = 64,
-                       tolerance: float = 15, include_center: bool = True, include_random: bool = False,
-                       metrics: Sequence[str] = METRICS, progress: bool = False) -> list[dict]:
+def faithfulness_table(
+    model: nn.Module,
+    images: Tensor,
+    targets,
+    masks: Tensor | None,
+    maps: Mapping[str, Tensor],
+    n_steps: int | None = None,
+    batch_size: int = 64,
+    tolerance: float = 15,
+    include_center: bool = True,
+    include_random: bool = False,
+    metrics: Sequence[str] = METRICS,
+    progress: bool = False,
+) -> list[dict]:
     """One row per method: ``method, n`` and, per requested metric, means over images.
 
     - ``deletion_auc`` / ``insertion_auc`` (RISE);
@@ -261,7 +283,22 @@ def faithfulness_table(model: nn.Module, images: Tensor, targets, masks: Tensor 
 
 
 __all__ = [
-    "BASELINES", "METRICS", "baseline_map", "causal_curve", "center_baseline", "deletion_auc",
-    "faithfulness_table", "gaussian_blur", "insertion_auc", "max_point", "pointing_accuracy", "pointing_game",
-    "random_baseline", "rise_kernel", "saliency_order", "trapezoid_auc", "wilson_interval", "write_csv",
+    "BASELINES",
+    "METRICS",
+    "baseline_map",
+    "causal_curve",
+    "center_baseline",
+    "deletion_auc",
+    "faithfulness_table",
+    "gaussian_blur",
+    "insertion_auc",
+    "max_point",
+    "pointing_accuracy",
+    "pointing_game",
+    "random_baseline",
+    "rise_kernel",
+    "saliency_order",
+    "trapezoid_auc",
+    "wilson_interval",
+    "write_csv",
 ]

@@ -23,8 +23,9 @@ from torch import nn
 from .layers import conv_layer_names, resolve_layer
 
 
-def filter_grid(weight: torch.Tensor, nrow: int | None = None, padding: int = 1, scale: int = 1,
-                pad_value: float = 1.0) -> torch.Tensor:
+def filter_grid(
+    weight: torch.Tensor, nrow: int | None = None, padding: int = 1, scale: int = 1, pad_value: float = 1.0
+) -> torch.Tensor:
     """First-layer filters ``[N, 3 (or 1), kh, kw]`` as one RGB image ``[3, H, W]`` in [0, 1], for display.
 
     Each filter is contrast-normalized on its own (min -> 0, max -> 1 over its three channels), as in
@@ -50,7 +51,7 @@ def filter_grid(weight: torch.Tensor, nrow: int | None = None, padding: int = 1,
     for i in range(n):
         r, c = divmod(i, nrow)
         y, x = padding + r * (kh + padding), padding + c * (kw + padding)
-        grid[:, y:y + kh, x:x + kw] = w[i]
+        grid[:, y : y + kh, x : x + kw] = w[i]
     return grid
 
 
@@ -97,8 +98,9 @@ def rms_spread(weight: torch.Tensor) -> tuple[float, float]:
     return float(rms.mean()), float(rms.std(unbiased=False))
 
 
-def dead_fraction(activations: torch.Tensor | None = None, weight: torch.Tensor | None = None,
-                  rms_threshold: float | None = None) -> float:
+def dead_fraction(
+    activations: torch.Tensor | None = None, weight: torch.Tensor | None = None, rms_threshold: float | None = None
+) -> float:
     """Share of a layer's filters that are dead, from activations *or* from weights (give exactly one).
 
     ``activations [B, C, H, W]`` (rectified): a channel is dead if it is never positive anywhere on
@@ -129,14 +131,15 @@ def _conv_for(model: nn.Module, layer: str) -> nn.Conv2d | None:
     if isinstance(module, nn.Conv2d):
         return module
     if name.startswith("features.relu"):
-        conv = modules.get("features.conv" + name[len("features.relu"):])
+        conv = modules.get("features.conv" + name[len("features.relu") :])
         if isinstance(conv, nn.Conv2d):
             return conv
     return None
 
 
-def filter_health(model: nn.Module, activations: Mapping[str, torch.Tensor] | None = None,
-                  layers: list[str] | None = None) -> dict[str, float]:
+def filter_health(
+    model: nn.Module, activations: Mapping[str, torch.Tensor] | None = None, layers: list[str] | None = None
+) -> dict[str, float]:
     """Scalars to log per layer, keyed ``health/<layer>/<metric>``.
 
     Always (from weights): ``rms_mean``, ``rms_std``, ``low_rms_frac`` (:func:`dead_fraction` on
@@ -164,6 +167,12 @@ def filter_health(model: nn.Module, activations: Mapping[str, torch.Tensor] | No
 
 
 __all__ = [
-    "activation_sparsity", "aliasing_index", "dead_fraction", "filter_grid", "filter_health", "filter_rms",
-    "high_frequency_share", "rms_spread",
+    "activation_sparsity",
+    "aliasing_index",
+    "dead_fraction",
+    "filter_grid",
+    "filter_health",
+    "filter_rms",
+    "high_frequency_share",
+    "rms_spread",
 ]

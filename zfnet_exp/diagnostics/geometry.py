@@ -30,10 +30,30 @@ from .layers import resolve_layer
 # Leaf modules that act on each spatial position independently (in eval mode). GroupNorm / InstanceNorm /
 # LayerNorm are *not* here: their statistics mix positions, so a unit would depend on the whole map.
 POINTWISE_TYPES: tuple[type[nn.Module], ...] = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
-    nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Softplus,
-    nn.LocalResponseNorm, nn.CrossMapLRN2d, nn.BatchNorm2d, nn.SyncBatchNorm,
-    nn.Dropout, nn.Dropout2d, nn.AlphaDropout, nn.Identity,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Hardtanh,
+    nn.Softplus,
+    nn.LocalResponseNorm,
+    nn.CrossMapLRN2d,
+    nn.BatchNorm2d,
+    nn.SyncBatchNorm,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.AlphaDropout,
+    nn.Identity,
 )
 
 
@@ -41,8 +61,12 @@ class _Reached(Exception):
     """Raised from a forward hook to stop the pass once the wanted layers have run (skips the classifier)."""
 
 
-def run_until(model: nn.Module, x: torch.Tensor, modules: Sequence[nn.Module],
-              call: Callable[[torch.Tensor], object] | None = None) -> list[torch.Tensor]:
+def run_until(
+    model: nn.Module,
+    x: torch.Tensor,
+    modules: Sequence[nn.Module],
+    call: Callable[[torch.Tensor], object] | None = None,
+) -> list[torch.Tensor]:
     """Run ``model(x)`` (or ``call(x)``) only as far as needed for every module in ``modules`` to have run.
 
     Returns the outputs in the order of ``modules``. A module that runs several times per forward pass (a
@@ -164,8 +188,7 @@ def trace_chain(model: nn.Module, layer: str, probe: torch.Tensor | Sequence[int
     shape = tuple(probe.shape) if isinstance(probe, torch.Tensor) else tuple(int(v) for v in probe)
     ref = probe if isinstance(probe, torch.Tensor) else next(model.parameters(), torch.empty(0))
     try:
-        state = {k: torch.empty_like(v, device="meta")
-                 for k, v in [*model.named_parameters(), *model.named_buffers()]}
+        state = {k: torch.empty_like(v, device="meta") for k, v in [*model.named_parameters(), *model.named_buffers()]}
         x = torch.empty(shape, dtype=ref.dtype, device="meta")
         calls, target_out = _record_calls(model, target, x, lambda t: functional_call(model, state, (t,)))
     except (NotImplementedError, RuntimeError):
@@ -179,7 +202,8 @@ def trace_chain(model: nn.Module, layer: str, probe: torch.Tensor | Sequence[int
         if inp is not prev or inp_version != prev_version:
             raise ValueError(
                 f"the path to {layer!r} is not a chain of modules: {name!r} does not consume the previous "
-                f"module's output (branches, residual connections or functional ops in forward)")
+                f"module's output (branches, residual connections or functional ops in forward)"
+            )
         if not isinstance(out, torch.Tensor) or out.dim() != 4:
             raise ValueError(f"the path to {layer!r} leaves the spatial part at {name!r} (output is not [B,C,H,W])")
         op = _as_op(name, m, tuple(prev.shape[-2:]), tuple(out.shape[-2:]))
@@ -211,8 +235,9 @@ def _clipped_range(ops: Sequence[SpatialOp], axis: int, u: int) -> tuple[int, in
     lo = hi = u
     for op in reversed(ops):
         lo = max(lo * op.stride[axis] - op.padding[axis], 0)
-        hi = min(hi * op.stride[axis] - op.padding[axis] + op.dilation[axis] * (op.kernel[axis] - 1),
-                 op.in_size[axis] - 1)
+        hi = min(
+            hi * op.stride[axis] - op.padding[axis] + op.dilation[axis] * (op.kernel[axis] - 1), op.in_size[axis] - 1
+        )
         if hi < lo:
             return 0, 0
     return lo, hi + 1
@@ -254,12 +279,12 @@ def geometry_from_ops(layer: str, ops: Sequence[SpatialOp]) -> LayerGeometry:
         size[axis], start[axis] = hi - lo + 1, lo
         for op in ops:
             jump[axis] *= op.stride[axis]
-    return LayerGeometry(layer, ops[0].in_size, ops[-1].out_size, tuple(size), tuple(jump), tuple(start),
-                         tuple(ops))
+    return LayerGeometry(layer, ops[0].in_size, ops[-1].out_size, tuple(size), tuple(jump), tuple(start), tuple(ops))
 
 
-def layer_geometry(model: nn.Module, layer: str, input_size: int | tuple[int, int] = 224,
-                   in_channels: int = 3) -> LayerGeometry:
+def layer_geometry(
+    model: nn.Module, layer: str, input_size: int | tuple[int, int] = 224, in_channels: int = 3
+) -> LayerGeometry:
     """Trace ``model`` on a zero probe of ``input_size`` and return the receptive-field geometry of ``layer``."""
     was_training = model.training
     model.eval()
@@ -270,14 +295,21 @@ def layer_geometry(model: nn.Module, layer: str, input_size: int | tuple[int, in
     return geometry_from_ops(layer, ops)
 
 
-def receptive_field(model: nn.Module, layer: str, y: int, x: int,
-                    input_size: int | tuple[int, int] = 224) -> tuple[int, int, int, int]:
+def receptive_field(
+    model: nn.Module, layer: str, y: int, x: int, input_size: int | tuple[int, int] = 224
+) -> tuple[int, int, int, int]:
     """Half-open input-pixel box ``(y0, x0, y1, x1)`` of unit (y, x) of ``layer``, clipped at the borders."""
     return layer_geometry(model, layer, input_size).box(y, x)
 
 
-def receptive_field_patches(model: nn.Module, images: torch.Tensor, layer: str, positions: torch.Tensor,
-                            fill: float = 0.0, geometry: LayerGeometry | None = None) -> torch.Tensor:
+def receptive_field_patches(
+    model: nn.Module,
+    images: torch.Tensor,
+    layer: str,
+    positions: torch.Tensor,
+    fill: float = 0.0,
+    geometry: LayerGeometry | None = None,
+) -> torch.Tensor:
     """Cut the receptive field of unit ``positions[i] = (y, x)`` out of ``images[i]``: ``[B, C, Rh, Rw]``.
 
     Every patch has the full, unclipped receptive-field size; where the field runs past the image border
@@ -293,18 +325,27 @@ def receptive_field_patches(model: nn.Module, images: torch.Tensor, layer: str, 
         uy0, ux0, _, _ = geom.box(y, x, clip=False)
         y0, x0, y1, x1 = geom.box(y, x, clip=True)
         if y1 > y0 and x1 > x0:
-            out[i, :, y0 - uy0:y1 - uy0, x0 - ux0:x1 - ux0] = images[i, :, y0:y1, x0:x1]
+            out[i, :, y0 - uy0 : y1 - uy0, x0 - ux0 : x1 - ux0] = images[i, :, y0:y1, x0:x1]
     return out
 
 
-def receptive_field_patch(model: nn.Module, image: torch.Tensor, layer: str, y: int, x: int,
-                          fill: float = 0.0) -> torch.Tensor:
+def receptive_field_patch(
+    model: nn.Module, image: torch.Tensor, layer: str, y: int, x: int, fill: float = 0.0
+) -> torch.Tensor:
     """One image ``[C, H, W]`` -> its patch ``[C, Rh, Rw]`` for unit (y, x); see :func:`receptive_field_patches`."""
     pos = torch.tensor([[y, x]])
     return receptive_field_patches(model, image.unsqueeze(0), layer, pos, fill)[0]
 
 
 __all__ = [
-    "LayerGeometry", "SpatialOp", "geometry_from_ops", "input_ranges", "layer_geometry", "receptive_field",
-    "receptive_field_patch", "receptive_field_patches", "run_until", "trace_chain",
+    "LayerGeometry",
+    "SpatialOp",
+    "geometry_from_ops",
+    "input_ranges",
+    "layer_geometry",
+    "receptive_field",
+    "receptive_field_patch",
+    "receptive_field_patches",
+    "run_until",
+    "trace_chain",
 ]

@@ -34,18 +34,36 @@ against re-inference for any model that is not our own ``ConvNet``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 POINTWISE: tuple[type[nn.Module], ...] = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
-    nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softplus,
-    nn.LocalResponseNorm, nn.BatchNorm2d, nn.Dropout, nn.Dropout2d, nn.Identity,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Hardtanh,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Softplus,
+    nn.LocalResponseNorm,
+    nn.BatchNorm2d,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.Identity,
 )
 SPATIAL: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 
@@ -170,7 +188,7 @@ def _gather_index(ys, xs, width_padded: int, base_prev: int, prev_w: int, prev_a
 def _put_rows(table: Tensor, offset: int, cur: Tensor) -> None:
     """Write a window batch [N, C, h, w] as channel-last rows behind the clean rows of ``table``."""
     n, c, h, w = cur.shape
-    table[offset: offset + n * h * w].view(n, h, w, c).copy_(cur.permute(0, 2, 3, 1))
+    table[offset : offset + n * h * w].view(n, h, w, c).copy_(cur.permute(0, 2, 3, 1))
 
 
 # ----------------------------------------------------------------------------------------- the runner
@@ -311,8 +329,12 @@ class IncrementalOcclusion:
                 if kind == "conv":
                     k, s, d, p = m.kernel_size, m.stride, m.dilation, _conv_padding(m)
                 else:
-                    k, s, d, p = (_pair(m.kernel_size), _pair(m.stride or m.kernel_size),
-                                  _pair(getattr(m, "dilation", 1)), _pair(m.padding))
+                    k, s, d, p = (
+                        _pair(m.kernel_size),
+                        _pair(m.stride or m.kernel_size),
+                        _pair(getattr(m, "dilation", 1)),
+                        _pair(m.padding),
+                    )
                 axes = []
                 for a in range(2):
                     keff = d[a] * (k[a] - 1) + 1
@@ -321,8 +343,9 @@ class IncrementalOcclusion:
                     axes.append(_Axis(keff, s[a], p[a], after, n_in, n_out))
                 layer = _Layer(i, m, kind, axes[0], axes[1])
                 pad_value = float("-inf") if kind == "max" else 0.0
-                padded = F.pad(x, (axes[1].pad_before, axes[1].pad_after, axes[0].pad_before, axes[0].pad_after),
-                               value=pad_value)
+                padded = F.pad(
+                    x, (axes[1].pad_before, axes[1].pad_after, axes[0].pad_before, axes[0].pad_after), value=pad_value
+                )
                 layer.clean_rows = padded.shape[2] * padded.shape[3]
                 layer.table = padded[0].permute(1, 2, 0).reshape(layer.clean_rows, -1)
                 if kind == "conv":
@@ -343,8 +366,10 @@ class IncrementalOcclusion:
         if self.layer_index is None:
             self.layer_clean = None if clean_layer is None else clean_layer[0]
         if reference is not None and not _close(reference, self.clean_logits):
-            raise NotApplicable("model(x) differs from its forward with model.features replayed "
-                                "(the output does not depend on x only through features)")
+            raise NotApplicable(
+                "model(x) differs from its forward with model.features replayed "
+                "(the output does not depend on x only through features)"
+            )
         if self.layer_module is not None and self.layer_clean is None:
             raise NotApplicable("the chosen layer does not run in model.forward")
 
@@ -391,8 +416,11 @@ class IncrementalOcclusion:
         self.final_table, self.final_clean_rows, self.final_size = table, self.final_rows.shape[0], (Hf, Wf)
         self.final_window = table.new_empty(self.max_batch * Hf * Wf, table.shape[1])
         # the occluder itself: the first recomputed "window" (copied per batch if a pointwise layer follows)
-        self.fill_window = self.fill.view(1, -1, 1, 1).expand(self.max_batch, -1, *self.patch).contiguous(
-            memory_format=torch.channels_last)
+        self.fill_window = (
+            self.fill.view(1, -1, 1, 1)
+            .expand(self.max_batch, -1, *self.patch)
+            .contiguous(memory_format=torch.channels_last)
+        )
         self.fill_is_read_only = self.layers[0].kind != "point"
         self._all_indices = None
         total = self.grid[0] * self.grid[1]
@@ -437,13 +465,17 @@ class IncrementalOcclusion:
             ay, ax = layer.y, layer.x
             ys = _axis_index(ay.start[iy] * ay.stride, ay.span, ay.pad_before, ay.prev_start[iy], ay.prev_len)
             xs = _axis_index(ax.start[ix] * ax.stride, ax.span, ax.pad_before, ax.prev_start[ix], ax.prev_len)
-            out.append(_gather_index(ys, xs, ax.padded_in, layer.clean_rows, ax.prev_len,
-                                     ay.prev_len * ax.prev_len, local))
+            out.append(
+                _gather_index(ys, xs, ax.padded_in, layer.clean_rows, ax.prev_len, ay.prev_len * ax.prev_len, local)
+            )
         (Hf, Wf), zero = self.final_size, torch.zeros_like(iy)
         ys = _axis_index(zero, Hf, 0, self.final_start_y[iy], self.final_len_y)
         xs = _axis_index(zero, Wf, 0, self.final_start_x[ix], self.final_len_x)
-        out.append(_gather_index(ys, xs, Wf, self.final_clean_rows, self.final_len_x,
-                                 self.final_len_y * self.final_len_x, local))
+        out.append(
+            _gather_index(
+                ys, xs, Wf, self.final_clean_rows, self.final_len_x, self.final_len_y * self.final_len_x, local
+            )
+        )
         return out
 
     def _cached_indices(self, iy: Tensor, ix: Tensor) -> list[Tensor]:
@@ -453,7 +485,7 @@ class IncrementalOcclusion:
             first = int(flat[0])
             aligned = first % self.max_batch == 0
             if aligned and torch.equal(flat, torch.arange(first, first + n, device=flat.device)):
-                return [idx[first: first + n] for idx in self._all_indices]
+                return [idx[first : first + n] for idx in self._all_indices]
         return self._indices(iy, ix, torch.arange(n, device=iy.device))
 
     def evaluate(self, iy: Tensor, ix: Tensor, channel: int | None = None) -> tuple[Tensor, Tensor | None]:
@@ -497,7 +529,7 @@ class IncrementalOcclusion:
         """Clean total - clean window + recomputed window: the channel's spatial sum per position."""
         new = cur[:, channel].double().sum((1, 2))
         integ = self._integral
-        old = (integ[gy + ly, gx + lx] - integ[gy, gx + lx] - integ[gy + ly, gx] + integ[gy, gx])
+        old = integ[gy + ly, gx + lx] - integ[gy, gx + lx] - integ[gy + ly, gx] + integ[gy, gx]
         return self._clean_total - old + new
 
 

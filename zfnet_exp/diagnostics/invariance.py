@@ -85,7 +85,7 @@ def transform(images: Tensor, kind: str, value: float, fill: float = 0.0) -> Ten
         sy0, dy0 = max(top, 0), max(-top, 0)
         sx0, dx0 = max(left, 0), max(-left, 0)
         hh, ww = min(h, nh), min(w, nw)
-        out[:, :, dy0: dy0 + hh, dx0: dx0 + ww] = big[:, :, sy0: sy0 + hh, sx0: sx0 + ww]
+        out[:, :, dy0 : dy0 + hh, dx0 : dx0 + ww] = big[:, :, sy0 : sy0 + hh, sx0 : sx0 + ww]
         return out
     if is_identity(kind, value):
         return images.clone()
@@ -94,10 +94,15 @@ def transform(images: Tensor, kind: str, value: float, fill: float = 0.0) -> Ten
     return rotate(images, float(value), interpolation=InterpolationMode.BILINEAR, expand=False, fill=[fill] * c)
 
 
-def invariance_curves(model: nn.Module, images: Tensor, labels: Sequence[int] | Tensor,
-                      layers: Sequence[str] = ("conv1", "fc7"),
-                      values: Mapping[str, Sequence[float]] | None = None, fill: float = 0.0,
-                      batch_size: int = 64) -> list[dict]:
+def invariance_curves(
+    model: nn.Module,
+    images: Tensor,
+    labels: Sequence[int] | Tensor,
+    layers: Sequence[str] = ("conv1", "fc7"),
+    values: Mapping[str, Sequence[float]] | None = None,
+    fill: float = 0.0,
+    batch_size: int = 64,
+) -> list[dict]:
     """Tidy rows ``{transform, value, image, label, dist_<layer>..., prob}``, one per (transform, value, image).
 
     ``values`` maps transform name -> amounts (default :func:`default_values` for the input height).
@@ -123,7 +128,7 @@ def invariance_curves(model: nn.Module, images: Tensor, labels: Sequence[int] | 
     with eval_mode(model), torch.no_grad():
         clean, clean_probs = {k: [] for k in layers}, []
         for s in range(0, b, batch_size):
-            feats, p = run(images[s: s + batch_size])
+            feats, p = run(images[s : s + batch_size])
             clean_probs.append(p)
             for k in layers:
                 clean[k].append(feats[k])
@@ -146,7 +151,7 @@ def invariance_curves(model: nn.Module, images: Tensor, labels: Sequence[int] | 
             x = torch.cat([t for _, _, t in pending])
             feats, probs = [], []
             for s in range(0, x.shape[0], batch_size):
-                f, p = run(x[s: s + batch_size])
+                f, p = run(x[s : s + batch_size])
                 feats.append(f)
                 probs.append(p)
             feats = {k: torch.cat([f[k] for f in feats]) for k in layers}
@@ -201,14 +206,30 @@ def plot_invariance(rows: Sequence[Mapping], out_dir: str | Path, names: Sequenc
     return paths
 
 
-def run_invariance(model: nn.Module, images: Tensor, labels, out_dir: str | Path,
-                   layers: Sequence[str] = ("conv1", "fc7"), values: Mapping[str, Sequence[float]] | None = None,
-                   fill: float = 0.0, batch_size: int = 64, names: Sequence[str] | None = None):
+def run_invariance(
+    model: nn.Module,
+    images: Tensor,
+    labels,
+    out_dir: str | Path,
+    layers: Sequence[str] = ("conv1", "fc7"),
+    values: Mapping[str, Sequence[float]] | None = None,
+    fill: float = 0.0,
+    batch_size: int = 64,
+    names: Sequence[str] | None = None,
+):
     """Curves + ``invariance.csv`` + one PNG per transform in ``out_dir``; returns (rows, csv, pngs)."""
     rows = invariance_curves(model, images, labels, layers, values, fill, batch_size)
     csv_path = write_csv(rows, Path(out_dir) / "invariance.csv")
     return rows, csv_path, plot_invariance(rows, out_dir, names)
 
 
-__all__ = ["TRANSFORMS", "default_values", "invariance_curves", "is_identity", "plot_invariance", "run_invariance",
-           "transform", "write_csv"]
+__all__ = [
+    "TRANSFORMS",
+    "default_values",
+    "invariance_curves",
+    "is_identity",
+    "plot_invariance",
+    "run_invariance",
+    "transform",
+    "write_csv",
+]

@@ -29,21 +29,24 @@ def resolve_layer(model: nn.Module, layer: str) -> tuple[str, nn.Module]:
             return candidate, modules[candidate]
     if layer in modules and layer != "":
         return layer, modules[layer]
-    known = [f"conv{k[len('features.relu'):]}" for k in modules if k.startswith("features.relu")]
-    known += [f"fc{k[len('classifier.relu'):]}" for k in modules if k.startswith("classifier.relu")]
+    known = [f"conv{k[len('features.relu') :]}" for k in modules if k.startswith("features.relu")]
+    known += [f"fc{k[len('classifier.relu') :]}" for k in modules if k.startswith("classifier.relu")]
     hint = ", ".join(known) if known else "any dotted module name of the model"
-    raise ValueError(f"layer {layer!r} not found in {type(model).__name__}; valid names: {hint} "
-                     f"(or a dotted module name from model.named_modules())")
+    raise ValueError(
+        f"layer {layer!r} not found in {type(model).__name__}; valid names: {hint} "
+        f"(or a dotted module name from model.named_modules())"
+    )
 
 
 def conv_layer_names(model: nn.Module) -> list[str]:
     """The short names (``conv1``, ``conv2``, ...) this model has, in forward order."""
-    return [f"conv{k[len('features.relu'):]}" for k, _ in model.named_modules() if k.startswith("features.relu")]
+    return [f"conv{k[len('features.relu') :]}" for k, _ in model.named_modules() if k.startswith("features.relu")]
 
 
 @contextmanager
-def capture_activations(model: nn.Module, layers: Iterable[str], detach: bool = True,
-                        keep: str = "last") -> Iterator[dict[str, torch.Tensor]]:
+def capture_activations(
+    model: nn.Module, layers: Iterable[str], detach: bool = True, keep: str = "last"
+) -> Iterator[dict[str, torch.Tensor]]:
     """Record the outputs of ``layers`` during forward passes run inside the ``with`` block.
 
     The dict is filled on every forward call; with ``keep="last"`` the last call wins, with ``keep="first"``

@@ -19,10 +19,9 @@ otherwise; ``result.method`` and ``result.fallback_reason`` say what ran and why
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -146,8 +145,9 @@ class OcclusionResult:
         return interpolate_centres(drop, self.patch, self.stride, self.image_size)
 
 
-def interpolate_centres(values: Tensor, patch: tuple[int, int], stride: tuple[int, int],
-                        size: tuple[int, int]) -> Tensor:
+def interpolate_centres(
+    values: Tensor, patch: tuple[int, int], stride: tuple[int, int], size: tuple[int, int]
+) -> Tensor:
     """Per-position ``values`` [h, w] -> [H, W] (float64): bilinear between occluder centres, clamped outside."""
     weights = []
     for n, p, s, full in zip(values.shape, patch, stride, size):
@@ -257,8 +257,16 @@ def occlusion_sensitivity(
         runner, used, reason = None, "full", None
         if method != "full":
             try:
-                runner = IncrementalOcclusion(model, x, patch_, stride_, fill_t, layer_module, batch_size,
-                                              reference_logits=None if full is None else full.clean_logits)
+                runner = IncrementalOcclusion(
+                    model,
+                    x,
+                    patch_,
+                    stride_,
+                    fill_t,
+                    layer_module,
+                    batch_size,
+                    reference_logits=None if full is None else full.clean_logits,
+                )
                 used = "incremental"
             except NotApplicable as err:
                 reason = str(err)
@@ -287,7 +295,7 @@ def occlusion_sensitivity(
         act = torch.empty(h * w, dtype=torch.float64) if channel is not None else None
         flat = torch.arange(h * w, device=x.device)
         for start in range(0, h * w, batch_size):
-            idx = flat[start: start + batch_size]
+            idx = flat[start : start + batch_size]
             logits, a = runner.evaluate(idx // w, idx % w, channel)
             sl = slice(start, start + len(idx))
             t = logits[:, target].double()
@@ -299,11 +307,23 @@ def occlusion_sensitivity(
 
     clean_p = float(clean_logits.log_softmax(0)[target].exp())
     return OcclusionResult(
-        prob=prob.view(h, w), top_class=top.view(h, w), activation=None if act is None else act.view(h, w),
-        logit=logit.view(h, w), target=target, channel=channel, layer=layer, patch=patch_, stride=stride_,
-        fill=fill_t.cpu(), image_size=tuple(image.shape[-2:]), clean_prob=clean_p,
-        clean_logit=float(clean_logits[target]), clean_top_class=int(clean_logits.argmax()),
-        clean_activation=clean_act, method=used, fallback_reason=reason,
+        prob=prob.view(h, w),
+        top_class=top.view(h, w),
+        activation=None if act is None else act.view(h, w),
+        logit=logit.view(h, w),
+        target=target,
+        channel=channel,
+        layer=layer,
+        patch=patch_,
+        stride=stride_,
+        fill=fill_t.cpu(),
+        image_size=tuple(image.shape[-2:]),
+        clean_prob=clean_p,
+        clean_logit=float(clean_logits[target]),
+        clean_top_class=int(clean_logits.argmax()),
+        clean_activation=clean_act,
+        method=used,
+        fallback_reason=reason,
     )
 
 

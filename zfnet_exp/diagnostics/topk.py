@@ -51,9 +51,11 @@ class TopK:
 
 
 def _empty(c: int, k: int, dtype: torch.dtype, device) -> TopK:
-    return TopK(torch.full((c, k), float("-inf"), dtype=dtype, device=device),
-                torch.full((c, k), -1, dtype=torch.long, device=device),
-                torch.full((c, k, 2), -1, dtype=torch.long, device=device))
+    return TopK(
+        torch.full((c, k), float("-inf"), dtype=dtype, device=device),
+        torch.full((c, k), -1, dtype=torch.long, device=device),
+        torch.full((c, k, 2), -1, dtype=torch.long, device=device),
+    )
 
 
 def select_topk(values: torch.Tensor, indices: torch.Tensor, positions: torch.Tensor, k: int) -> TopK:

@@ -43,24 +43,43 @@ class LitClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
     ):
         super().__init__()
-        self.save_hyperparameters({
-            "arch": arch, "num_classes": int(num_classes), "input_size": int(input_size), "init": init,
-            "init_std": init_std, "zero_head": zero_head, "overrides": _plain(overrides) or {}, "optimizer": _plain(optimizer),
-            "scheduler": _plain(scheduler), "scheduler_interval": scheduler_interval,
-            "scheduler_monitor": scheduler_monitor, "label_smoothing": label_smoothing,
-        })
-        self.model = create_model(arch, num_classes=num_classes, input_size=input_size, init=init,
-                                  init_std=init_std, zero_head=zero_head, **(self.hparams.overrides or {}))
+        self.save_hyperparameters(
+            {
+                "arch": arch,
+                "num_classes": int(num_classes),
+                "input_size": int(input_size),
+                "init": init,
+                "init_std": init_std,
+                "zero_head": zero_head,
+                "overrides": _plain(overrides) or {},
+                "optimizer": _plain(optimizer),
+                "scheduler": _plain(scheduler),
+                "scheduler_interval": scheduler_interval,
+                "scheduler_monitor": scheduler_monitor,
+                "label_smoothing": label_smoothing,
+            }
+        )
+        self.model = create_model(
+            arch,
+            num_classes=num_classes,
+            input_size=input_size,
+            init=init,
+            init_std=init_std,
+            zero_head=zero_head,
+            **(self.hparams.overrides or {}),
+        )
         # Every epoch metric is a torchmetrics object handed to self.log, so Lightning syncs it across DDP
         # ranks and resets it. Accuracy and error are means of the same per-sample top-k hits (one topk call,
         # so err == 1 - acc exactly, ties included) rather than "1 - acc.compute()" in an epoch-end hook: a
         # manual compute() there issues collectives of its own and crashed gloo under DDP (measured).
         self.top5 = min(5, num_classes)
-        self.metrics = nn.ModuleDict({
-            f"{stage}_{name}": MeanMetric()
-            for stage in ("train", "val")
-            for name in ("acc_top1", "acc_top5", "err_top1", "err_top5", "loss")
-        })
+        self.metrics = nn.ModuleDict(
+            {
+                f"{stage}_{name}": MeanMetric()
+                for stage in ("train", "val")
+                for name in ("acc_top1", "acc_top5", "err_top1", "err_top5", "loss")
+            }
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -78,8 +97,7 @@ class LitClassifier(L.LightningModule):
             metric = self.metrics[f"{stage}_{name}"]
             metric(value)  # forward: updates the epoch state and gives Lightning the step value
             on_step = stage == "train" and name == "loss"
-            self.log(f"{stage}/{name}", metric, on_step=on_step, on_epoch=True,
-                     prog_bar=name in ("loss", "acc_top1"))
+            self.log(f"{stage}/{name}", metric, on_step=on_step, on_epoch=True, prog_bar=name in ("loss", "acc_top1"))
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = self._unpack(batch)
@@ -113,6 +131,9 @@ class LitClassifier(L.LightningModule):
         # what offline tasks need to feed images the way training did
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if dm is not None and hasattr(dm, "normalization_params") and dm.mean is not None:
-            checkpoint["zfnet_data"] = {**dm.normalization_params(), "image_size": dm.image_size,
-                                        "classes": getattr(dm, "classes", None),
-                                        "root": str(dm.root) if getattr(dm, "root", None) else None}
+            checkpoint["zfnet_data"] = {
+                **dm.normalization_params(),
+                "image_size": dm.image_size,
+                "classes": getattr(dm, "classes", None),
+                "root": str(dm.root) if getattr(dm, "root", None) else None,
+            }

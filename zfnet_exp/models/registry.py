@@ -63,9 +63,7 @@ def create_model(
     kwargs = {**preset, **{k: v for k, v in overrides.items() if v is not None}}
     unknown = set(kwargs) - {"remove", "fc_units", "conv_widths", "dropout"}
     if unknown:
-        raise ValueError(
-            f"unknown model option(s) {sorted(unknown)}; valid: remove, fc_units, conv_widths, dropout"
-        )
+        raise ValueError(f"unknown model option(s) {sorted(unknown)}; valid: remove, fc_units, conv_widths, dropout")
     if "remove" in kwargs:
         kwargs["remove"] = tuple(int(x) for x in kwargs["remove"])
     if "conv_widths" in kwargs:

@@ -12,8 +12,9 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
 
-def warmup_cosine(optimizer: Optimizer, total_steps: int, warmup_frac: float = 0.05,
-                  final_lr_frac: float = 0.01) -> LambdaLR:
+def warmup_cosine(
+    optimizer: Optimizer, total_steps: int, warmup_frac: float = 0.05, final_lr_frac: float = 0.01
+) -> LambdaLR:
     total_steps = max(1, int(total_steps))
     warmup = max(1, int(round(warmup_frac * total_steps)))
 

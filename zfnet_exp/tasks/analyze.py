@@ -19,13 +19,14 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
-from ..data.errors import UserError
 from ..data.folder import IndexedImageFolder
 from ..data.transforms import eval_transform
+from ..errors import UserError
 from ..models import LitClassifier
+from ..utils.checkpoints import resolve_checkpoint
+from ..utils.instantiators import instantiate_group
 from ..viz import ImageSink
 from .runner import finish_wandb
-from .train import instantiate_group
 
 
 @dataclass
@@ -38,18 +39,6 @@ class AnalysisContext:
     out_dir: Path  # the run folder
     sink: ImageSink  # writes <out_dir>/diagnostics/<key>/step<step>.png|json
     device: torch.device
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or a run folder (its best checkpoint if one is recorded, else last.ckpt)."""
-    p = Path(path).expanduser()
-    if p.is_dir():
-        ckpts = sorted((p / "checkpoints").glob("epoch*.ckpt"))
-        p = ckpts[-1] if ckpts else p / "checkpoints" / "last.ckpt"
-    if not p.is_file():
-        raise UserError(f"Checkpoint {path} does not exist. Pass ckpt=<file.ckpt> or ckpt=<run folder> "
-                        f"(one that has checkpoints/last.ckpt), e.g. ckpt=outputs/train/<date>/<time>_zfnet_shapes")
-    return p
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
@@ -65,13 +54,17 @@ def build_dataset(data: dict[str, Any], images: str, num_images: int | None = No
     """``images``: a split of the checkpoint's dataset (``train`` / ``val``) or a folder in ImageFolder
     layout; at most ``num_images`` of them, evenly spaced so every class is represented."""
     if not data.get("mean"):
-        raise UserError("This checkpoint records no data normalization (it was not saved by LitClassifier "
-                        "during training); analyses need it to feed images the way training did.")
+        raise UserError(
+            "This checkpoint records no data normalization (it was not saved by LitClassifier "
+            "during training); analyses need it to feed images the way training did."
+        )
     transform = eval_transform(int(data["image_size"]), data["mean"], data["std"], data["normalization"])
     if images in ("train", "val"):
         if not data.get("root"):
-            raise UserError(f"images={images}: the checkpoint does not record its dataset folder; pass "
-                            f"images=<folder in ImageFolder layout> instead.")
+            raise UserError(
+                f"images={images}: the checkpoint does not record its dataset folder; pass "
+                f"images=<folder in ImageFolder layout> instead."
+            )
         folder = Path(data["root"]) / images
     else:
         folder = Path(images).expanduser()
@@ -104,8 +97,16 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
         if cfg.get("images"):
             dataset = build_dataset(data, str(cfg.images), cfg.get("num_images"))
     loggers = instantiate_group(cfg.get("logger"), "logger")
-    ctx = AnalysisContext(cfg=cfg, model=model, checkpoint=ckpt, data=data, dataset=dataset, out_dir=out_dir,
-                          sink=ImageSink(out_dir, loggers), device=device)
+    ctx = AnalysisContext(
+        cfg=cfg,
+        model=model,
+        checkpoint=ckpt,
+        data=data,
+        dataset=dataset,
+        out_dir=out_dir,
+        sink=ImageSink(out_dir, loggers),
+        device=device,
+    )
     print(f"Analysis {name}: {ckpt or '(no checkpoint)'} -> {out_dir / 'diagnostics'}", flush=True)
     status = "failed"
     try:

@@ -10,7 +10,7 @@ from typing import Any
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
-from ..data.errors import UserError
+from ..errors import UserError
 
 
 def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
@@ -20,8 +20,10 @@ def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
         _fail(str(e))
     except MissingMandatoryValue as e:
         key = getattr(e, "full_key", None) or "a required value"
-        _fail(f"{key} must be set (it is '???' in the config). Pass it on the command line, e.g. "
-              f"python train.py {key}=...")
+        _fail(
+            f"{key} must be set (it is '???' in the config). Pass it on the command line, e.g. "
+            f"python train.py {key}=..."
+        )
     finally:
         finish_wandb()
 

@@ -15,48 +15,12 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from ..data.errors import UserError
+from ..utils.checkpoints import resolve_checkpoint
 from ..utils.epoch_csv import EpochCSVLogger
+from ..utils.instantiators import instantiate_group
 from .validate import validate_config
 
 log = logging.getLogger(__name__)
-
-
-def instantiate_group(cfg: DictConfig | None, kind: str) -> list:
-    """Instantiate every child of a config group that has a ``_target_`` (``enabled: false`` skips one)."""
-    objects = []
-    for name, node in (cfg or {}).items():
-        if isinstance(node, DictConfig) and "_target_" in node:
-            if node.get("enabled", True) is False and "enabled" not in _init_params(node):
-                continue
-            objects.append(instantiate(node))
-        elif node is not None:
-            raise UserError(f"{kind}.{name} is not a {kind} config (it has no _target_).")
-    return objects
-
-
-def _init_params(node: DictConfig) -> set[str]:
-    import inspect
-
-    from hydra.utils import get_class
-
-    try:
-        return set(inspect.signature(get_class(node._target_).__init__).parameters)
-    except Exception:  # noqa: BLE001 - a factory function: let instantiate report problems
-        return set()
-
-
-def resolve_ckpt_path(ckpt_path: str | None) -> str | None:
-    """A checkpoint file, or a run folder (then its ``checkpoints/last.ckpt``)."""
-    if not ckpt_path:
-        return None
-    path = Path(ckpt_path).expanduser()
-    if path.is_dir():
-        path = path / "checkpoints" / "last.ckpt"
-    if not path.is_file():
-        raise UserError(f"ckpt_path={ckpt_path} does not exist. Pass a checkpoint file (e.g. "
-                        f"<run folder>/checkpoints/last.ckpt) or a run folder that has checkpoints/last.ckpt.")
-    return str(path)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -64,7 +28,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     run_dir = Path(cfg.paths.output_dir)
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True)
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"))
+    ckpt_path = str(resolve_checkpoint(cfg.ckpt_path, prefer="last", key="ckpt_path")) if cfg.get("ckpt_path") else None
 
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
@@ -80,7 +44,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
 
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
+    metrics = {
+        k: float(v) for k, v in trainer.callback_metrics.items() if isinstance(v, torch.Tensor) and v.numel() == 1
+    }
     _summary(trainer, run_dir, loggers, metrics)
     return metrics
 
@@ -110,8 +76,11 @@ def _summary(trainer: L.Trainer, run_dir: Path, loggers: list[Logger], metrics: 
     ckpt = trainer.checkpoint_callback
     lines = ["", "Done.", f"  run folder : {run_dir}"]
     if ckpt is not None and ckpt.dirpath:
-        best = f"{Path(ckpt.best_model_path).name}, {ckpt.monitor}={float(ckpt.best_model_score):.4f}" \
-            if ckpt.best_model_path and ckpt.best_model_score is not None else "-"
+        best = (
+            f"{Path(ckpt.best_model_path).name}, {ckpt.monitor}={float(ckpt.best_model_score):.4f}"
+            if ckpt.best_model_path and ckpt.best_model_score is not None
+            else "-"
+        )
         lines.append(f"  checkpoints: {Path(ckpt.dirpath)} (best: {best}; last: last.ckpt)")
     lines.append(f"  metrics    : {run_dir / 'metrics.csv'} (one row per epoch)")
     for lg in loggers:

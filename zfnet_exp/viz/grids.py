@@ -39,7 +39,7 @@ def _tile(cells: torch.Tensor, nrow: int, pad: int = 1, pad_value: float = 1.0) 
     out = torch.full((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), pad_value)
     for i in range(n):
         r, q = divmod(i, nrow)
-        out[:, pad + r * (h + pad):pad + r * (h + pad) + h, pad + q * (w + pad):pad + q * (w + pad) + w] = cells[i]
+        out[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = cells[i]
     return out
 
 
@@ -54,16 +54,26 @@ def upscale(cells: torch.Tensor, min_size: int = 32) -> torch.Tensor:
     return out.reshape(*lead, *out.shape[-3:])
 
 
-def top9_grid(projections: torch.Tensor, patches: torch.Tensor, maps_per_row: int = 4,
-              gap: int = 4, min_cell: int = 32) -> torch.Tensor:
+def top9_grid(
+    projections: torch.Tensor, patches: torch.Tensor, maps_per_row: int = 4, gap: int = 4, min_cell: int = 32
+) -> torch.Tensor:
     """Fig. 2 layout. ``projections``/``patches`` ``[M, k, 3, h, w]`` in [0, 1] (k = 9 -> 3x3 each; empty
     slots may be grey). Per map: projections on the left, patches on the right; maps tiled
     ``maps_per_row`` to a row, separated by ``gap`` white pixels."""
     projections, patches = upscale(projections, min_cell), upscale(patches, min_cell)
     m, k = projections.shape[:2]
     side = math.ceil(math.sqrt(k))
-    panels = [torch.cat([_tile(projections[i], side), torch.ones(3, _tile(projections[i], side).shape[1], 2),
-                         _tile(patches[i], side)], 2) for i in range(m)]
+    panels = [
+        torch.cat(
+            [
+                _tile(projections[i], side),
+                torch.ones(3, _tile(projections[i], side).shape[1], 2),
+                _tile(patches[i], side),
+            ],
+            2,
+        )
+        for i in range(m)
+    ]
     return _tile(torch.stack(panels), min(maps_per_row, m), pad=gap)
 
 
@@ -74,9 +84,15 @@ def evolution_strip(cells: torch.Tensor, pad: int = 2, min_cell: int = 32) -> to
     return _tile(cells.flatten(0, 1), e, pad=pad)
 
 
-def project_units(model: nn.Module, images: torch.Tensor, layer: str, channels: torch.Tensor,
-                  positions: torch.Tensor, denorm: Callable[[torch.Tensor], torch.Tensor],
-                  chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+def project_units(
+    model: nn.Module,
+    images: torch.Tensor,
+    layer: str,
+    channels: torch.Tensor,
+    positions: torch.Tensor,
+    denorm: Callable[[torch.Tensor], torch.Tensor],
+    chunk: int = 64,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Deconvnet projections and input patches of units ``(channels[i], positions[i])`` of ``images[i]``,
     both cut to the unit's receptive field: (projections normalized for display, patches de-normalized),
     each ``[N, 3, Rh, Rw]`` on the CPU. Works under ``inference_mode`` (tensors are cloned, autograd is
@@ -86,17 +102,31 @@ def project_units(model: nn.Module, images: torch.Tensor, layer: str, channels: 
         geom = layer_geometry(model, layer, tuple(images.shape[-2:]), images.shape[1])
         projs = []
         for s in range(0, images.shape[0], chunk):
-            projs.append(project(model, images[s:s + chunk], layer, channels[s:s + chunk].clone(),
-                                 positions=positions[s:s + chunk].clone()).detach())
+            projs.append(
+                project(
+                    model,
+                    images[s : s + chunk],
+                    layer,
+                    channels[s : s + chunk].clone(),
+                    positions=positions[s : s + chunk].clone(),
+                ).detach()
+            )
         proj = torch.cat(projs) if projs else images[:0]
         proj_rf = receptive_field_patches(model, proj, layer, positions, geometry=geom)
         patch_rf = receptive_field_patches(model, images, layer, positions, geometry=geom)
     return normalize_each(proj_rf).cpu(), denorm(patch_rf.detach()).cpu()
 
 
-def top9_panel(model: nn.Module, dataset: Dataset, layer: str, topk: TopK, maps: Sequence[int],
-               denorm: Callable[[torch.Tensor], torch.Tensor], device: torch.device | str = "cpu",
-               maps_per_row: int = 4) -> tuple[torch.Tensor, dict]:
+def top9_panel(
+    model: nn.Module,
+    dataset: Dataset,
+    layer: str,
+    topk: TopK,
+    maps: Sequence[int],
+    denorm: Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device | str = "cpu",
+    maps_per_row: int = 4,
+) -> tuple[torch.Tensor, dict]:
     """One Fig. 2 panel for ``maps`` of ``layer`` from a mined :class:`TopK` (indices into ``dataset``,
     whose items are ``(image, label, index)``): the grid image ``[3, H, W]`` and a JSON-ready payload of
     the values, dataset indices and positions of those maps. Empty top-k slots are drawn grey."""
@@ -112,9 +142,14 @@ def top9_panel(model: nn.Module, dataset: Dataset, layer: str, topk: TopK, maps:
             poss.append(topk.positions[c, j])
             slots.append((mi, j))
     if imgs:
-        proj, patch = project_units(model, torch.stack(imgs).to(device), layer,
-                                    torch.tensor(chans, dtype=torch.long, device=device),
-                                    torch.stack(poss).to(device), denorm)
+        proj, patch = project_units(
+            model,
+            torch.stack(imgs).to(device),
+            layer,
+            torch.tensor(chans, dtype=torch.long, device=device),
+            torch.stack(poss).to(device),
+            denorm,
+        )
         h, w = proj.shape[-2:]
     else:
         probe = dataset[0][0]
@@ -124,9 +159,14 @@ def top9_panel(model: nn.Module, dataset: Dataset, layer: str, topk: TopK, maps:
     Q = torch.full((len(maps), k, 3, h, w), 0.5)
     for n, (mi, j) in enumerate(slots):
         P[mi, j], Q[mi, j] = proj[n], patch[n]
-    payload = {"layer": layer, "k": k, "maps": [int(c) for c in maps],
-               "values": [[v if math.isfinite(v) else None for v in row] for row in topk.values[list(maps)].tolist()], "indices": topk.indices[list(maps)].tolist(),
-               "positions": topk.positions[list(maps)].tolist()}
+    payload = {
+        "layer": layer,
+        "k": k,
+        "maps": [int(c) for c in maps],
+        "values": [[v if math.isfinite(v) else None for v in row] for row in topk.values[list(maps)].tolist()],
+        "indices": topk.indices[list(maps)].tolist(),
+        "positions": topk.positions[list(maps)].tolist(),
+    }
     return top9_grid(P, Q, maps_per_row=maps_per_row), payload
 
 

@@ -34,8 +34,13 @@ def projection_image(model: nn.Module, image: Tensor, result: OcclusionResult) -
     return (proj / scale * 0.5 + 0.5).clamp(0, 1)
 
 
-def occlusion_figure(display: Tensor, result: OcclusionResult, classes: Sequence[str] | None = None,
-                     projection: Tensor | None = None, title: str | None = None) -> Image.Image:
+def occlusion_figure(
+    display: Tensor,
+    result: OcclusionResult,
+    classes: Sequence[str] | None = None,
+    projection: Tensor | None = None,
+    title: str | None = None,
+) -> Image.Image:
     """The five-panel figure. ``display`` is the de-normalized [3, H, W] image in [0, 1]; ``projection``
     an optional [3, H, W] image in [0, 1] (see :func:`projection_image`)."""
     import matplotlib
@@ -84,11 +89,19 @@ def occlusion_figure(display: Tensor, result: OcclusionResult, classes: Sequence
     colors = [base(i % base.N) for i in range(len(present))]
     lut = {c: i for i, c in enumerate(present)}
     idx = torch.tensor([[lut[int(c)] for c in row] for row in result.top_class.tolist()])
-    axes[4].imshow(idx.numpy(), cmap=ListedColormap(colors), vmin=-0.5, vmax=len(present) - 0.5,
-                   interpolation="nearest", extent=extent)
+    axes[4].imshow(
+        idx.numpy(),
+        cmap=ListedColormap(colors),
+        vmin=-0.5,
+        vmax=len(present) - 0.5,
+        interpolation="nearest",
+        extent=extent,
+    )
     axes[4].set_title("(e) most probable class", fontsize=9)
-    handles = [Patch(color=colors[i], label=classes[c] if classes and c < len(classes) else str(c))
-               for i, c in enumerate(present)]
+    handles = [
+        Patch(color=colors[i], label=classes[c] if classes and c < len(classes) else str(c))
+        for i, c in enumerate(present)
+    ]
     axes[4].legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     for ax in axes:
         ax.set_xlim(-0.5, w_img - 0.5)
@@ -106,11 +119,18 @@ def occlusion_figure(display: Tensor, result: OcclusionResult, classes: Sequence
 def result_payload(result: OcclusionResult, classes: Sequence[str] | None = None, **extra) -> dict:
     """The grids and settings of a result as JSON-ready data (the numbers the figure is made from)."""
     out = {
-        "target": result.target, "target_name": classes[result.target] if classes else None,
-        "patch": list(result.patch), "stride": list(result.stride), "fill": result.fill.tolist(),
-        "layer": result.layer, "channel": result.channel, "clean_prob": result.clean_prob,
-        "clean_top_class": result.clean_top_class, "method": result.method,
-        "prob": result.prob.tolist(), "top_class": result.top_class.tolist(),
+        "target": result.target,
+        "target_name": classes[result.target] if classes else None,
+        "patch": list(result.patch),
+        "stride": list(result.stride),
+        "fill": result.fill.tolist(),
+        "layer": result.layer,
+        "channel": result.channel,
+        "clean_prob": result.clean_prob,
+        "clean_top_class": result.clean_top_class,
+        "method": result.method,
+        "prob": result.prob.tolist(),
+        "top_class": result.top_class.tolist(),
         "activation": None if result.activation is None else result.activation.tolist(),
     }
     out.update(extra)

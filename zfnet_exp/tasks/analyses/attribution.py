@@ -26,17 +26,21 @@ def run(ctx) -> dict:
     rows = []
     for k, (x, y, i) in enumerate(zip(images, labels.tolist(), indices)):
         name = classes[y] if classes else str(y)
-        fig = comparison_figure(x.cpu(), {m: v[k] for m, v in maps.items()}, d["mean"] if
-                                d.get("normalization", "standard") == "standard" else None,
-                                d["std"] if d.get("normalization", "standard") == "standard" else None,
-                                title=f"image {i} ({name})")
+        fig = comparison_figure(
+            x.cpu(),
+            {m: v[k] for m, v in maps.items()},
+            d["mean"] if d.get("normalization", "standard") == "standard" else None,
+            d["std"] if d.get("normalization", "standard") == "standard" else None,
+            title=f"image {i} ({name})",
+        )
         buf = io.BytesIO()
         fig.savefig(buf, format="png")
         buf.seek(0)
         ctx.sink.log_image(f"analysis/attribution/{i:06d}", Image.open(buf).convert("RGB"), step=0, caption=name)
         for m, v in maps.items():
             flat = int(v[k].flatten().argmax())
-            rows.append({"index": i, "label": y, "method": m, "peak_y": flat // v.shape[-1],
-                         "peak_x": flat % v.shape[-1]})
+            rows.append(
+                {"index": i, "label": y, "method": m, "peak_y": flat // v.shape[-1], "peak_x": flat % v.shape[-1]}
+            )
     path = write_csv(rows, Path(ctx.out_dir) / "attribution_peaks.csv")
     return {"csv": str(path), "n": len(indices)}

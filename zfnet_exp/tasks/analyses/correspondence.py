@@ -51,19 +51,31 @@ def run(ctx) -> dict:
         objs.append(load_mask(folder, i, int(x.shape[-1])))
     images = torch.stack(xs).to(ctx.device)
     size = tuple(images.shape[-2:])
-    parts = {part: square_masks(torch.tensor([ann["keypoints"][part] for ann in anns]), int(a.size), size)
-             for part in a.parts}
-    rows = correspondence_table(ctx.model, images, parts, layers=list(a.layers), random_size=int(a.size),
-                                object_masks=torch.stack(objs) if a.random_within_object else None,
-                                subset_size=int(a.subset_size), repeats=int(a.repeats), fill=float(a.fill),
-                                seed=int(ctx.cfg.get("seed", 0)), batch_size=int(ctx.cfg.get("batch_size", 64)))
+    parts = {
+        part: square_masks(torch.tensor([ann["keypoints"][part] for ann in anns]), int(a.size), size)
+        for part in a.parts
+    }
+    rows = correspondence_table(
+        ctx.model,
+        images,
+        parts,
+        layers=list(a.layers),
+        random_size=int(a.size),
+        object_masks=torch.stack(objs) if a.random_within_object else None,
+        subset_size=int(a.subset_size),
+        repeats=int(a.repeats),
+        fill=float(a.fill),
+        seed=int(ctx.cfg.get("seed", 0)),
+        batch_size=int(ctx.cfg.get("batch_size", 64)),
+    )
     for r in rows:
         r["class"] = a.cls
         r["size_px"] = int(a.size)
     out = Path(ctx.out_dir)
     write_csv(rows, out / "correspondence.csv")
-    (out / "correspondence.json").write_text(json.dumps({"rows": rows, "indices": indices, "class": a.cls,
-                                                         "n_images": len(indices)}, indent=1))
+    (out / "correspondence.json").write_text(
+        json.dumps({"rows": rows, "indices": indices, "class": a.cls, "n_images": len(indices)}, indent=1)
+    )
     for r in rows:
         print(f"{r['region']:>8} {r['layer']:>6}  Delta {r['mean']:.4f} +- {r['std']:.4f}", flush=True)
     return {"rows": rows}

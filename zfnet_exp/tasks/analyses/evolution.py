@@ -63,15 +63,29 @@ def run(ctx) -> dict[str, Any]:
             maps = pick_maps(t.values.shape[0], maps_opt, int(opts.seed), layer)
             idx = [int(t.indices[c, 0]) for c in maps]
             images = torch.stack([base_dataset(ds)[i][0] for i in idx]).to(ctx.device)
-            proj, _ = project_units(model, images, layer, torch.tensor(maps, device=ctx.device),
-                                    t.positions[maps, 0].to(ctx.device), denorm)
+            proj, _ = project_units(
+                model, images, layer, torch.tensor(maps, device=ctx.device), t.positions[maps, 0].to(ctx.device), denorm
+            )
             cells[layer].append(proj)
-            records[layer].append({"epoch": epochs[-1], "checkpoint": str(path), "maps": maps, "indices": idx,
-                                   "values": t.values[maps, 0].tolist(), "positions": t.positions[maps, 0].tolist()})
+            records[layer].append(
+                {
+                    "epoch": epochs[-1],
+                    "checkpoint": str(path),
+                    "maps": maps,
+                    "indices": idx,
+                    "values": t.values[maps, 0].tolist(),
+                    "positions": t.positions[maps, 0].tolist(),
+                }
+            )
     step = int(opts.get("step", 0))
     for layer in layers:
-        ctx.sink.log_image(f"diag/{layer}/evolution", evolution_strip(torch.stack(cells[layer], 1)), step=step,
-                           caption=f"{layer}: rows = maps, columns = epochs {epochs}")
-        ctx.sink.log_json(f"diag/{layer}/evolution", {"layer": layer, "epochs": epochs, "records": records[layer]},
-                          step=step)
+        ctx.sink.log_image(
+            f"diag/{layer}/evolution",
+            evolution_strip(torch.stack(cells[layer], 1)),
+            step=step,
+            caption=f"{layer}: rows = maps, columns = epochs {epochs}",
+        )
+        ctx.sink.log_json(
+            f"diag/{layer}/evolution", {"layer": layer, "epochs": epochs, "records": records[layer]}, step=step
+        )
     return {"epochs": epochs, "checkpoints": [str(p) for p in ckpts]}

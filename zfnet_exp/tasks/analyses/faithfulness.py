@@ -29,7 +29,6 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ...data.errors import UserError
 from ...data.masks import base_folder, load_mask
 from ...diagnostics.attribution import attribute, available_methods
 from ...diagnostics.faithfulness import (
@@ -40,21 +39,32 @@ from ...diagnostics.faithfulness import (
     pointing_game,
 )
 from ...diagnostics.occlusion import occlusion_sensitivity
+from ...errors import UserError
 from ...utils.tables import write_csv
 from .occlusion import gather
 
 OCCLUSION_VIEWS = ("occlusion", "occlusion_logit", "occlusion_prob", "occlusion_grid")
 
 
-def occlusion_maps(model, images, labels, patch: int, stride: int, fill: float, views: dict[str, tuple[str, str]],
-                   batch_size: int = 64, progress: bool = False) -> dict[str, torch.Tensor]:
+def occlusion_maps(
+    model,
+    images,
+    labels,
+    patch: int,
+    stride: int,
+    fill: float,
+    views: dict[str, tuple[str, str]],
+    batch_size: int = 64,
+    progress: bool = False,
+) -> dict[str, torch.Tensor]:
     """{name: [B, H, W]} occlusion maps from one occlusion run per image. ``views[name] = (kind, score)``:
     kind ``pixel`` = :meth:`OcclusionResult.per_pixel` (Captum's mean over covering positions), ``grid`` =
     :meth:`OcclusionResult.grid_map` (ZF's per-position drop, interpolated between occluder centres)."""
     out: dict[str, list] = {name: [] for name in views}
     for x, y in tqdm(list(zip(images, labels.tolist())), desc="occlusion maps", unit="img", disable=not progress):
-        res = occlusion_sensitivity(model, x, y, patch=patch, stride=stride, fill=fill, layer=None,
-                                    batch_size=batch_size)
+        res = occlusion_sensitivity(
+            model, x, y, patch=patch, stride=stride, fill=fill, layer=None, batch_size=batch_size
+        )
         for name, (kind, score) in views.items():
             out[name].append((res.per_pixel(score) if kind == "pixel" else res.grid_map(score)).float())
     return {name: torch.stack(v) for name, v in out.items()}
@@ -68,26 +78,28 @@ def occlusion_view(name: str, default_score: str) -> tuple[str, str]:
     return "pixel", name.split("_", 1)[1] if "_" in name else default_score
 
 
-def compute_maps(model, images, labels, methods, a, batch_size: int = 64,
-                 progress: bool = False) -> tuple[dict, dict]:
+def compute_maps(model, images, labels, methods, a, batch_size: int = 64, progress: bool = False) -> tuple[dict, dict]:
     """Heat maps per method and the seconds each took (the occlusion views share one timing)."""
     maps, secs = {}, {}
     unknown = [m for m in methods if m not in OCCLUSION_VIEWS and m not in available_methods()]
     if unknown:
-        raise UserError(f"analysis.methods has unknown method(s) {unknown}. Choose from the occlusion methods "
-                        f"{', '.join(OCCLUSION_VIEWS)} and the attribution methods {', '.join(available_methods())}.")
+        raise UserError(
+            f"analysis.methods has unknown method(s) {unknown}. Choose from the occlusion methods "
+            f"{', '.join(OCCLUSION_VIEWS)} and the attribution methods {', '.join(available_methods())}."
+        )
     views = {m: occlusion_view(m, str(a.occlusion_score)) for m in methods if m in OCCLUSION_VIEWS}
     if views:
         t0 = time.perf_counter()
-        occ = occlusion_maps(model, images, labels, int(a.patch), int(a.stride), float(a.fill), views, batch_size,
-                             progress)
+        occ = occlusion_maps(
+            model, images, labels, int(a.patch), int(a.stride), float(a.fill), views, batch_size, progress
+        )
         maps.update({k: v.to(images.device) for k, v in occ.items()})
         secs.update(dict.fromkeys(occ, time.perf_counter() - t0))
     for m in methods:
         if m in views:
             continue
         t0 = time.perf_counter()
-        chunks = [attribute(m, model, images[s: s + 16], labels[s: s + 16]) for s in range(0, len(images), 16)]
+        chunks = [attribute(m, model, images[s : s + 16], labels[s : s + 16]) for s in range(0, len(images), 16)]
         maps[m] = torch.cat(chunks)
         secs[m] = time.perf_counter() - t0
     return {m: maps[m] for m in methods}, secs
@@ -104,9 +116,20 @@ def run(ctx) -> dict:
     bs = int(ctx.cfg.get("batch_size", 64))
     metrics = list(a.get("metrics") or METRICS)
     maps, secs = compute_maps(ctx.model, images, labels, list(a.methods), a, bs, progress=True)
-    rows = faithfulness_table(ctx.model, images, labels, masks, maps, n_steps=a.get("n_steps"), batch_size=bs,
-                              tolerance=tol, include_center=True, include_random=True, metrics=metrics,
-                              progress=True)
+    rows = faithfulness_table(
+        ctx.model,
+        images,
+        labels,
+        masks,
+        maps,
+        n_steps=a.get("n_steps"),
+        batch_size=bs,
+        tolerance=tol,
+        include_center=True,
+        include_random=True,
+        metrics=metrics,
+        progress=True,
+    )
     for r in rows:
         m = maps.get(r["method"])
         if m is None:
@@ -119,14 +142,32 @@ def run(ctx) -> dict:
     out = Path(ctx.out_dir)
     write_csv(rows, out / "faithfulness.csv")
     ctx.sink.log_table("analysis/faithfulness", rows, step=0)
-    meta = {"rows": rows, "n_images": len(indices), "indices": indices, "tolerance_px": tol,
-            "image_size": size, "n_steps": a.get("n_steps") or size, "target": "true class",
-            "metrics": metrics,
-            "occlusion": {"patch": int(a.patch), "stride": int(a.stride), "fill": float(a.fill),
-                          "score": str(a.occlusion_score)},
-            "checkpoint": str(ctx.checkpoint)}
+    meta = {
+        "rows": rows,
+        "n_images": len(indices),
+        "indices": indices,
+        "tolerance_px": tol,
+        "image_size": size,
+        "n_steps": a.get("n_steps") or size,
+        "target": "true class",
+        "metrics": metrics,
+        "occlusion": {
+            "patch": int(a.patch),
+            "stride": int(a.stride),
+            "fill": float(a.fill),
+            "score": str(a.occlusion_score),
+        },
+        "checkpoint": str(ctx.checkpoint),
+    }
     (out / "faithfulness.json").write_text(json.dumps(meta, indent=1))
     for r in rows:
-        print(f"{r['method']:>22}" + "".join(f"  {k} {r[k]:.3f}" for k in (
-            "deletion_auc", "insertion_auc", "pointing_acc", "pointing_acc_offcentre") if k in r), flush=True)
+        print(
+            f"{r['method']:>22}"
+            + "".join(
+                f"  {k} {r[k]:.3f}"
+                for k in ("deletion_auc", "insertion_auc", "pointing_acc", "pointing_acc_offcentre")
+                if k in r
+            ),
+            flush=True,
+        )
     return {"rows": rows, "csv": str(out / "faithfulness.csv")}

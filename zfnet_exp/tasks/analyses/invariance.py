@@ -21,13 +21,22 @@ def run(ctx) -> dict:
     images = images.to(ctx.device)
     values = default_values(int(images.shape[-2]))
     amounts = a.get("amounts") or {}
-    values = {k: list(amounts[k]) if amounts.get(k) is not None else v
-              for k, v in values.items() if k in list(a.transforms)}
+    values = {
+        k: list(amounts[k]) if amounts.get(k) is not None else v for k, v in values.items() if k in list(a.transforms)
+    }
     classes = ctx.data.get("classes")
     names = [f"{i} ({classes[y]})" if classes else str(i) for i, y in zip(indices, labels.tolist())]
-    rows, csv_path, pngs = run_invariance(ctx.model, images, labels, Path(ctx.out_dir), layers=list(a.layers),
-                                          values=values, fill=float(a.fill),
-                                          batch_size=int(ctx.cfg.get("batch_size", 64)), names=names)
+    rows, csv_path, pngs = run_invariance(
+        ctx.model,
+        images,
+        labels,
+        Path(ctx.out_dir),
+        layers=list(a.layers),
+        values=values,
+        fill=float(a.fill),
+        batch_size=int(ctx.cfg.get("batch_size", 64)),
+        names=names,
+    )
     for p in pngs:
         with Image.open(p) as im:
             ctx.sink.log_image(f"analysis/invariance/{p.stem.removeprefix('invariance_')}", im.convert("RGB"), step=0)

@@ -52,8 +52,16 @@ def run(ctx) -> dict:
     rows = []
     for x, y, i in zip(images, labels.tolist(), indices):
         x = x.to(ctx.device)
-        res = occlusion_sensitivity(ctx.model, x, y, patch=int(a.patch), stride=int(a.stride), fill=float(a.fill),
-                                    layer=a.layer, batch_size=int(ctx.cfg.get("batch_size", 64)))
+        res = occlusion_sensitivity(
+            ctx.model,
+            x,
+            y,
+            patch=int(a.patch),
+            stride=int(a.stride),
+            fill=float(a.fill),
+            layer=a.layer,
+            batch_size=int(ctx.cfg.get("batch_size", 64)),
+        )
         proj = projection_image(ctx.model, x, res) if a.get("projection", True) else None
         name = classes[y] if classes else str(y)
         fig = occlusion_figure(display(ctx, x), res, classes, proj, title=f"image {i} ({name})")
@@ -62,9 +70,19 @@ def run(ctx) -> dict:
         ctx.sink.log_json(key, result_payload(res, classes, index=i), step=0)
         k = int(res.prob.argmin())
         gw = res.prob.shape[1]
-        rows.append({"index": i, "label": y, "class": name, "clean_prob": res.clean_prob,
-                     "min_prob": float(res.prob.min()), "min_y": (k // gw) * res.stride[0],
-                     "min_x": (k % gw) * res.stride[1], "clean_top_class": res.clean_top_class,
-                     "channel": res.channel, "method": res.method})
+        rows.append(
+            {
+                "index": i,
+                "label": y,
+                "class": name,
+                "clean_prob": res.clean_prob,
+                "min_prob": float(res.prob.min()),
+                "min_y": (k // gw) * res.stride[0],
+                "min_x": (k % gw) * res.stride[1],
+                "clean_top_class": res.clean_top_class,
+                "channel": res.channel,
+                "method": res.method,
+            }
+        )
     path = write_csv(rows, Path(ctx.out_dir) / "occlusion.csv")
     return {"csv": str(path), "n": len(rows)}

@@ -36,8 +36,15 @@ def run(ctx) -> dict[str, Any]:
     if ctx.model is None or ctx.dataset is None:
         raise ValueError("analysis=top9 needs ckpt=<checkpoint> and images=<split or folder>")
     layers = list(opts.layers) if opts.layers else conv_layer_names(ctx.model)
-    topk = mine_topk(ctx.model, ctx.dataset, layers, k=int(opts.k), batch_size=int(ctx.cfg.batch_size),
-                     num_workers=int(ctx.cfg.num_workers), device=ctx.device)
+    topk = mine_topk(
+        ctx.model,
+        ctx.dataset,
+        layers,
+        k=int(opts.k),
+        batch_size=int(ctx.cfg.batch_size),
+        num_workers=int(ctx.cfg.num_workers),
+        device=ctx.device,
+    )
     base = base_dataset(ctx.dataset)
     denorm = denormalizer(ctx.data)
     step = int(opts.get("step", 0))
@@ -48,8 +55,9 @@ def run(ctx) -> dict[str, Any]:
         maps = pick_maps(t.values.shape[0], maps_opt, int(opts.seed), layer)
         if not maps:  # maps=[]: mine (last_result / JSON-free) but draw nothing
             continue
-        grid, payload = top9_panel(ctx.model, base, layer, t, maps, denorm, device=ctx.device,
-                                   maps_per_row=int(opts.maps_per_row))
+        grid, payload = top9_panel(
+            ctx.model, base, layer, t, maps, denorm, device=ctx.device, maps_per_row=int(opts.maps_per_row)
+        )
         payload["checkpoint"] = str(ctx.checkpoint)
         ctx.sink.log_image(f"diag/{layer}/top9", grid, step=step, caption=f"{layer} top-{opts.k}, maps {maps}")
         ctx.sink.log_json(f"diag/{layer}/top9", payload, step=step)
@@ -61,16 +69,32 @@ def run(ctx) -> dict[str, Any]:
             images = torch.stack([base[int(t.indices[c, 0])][0] for c in keep]).to(ctx.device)
             with torch.enable_grad():
                 scores, projs = cascading_randomization(
-                    ctx.model, images, layer, torch.tensor(keep, device=ctx.device),
-                    similarity=str(opts.get("similarity", "ssim")), positions=t.positions[keep, 0].to(ctx.device),
-                    seed=int(opts.seed), return_projections=True)
+                    ctx.model,
+                    images,
+                    layer,
+                    torch.tensor(keep, device=ctx.device),
+                    similarity=str(opts.get("similarity", "ssim")),
+                    positions=t.positions[keep, 0].to(ctx.device),
+                    seed=int(opts.seed),
+                    return_projections=True,
+                )
             cells = torch.stack([normalize_each(p.cpu()) for p in projs], 1)  # [M, steps, 3, H, W]
             cells = torch.cat([denorm(images.cpu())[:, None], cells], 1)  # first column: the image
-            ctx.sink.log_image(f"diag/{layer}/sanity", evolution_strip(cells), step=step,
-                               caption="image | " + " | ".join(name for name, _ in scores))
-            ctx.sink.log_json(f"diag/{layer}/sanity", {"layer": layer, "maps": keep,
-                                                       "similarity": str(opts.get("similarity", "ssim")),
-                                                       "steps": [{"step": n, "score": s} for n, s in scores]},
-                              step=step)
+            ctx.sink.log_image(
+                f"diag/{layer}/sanity",
+                evolution_strip(cells),
+                step=step,
+                caption="image | " + " | ".join(name for name, _ in scores),
+            )
+            ctx.sink.log_json(
+                f"diag/{layer}/sanity",
+                {
+                    "layer": layer,
+                    "maps": keep,
+                    "similarity": str(opts.get("similarity", "ssim")),
+                    "steps": [{"step": n, "score": s} for n, s in scores],
+                },
+                step=step,
+            )
             out[layer]["sanity"] = scores
     return out

@@ -1,0 +1,40 @@
+# Two commands do all the set-up on a fresh machine: `make train` and `make test` create the project's virtual
+# environment (.venv) on first use, install the package with its dev extras into it, and reuse it afterwards
+# (re-installed when pyproject.toml changes). People who manage their own environment: pip install -e ".[dev]".
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: help install train test lint format clean
+
+help:
+	@echo "make train [ARGS='model=alexnet ...']   python train.py on the embedded data (creates .venv on first use)"
+	@echo "make test  [PYTEST_ARGS='-m \"not slow\"']  the test suite (creates .venv on first use)"
+	@echo "make lint | make format                  ruff check / ruff format (also run by pre-commit)"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+train: $(STAMP)
+	$(PY) train.py $(ARGS)
+
+test: $(STAMP)
+	WANDB_MODE=offline $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf .pytest_cache build *.egg-info

@@ -1,0 +1,15 @@
+"""Errors a user can fix. The task runner (:func:`zfnet_exp.tasks.runner.run_task`) prints their message (one
+paragraph: the problem and the fix) without a traceback and exits with code 2. Package level, because every
+layer raises them: config validation, datamodules, models, diagnostics, tasks."""
+
+
+class UserError(Exception):
+    """A problem with the user's configuration or data, not a bug: shown without a traceback."""
+
+
+class ConfigError(UserError):
+    """A config value is missing, unknown or out of range (detected at start, before anything is built)."""
+
+
+class DataError(UserError):
+    """A dataset folder is missing, has the wrong layout, or holds an unreadable file."""
