@@ -19,6 +19,7 @@ from conftest import ROOT, TINY_DATA, compose_train, wandb_history
 from zfnet_exp.callbacks.evolution import schedule
 from zfnet_exp.callbacks.filter_health import FilterHealth
 from zfnet_exp.callbacks.top9 import Top9Deconv
+from zfnet_exp.data.normalize import NormalizedView
 from zfnet_exp.tasks.runner import run_task
 from zfnet_exp.tasks.train import train
 
@@ -189,7 +190,7 @@ def test_ddp_two_processes_give_the_single_process_top9(tmp_path, data_dir):
     dm.setup("validate")
     torch.manual_seed(0)
     model = create_model("zfnet", num_classes=len(dm.classes), input_size=64).eval()
-    ref = mine_topk(model, dm.val_set, LAYERS, k=9)
+    ref = mine_topk(model, NormalizedView(dm.val_set, dm.normalizer), LAYERS, k=9)
     run_dir = tmp_path / "ddp"
     health = FilterHealth(layers=LAYERS)
     trainer = L.Trainer(

@@ -59,11 +59,14 @@ def test_shapes_object_size_is_configurable_and_checked(data_dir):
 
 
 def test_transforms_scale_the_paper_geometry():
+    from zfnet_exp.data.normalize import Normalizer
+
     assert resize_for(224) == 256 and resize_for(112) == 128
     img = Image.new("RGB", (300, 256))
     mean, std = [0.5] * 3, [0.25] * 3
-    assert train_transform(224, mean, std)(img).shape == (3, 224, 224)
-    out = eval_transform(224, mean, std, normalization="paper")(Image.new("RGB", (256, 256), (128, 128, 128)))
+    x = train_transform(224)(img)
+    assert x.shape == (3, 224, 224) and x.dtype == torch.uint8  # batches stay uint8 until the device
+    out = Normalizer(mean, std, "paper")(eval_transform(224)(Image.new("RGB", (256, 256), (128, 128, 128))))
     # paper normalization: raw mean-subtracted pixels, (128/255 - 0.5) * 255 = 0.5
     assert torch.allclose(out, torch.full_like(out, 0.5), atol=1e-4)
 

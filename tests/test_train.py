@@ -96,7 +96,10 @@ def test_checkpoint_rebuilds_model_alone(tmp_path, data_dir):
     path = run_dir / "checkpoints" / "last.ckpt"
     model = LitClassifier.load_from_checkpoint(path, map_location="cpu")
     assert model.hparams.arch == "zfnet" and model.hparams.input_size == 64
-    data = torch.load(path, map_location="cpu", weights_only=False)["zfnet_data"]
+    from zfnet_exp.data.datamodule import data_state
+
+    # the datamodule's own state_dict (Lightning stores it in the checkpoint) carries what figures need
+    data = data_state(torch.load(path, map_location="cpu", weights_only=False))
     assert data["image_size"] == 64 and len(data["classes"]) == 10 and len(data["mean"]) == 3
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ..data.transforms import denormalizer as make_denormalizer
+from ..data.normalize import denormalizer as make_denormalizer
 from ..diagnostics.layers import capture_activations, resolve_layer
 from ..diagnostics.topk import TopK, TopKAccumulator
 
@@ -26,8 +26,8 @@ def pick_maps(num_channels: int, maps: int | str | Sequence[int] | None, seed: i
 
 
 def denormalizer(datamodule) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Network input -> [0, 1] RGB, from the datamodule's normalization (min-max per image without one)."""
-    return make_denormalizer(datamodule.normalization_params() if hasattr(datamodule, "normalization_params") else None)
+    """Network input -> [0, 1] RGB, from the datamodule's normalizer (min-max per image without one)."""
+    return make_denormalizer(datamodule)
 
 
 @torch.no_grad()

@@ -20,6 +20,7 @@ import lightning as L
 import torch
 from torch.utils.data import Subset
 
+from ..data.normalize import NormalizedView
 from ..diagnostics.layers import conv_layer_names
 from ..diagnostics.topk import mine_topk
 from ..viz import ImageSink
@@ -76,11 +77,12 @@ class FeatureEvolution(L.Callback):
         self.cells = {k: [c.float() / 255 for c in v] for k, v in state.get("cells", {}).items()}
 
     def _dataset(self, dm):
-        """Train images with the eval transform (see module docstring)."""
+        """Train images with the eval transform (see module docstring), normalized as the network sees them."""
         ds = copy.copy(dm.train_set)
         if getattr(dm, "val_set", None) is not None and hasattr(ds, "transform"):
             ds.transform = dm.val_set.transform
-        return ds
+        norm = getattr(dm, "normalizer", None)
+        return NormalizedView(ds, norm) if norm is not None else ds
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if not self.enabled or not trainer.is_global_zero:

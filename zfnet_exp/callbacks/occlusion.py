@@ -20,7 +20,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 
-from ..data.transforms import denormalizer
+from ..data.normalize import denormalizer, normalized_split
 from ..diagnostics.autograd import input_gradients_only
 from ..diagnostics.occlusion import occlusion_sensitivity
 from ..viz import ImageSink
@@ -66,12 +66,12 @@ class OcclusionSensitivity(L.Callback):
         if not self._due(trainer) or not trainer.is_global_zero:
             return
         dm = trainer.datamodule
-        val_set = getattr(dm, "val_set", None)
+        val_set = normalized_split(dm, "val")  # items as the network sees them
         if val_set is None or len(val_set) == 0:
             return
         model = getattr(pl_module, "model", pl_module)
         device = next(model.parameters()).device
-        params = dm.normalization_params() if hasattr(dm, "normalization_params") else None
+        params = getattr(dm, "normalizer", None)
         classes = list(getattr(dm, "classes", None) or []) or None
         sink = ImageSink.from_trainer(trainer)
         with input_gradients_only(model):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import lightning as L
 from torchvision.utils import make_grid
 
-from ..data.transforms import denormalizer
+from ..data.normalize import denormalizer
 from ..viz import ImageSink
 
 
@@ -22,7 +22,7 @@ class TrainSamples(L.Callback):
         self._done = True
         dm = trainer.datamodule
         x, y = batch[0][: self.num_images].detach().cpu(), batch[1][: self.num_images].tolist()
-        x = denormalizer(dm.normalization_params() if hasattr(dm, "normalization_params") else None)(x)
+        x = denormalizer(dm)(x)  # the batch is already normalized (on_after_batch_transfer)
         names = getattr(dm, "classes", None)
         caption = ", ".join(names[i] if names else str(i) for i in y)
         grid = make_grid(x, nrow=8, padding=2, pad_value=1.0)

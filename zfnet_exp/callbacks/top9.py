@@ -15,6 +15,7 @@ from contextlib import ExitStack
 
 import lightning as L
 
+from ..data.normalize import normalized_split
 from ..diagnostics.layers import conv_layer_names
 from ..diagnostics.topk import TopKAccumulator
 from ..viz import ImageSink
@@ -63,7 +64,7 @@ class Top9Deconv(L.Callback):
         if not self._active(trainer):
             return
         model = pl_module.model
-        probe = trainer.datamodule.val_set[0][0][None].to(pl_module.device)
+        probe = normalized_split(trainer.datamodule, "val")[0][0][None].to(pl_module.device)
         channels = layer_channels(model, self.layers, probe)
         self._acc = TopKAccumulator(self.layers, self.k, channels=channels)
         self._hooks = ExitStack()
@@ -100,7 +101,7 @@ class Top9Deconv(L.Callback):
                 continue
             grid, payload = top9_panel(
                 pl_module.model,
-                dm.val_set,
+                normalized_split(dm, "val"),
                 layer,
                 topk,
                 maps,

@@ -14,14 +14,34 @@ from torch.utils.data import DataLoader
 
 from ..errors import DataError, UserError
 from .folder import IndexedImageFolder, check_split_folder
+from .normalize import NORMALIZATIONS, Normalizer
 from .sampling import ClassBalancedSampler
 from .shapes import SHAPE_CLASSES, ShapesSpec, generate_shapes
 from .stats import channel_stats
-from .transforms import NORMALIZATIONS, eval_transform, resize_for, train_transform
+from .transforms import eval_transform, resize_for, train_transform
+
+DATA_STATE_KEY = "zfnet_data"  # marks the datamodule's entry in a checkpoint (its value: the format version)
+DATA_STATE_VERSION = 2
+
+
+def data_state(checkpoint: dict) -> dict:
+    """The datamodule state a checkpoint holds (Lightning stores ``datamodule.state_dict()`` under the class
+    name, which the offline tasks do not know): normalization record, ``image_size``, ``classes``, ``root``.
+    Checkpoints written before the datamodule carried its own state kept it under ``zfnet_data``."""
+    for value in checkpoint.values():
+        if isinstance(value, dict) and DATA_STATE_KEY in value:
+            return value
+    legacy = checkpoint.get(DATA_STATE_KEY)
+    return dict(legacy) if isinstance(legacy, dict) else {}
 
 
 class ImageFolderDataModule(L.LightningDataModule):
-    """``root/train/<class>/*`` and ``root/val/<class>/*``; items are ``(image, label, dataset_index)``.
+    """``root/train/<class>/*`` and ``root/val/<class>/*``; items are ``(uint8 image, label, dataset_index)``.
+
+    Batches stay ``uint8`` until they reach the device; :attr:`normalizer` turns them into network inputs
+    there (``on_after_batch_transfer``), and its record travels in :meth:`state_dict` (hence in every
+    checkpoint), so offline tasks feed images exactly as training did. Diagnostics that read ``val_set`` /
+    ``train_set`` directly go through :func:`zfnet_exp.data.normalize.normalized_split`.
 
     ``batch_size`` is the *global* batch (the paper's 128): under DDP each of the N processes loads
     ``batch_size / N`` so a recipe means the same thing on 1 or 8 GPUs. ``balanced_batches`` makes every
@@ -45,10 +65,15 @@ class ImageFolderDataModule(L.LightningDataModule):
         pin_memory: bool = True,
         num_classes: int | None = None,
         balanced_batches: bool = False,
+        persistent_workers: bool = True,
+        prefetch_factor: int | None = 4,
+        channels_last: bool = False,
     ):
         super().__init__()
         if normalization not in NORMALIZATIONS:
-            raise DataError(f"data.normalization={normalization!r} is not valid; choose one of {', '.join(NORMALIZATIONS)}.")
+            raise DataError(
+                f"data.normalization={normalization!r} is not valid; choose one of {', '.join(NORMALIZATIONS)}."
+            )
         self.root = Path(root).expanduser() if root else None
         self.image_size = int(image_size)
         self.batch_size = int(batch_size)
@@ -57,10 +82,14 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.mean, self.std = mean, std
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
         self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers
+        self.prefetch_factor = prefetch_factor
+        self.channels_last = channels_last
         self._num_classes = num_classes
         self.balanced_batches = balanced_batches
         self.train_set: IndexedImageFolder | None = None
         self.val_set: IndexedImageFolder | None = None
+        self.normalizer: Normalizer | None = None
 
     # -- properties the train task and diagnostics read
     @property
@@ -111,9 +140,11 @@ class ImageFolderDataModule(L.LightningDataModule):
         root = self._require_root()
         check_split_folder(root / "train")
         check_split_folder(root / "val")
-        self.mean, self.std = self._stats()
-        self.train_set = IndexedImageFolder(root / "train", train_transform(self.image_size, self.mean, self.std, self.normalization))
-        self.val_set = IndexedImageFolder(root / "val", eval_transform(self.image_size, self.mean, self.std, self.normalization))
+        if self.normalizer is None:  # load_state_dict (resume) may have restored it already
+            self.mean, self.std = self._stats()
+            self._build_normalizer()
+        self.train_set = IndexedImageFolder(root / "train", train_transform(self.image_size))
+        self.val_set = IndexedImageFolder(root / "val", eval_transform(self.image_size))
         if self.train_set.classes != self.val_set.classes:
             missing = sorted(set(self.train_set.classes) ^ set(self.val_set.classes))[:5]
             raise DataError(f"{root}: train and val have different class folders (e.g. {missing}); both splits need "
@@ -139,14 +170,19 @@ class ImageFolderDataModule(L.LightningDataModule):
             else:
                 sampler = ClassBalancedSampler(dataset.targets, seed=torch.initial_seed() % 2**31)
                 shuffle = False
+        workers = self.num_workers > 0
         return DataLoader(
             dataset,
             batch_size=self._per_device_batch(),
             shuffle=shuffle,
             sampler=sampler,
-            drop_last=shuffle,  # equal steps on every rank; never drop validation images
+            # equal steps on every rank: training drops the last partial batch; validation keeps every image
+            # (under DDP Lightning's DistributedSampler pads the ranks to equal length by repeating up to
+            # world_size - 1 images, so every rank runs the same number of validation steps)
+            drop_last=shuffle,
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=self.persistent_workers and workers,
+            prefetch_factor=self.prefetch_factor if workers else None,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
         )
 
@@ -156,9 +192,38 @@ class ImageFolderDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, shuffle=False)
 
+    # -- normalization on the device, and the state a checkpoint carries
+    def _build_normalizer(self) -> None:
+        self.normalizer = Normalizer(self.mean, self.std, self.normalization, channels_last=self.channels_last)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """uint8 images -> normalized float on the device (the first element of the batch)."""
+        if self.normalizer is None or not isinstance(batch, (list, tuple)) or not torch.is_tensor(batch[0]):
+            return batch
+        return type(batch)([self.normalizer(batch[0]), *batch[1:]])
+
     def normalization_params(self) -> dict:
-        """What a figure needs to turn network inputs back into pictures."""
-        return {"mean": list(self.mean), "std": list(self.std), "normalization": self.normalization}
+        """The normalization record (``Normalizer.record()``): what a figure needs to show network inputs."""
+        return self.normalizer.record()
+
+    def state_dict(self) -> dict:
+        """Saved by Lightning in every checkpoint: what offline tasks need to feed images as training did."""
+        if self.normalizer is None:
+            return {}
+        return {
+            DATA_STATE_KEY: DATA_STATE_VERSION,
+            **self.normalizer.record(),
+            "image_size": self.image_size,
+            "classes": self.classes if self.train_set is not None else None,
+            "root": str(self.root) if self.root else None,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """On resume: keep normalizing with the statistics the run started with."""
+        if state.get("mean") is not None:
+            self.mean, self.std = state["mean"], state.get("std")
+            self.normalization = state.get("normalization", self.normalization)
+            self._build_normalizer()
 
 
 class ShapesDataModule(ImageFolderDataModule):

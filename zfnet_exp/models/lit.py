@@ -126,14 +126,3 @@ class LitClassifier(L.LightningModule):
         if self.hparams.scheduler_monitor:
             config["monitor"] = self.hparams.scheduler_monitor
         return {"optimizer": optimizer, "lr_scheduler": config}
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # what offline tasks need to feed images the way training did
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if dm is not None and hasattr(dm, "normalization_params") and dm.mean is not None:
-            checkpoint["zfnet_data"] = {
-                **dm.normalization_params(),
-                "image_size": dm.image_size,
-                "classes": getattr(dm, "classes", None),
-                "root": str(dm.root) if getattr(dm, "root", None) else None,
-            }

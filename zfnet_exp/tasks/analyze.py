@@ -18,8 +18,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import Dataset, Subset
+from torchvision import transforms as T
 
+from ..data.datamodule import data_state
 from ..data.folder import IndexedImageFolder
+from ..data.normalize import Normalizer
 from ..data.transforms import eval_transform
 from ..errors import UserError
 from ..models import LitClassifier
@@ -42,12 +45,13 @@ class AnalysisContext:
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """The network (eval mode) and the data description stored by ``LitClassifier.on_save_checkpoint``."""
+    """The network (eval mode) and the data description the datamodule saved in the checkpoint
+    (``datamodule.state_dict()``: normalization record, image_size, classes, root). The file is read once."""
     path = resolve_checkpoint(path)
-    lit = LitClassifier.load_from_checkpoint(path, map_location=device)
     raw = torch.load(path, map_location="cpu", weights_only=False)
-    data = raw.get("zfnet_data") or {}
-    return lit.model.eval().to(device), data
+    lit = LitClassifier(**raw["hyper_parameters"])
+    lit.load_state_dict(raw["state_dict"])
+    return lit.model.eval().to(device), data_state(raw)
 
 
 def build_dataset(data: dict[str, Any], images: str, num_images: int | None = None) -> Dataset:
@@ -58,7 +62,8 @@ def build_dataset(data: dict[str, Any], images: str, num_images: int | None = No
             "This checkpoint records no data normalization (it was not saved by LitClassifier "
             "during training); analyses need it to feed images the way training did."
         )
-    transform = eval_transform(int(data["image_size"]), data["mean"], data["std"], data["normalization"])
+    # items as the network saw them: uint8 eval crop, then the training run's normalization
+    transform = T.Compose([eval_transform(int(data["image_size"])), Normalizer.from_record(data)])
     if images in ("train", "val"):
         if not data.get("root"):
             raise UserError(

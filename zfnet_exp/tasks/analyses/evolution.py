@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Subset
 
 from ...callbacks._util import pick_maps
-from ...data.transforms import denormalizer
+from ...data.normalize import denormalizer
 from ...diagnostics.layers import conv_layer_names
 from ...diagnostics.topk import mine_topk
 from ...viz.grids import evolution_strip, project_units

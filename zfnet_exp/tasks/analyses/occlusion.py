@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ...data.transforms import denormalizer
+from ...data.normalize import denormalizer
 from ...diagnostics.occlusion import occlusion_sensitivity
 from ...utils.tables import write_csv
 from ...viz.occlusion_figure import occlusion_figure, projection_image, result_payload

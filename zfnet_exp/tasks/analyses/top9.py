@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Subset
 
 from ...callbacks._util import pick_maps
-from ...data.transforms import denormalizer
+from ...data.normalize import denormalizer
 from ...diagnostics.layers import conv_layer_names
 from ...diagnostics.sanity import cascading_randomization
 from ...diagnostics.topk import mine_topk
