@@ -87,7 +87,7 @@ def test_missing_folder_error_names_problem_and_fix(tmp_path):
     dm = ImageFolderDataModule(root=str(tmp_path / "nope"), num_workers=0)
     with pytest.raises(DataError, match="does not exist") as e:
         dm.setup("fit")
-    assert "data.root" in str(e.value) and "ROOT/train/<class>" in str(e.value)
+    assert "data.root=" in str(e.value) and "├── train/" in str(e.value)
 
 
 def test_wrong_layout_error(tmp_path):
@@ -109,7 +109,7 @@ def test_corrupt_image_error_names_the_file(tmp_path):
     bad = root / "train" / "a" / "broken.jpg"
     bad.write_bytes(b"not a jpeg at all")
     dm = ImageFolderDataModule(
-        root=str(root), image_size=32, batch_size=2, num_workers=0, mean=[0.5] * 3, std=[0.2] * 3
+        root=str(root), image_size=32, batch_size=2, num_workers=0, mean=[0.5] * 3, std=[0.2] * 3, strict=True
     )
     dm.setup("fit")
     index = [i for i, (p, _) in enumerate(dm.train_set.samples) if p.endswith("broken.jpg")][0]

@@ -3,7 +3,6 @@ dataset) and the embedded, generated ``shapes`` one, which goes through the very
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -13,11 +12,11 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
 from ..errors import DataError, UserError
-from .folder import IndexedImageFolder, check_split_folder
+from .folder import IMAGEFOLDER_TREE, IndexedImageFolder, SkipLog, SkippingDataset, check_split_folder, layout_error
 from .normalize import NORMALIZATIONS, Normalizer
 from .sampling import ClassBalancedSampler
 from .shapes import SHAPE_CLASSES, ShapesSpec, generate_shapes
-from .stats import channel_stats
+from .stats import cached_statistics, subset
 from .transforms import eval_transform, resize_for, train_transform
 
 DATA_STATE_KEY = "zfnet_data"  # marks the datamodule's entry in a checkpoint (its value: the format version)
@@ -47,10 +46,16 @@ class ImageFolderDataModule(L.LightningDataModule):
     ``batch_size / N`` so a recipe means the same thing on 1 or 8 GPUs. ``balanced_batches`` makes every
     training batch hold the same number of images of each class (see ``data.sampling`` for why that matters
     to a BatchNorm-free network's first steps). ``mean``/``std`` default to statistics
-    computed from the training split (cached under ``cache_dir``).
+    computed from the training split (cached under ``cache_dir``); ``mean_image=True`` subtracts the paper's
+    per-pixel mean image instead (computed once over ``stats_images`` training images, all if null).
+
+    Unreadable images are skipped and replaced in their batch (``strict=True``: an error naming the file);
+    :attr:`skipped_files` lists them, across DataLoader workers. Subclasses for other layouts override
+    :meth:`build_splits` (and :attr:`layout_tree` for the error messages); everything else is shared.
     """
 
     name = "imagefolder"
+    layout_tree = IMAGEFOLDER_TREE
 
     def __init__(
         self,
@@ -68,6 +73,10 @@ class ImageFolderDataModule(L.LightningDataModule):
         persistent_workers: bool = True,
         prefetch_factor: int | None = 4,
         channels_last: bool = False,
+        mean_image: bool = False,
+        stats_images: int | None = 2000,
+        strict: bool = False,
+        skip_dir: str | None = None,
     ):
         super().__init__()
         if normalization not in NORMALIZATIONS:
@@ -80,6 +89,9 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.num_workers = int(num_workers)
         self.normalization = normalization
         self.mean, self.std = mean, std
+        self.use_mean_image = bool(mean_image)
+        self.mean_image: torch.Tensor | None = None  # [3, S, S] in [0, 1], S = resize_for(image_size)
+        self.stats_images = stats_images
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
@@ -87,8 +99,10 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.channels_last = channels_last
         self._num_classes = num_classes
         self.balanced_batches = balanced_batches
-        self.train_set: IndexedImageFolder | None = None
-        self.val_set: IndexedImageFolder | None = None
+        self.strict = bool(strict)
+        self.skip_log = SkipLog(skip_dir)
+        self.train_set: SkippingDataset | None = None
+        self.val_set: SkippingDataset | None = None
         self.normalizer: Normalizer | None = None
 
     # -- properties the train task and diagnostics read
@@ -102,62 +116,93 @@ class ImageFolderDataModule(L.LightningDataModule):
 
     @property
     def classes(self) -> list[str]:
+        """Human-readable class names, index-aligned with the labels (what figures and tables show)."""
+        assert self.train_set is not None, "call setup() first"
+        return self.train_set.class_names
+
+    @property
+    def class_ids(self) -> list[str]:
+        """The identifiers the labels index (folder names; WordNet ids for ImageNet)."""
         assert self.train_set is not None, "call setup() first"
         return list(self.train_set.classes)
 
+    @property
+    def skipped_files(self) -> dict[str, str]:
+        """``{path: reason}`` of every unreadable file skipped so far (all DataLoader workers included)."""
+        return self.skip_log.entries()
+
     def _require_root(self) -> Path:
         if self.root is None:
-            raise DataError("data.root is not set. Pass data.root=/path/to/dataset on the command line. "
-                            "Expected an ImageFolder layout: ROOT/train/<class>/*.jpg and ROOT/val/<class>/*.jpg.")
+            raise layout_error("data.root is not set.", self.layout_tree)
         return self.root
 
-    def _stats(self) -> tuple[list[float], list[float]]:
-        if self.mean is not None and self.std is not None:
-            return list(self.mean), list(self.std)
+    def _split_kwargs(self) -> dict:
+        return {"strict": self.strict, "skip_log": self.skip_log}
+
+    def build_splits(self) -> tuple[SkippingDataset, SkippingDataset]:
+        """The training and validation datasets without transforms (labels, class names, file lists); raises
+        a layout error (expected tree, config key) before anything else is built. Tasks that feed images
+        their own way (``eval.py``'s 10 crops) call this instead of :meth:`setup`."""
+        root = self._require_root()
+        check_split_folder(root / "train", self.layout_tree)
+        check_split_folder(root / "val", self.layout_tree)
+        train = IndexedImageFolder(root / "train", **self._split_kwargs())
+        val = IndexedImageFolder(root / "val", **self._split_kwargs())
+        if train.classes != val.classes:
+            missing = sorted(set(train.classes) ^ set(val.classes))[:5]
+            raise layout_error(
+                f"{root}: train and val have different class folders (e.g. {missing}); both splits need the same "
+                f"class sub-folders.",
+                self.layout_tree,
+            )
+        return train, val
+
+    def _stats(self) -> None:
+        """Fill ``mean``, ``std`` (and ``mean_image``) from the config, ``meta.json``, the cache, or one pass."""
+        if not self.use_mean_image and self.mean is not None and self.std is not None:
+            return
         root = self._require_root()
         meta = root / "meta.json"
-        if meta.is_file():
+        if not self.use_mean_image and meta.is_file():
             m = json.loads(meta.read_text())
             if "mean" in m and "std" in m:
-                return m["mean"], m["std"]
-        cache = None
-        if self.cache_dir is not None:
-            key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:12]
-            cache = self.cache_dir / "stats" / f"{key}.json"
-            if cache.is_file():
-                m = json.loads(cache.read_text())
-                return m["mean"], m["std"]
-        files = [p for p, _ in IndexedImageFolder(root / "train").samples]
-        mean, std = channel_stats(files)
-        if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_text(json.dumps({"root": str(root), "mean": mean, "std": std}))
-        return mean, std
+                self.mean, self.std = m["mean"], m["std"]
+                return
+        files = subset([p for p, _ in self.train_set.samples], self.stats_images)
+        try:
+            stats = cached_statistics(
+                root, files, resize_for(self.image_size), self.cache_dir, self.num_workers, self.skip_log
+            )
+        except ValueError as e:
+            raise DataError(f"Cannot compute the training-set statistics of {root}: {e}.") from None
+        if self.use_mean_image:
+            self.mean_image = stats["mean_image"]
+        if self.mean is None or self.std is None:
+            self.mean, self.std = stats["mean"], stats["std"]
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        root = self._require_root()
-        check_split_folder(root / "train")
-        check_split_folder(root / "val")
+        train, val = self.build_splits()
+        self.train_set, self.val_set = train, val
+        if self._num_classes is not None and self._num_classes != len(train.classes):
+            raise DataError(
+                f"data.num_classes={self._num_classes} but {self.root} has {len(train.classes)} classes; fix "
+                f"data.num_classes or set it to null."
+            )
         if self.normalizer is None:  # load_state_dict (resume) may have restored it already
-            self.mean, self.std = self._stats()
+            self._stats()
             self._build_normalizer()
-        self.train_set = IndexedImageFolder(root / "train", train_transform(self.image_size))
-        self.val_set = IndexedImageFolder(root / "val", eval_transform(self.image_size))
-        if self.train_set.classes != self.val_set.classes:
-            missing = sorted(set(self.train_set.classes) ^ set(self.val_set.classes))[:5]
-            raise DataError(f"{root}: train and val have different class folders (e.g. {missing}); both splits need "
-                            f"the same class sub-folders.")
-        if self._num_classes is not None and self._num_classes != len(self.train_set.classes):
-            raise DataError(f"data.num_classes={self._num_classes} but {root / 'train'} has "
-                            f"{len(self.train_set.classes)} class folders; fix data.num_classes or set it to null.")
+        train.transform = train_transform(self.image_size)
+        val.transform = eval_transform(self.image_size)
 
     def _per_device_batch(self) -> int:
         world = self.trainer.world_size if self.trainer is not None else 1
         if self.batch_size % world:
-            raise DataError(f"data.batch_size={self.batch_size} is the global batch and must divide by the "
-                            f"{world} processes; choose a multiple of {world}.")
+            raise DataError(
+                f"data.batch_size={self.batch_size} is the global batch and must divide by the "
+                f"{world} processes; choose a multiple of {world}."
+            )
         return self.batch_size // world
 
     def _loader(self, dataset, shuffle: bool) -> DataLoader:
@@ -165,8 +210,10 @@ class ImageFolderDataModule(L.LightningDataModule):
         if shuffle and self.balanced_batches:
             world = self.trainer.world_size if self.trainer is not None else 1
             if world > 1:
-                rank_zero_warn("data.balanced_batches is ignored under DDP (Lightning's distributed sampler "
-                               "interleaves indices across ranks); batches are plainly shuffled.")
+                rank_zero_warn(
+                    "data.balanced_batches is ignored under DDP (Lightning's distributed sampler "
+                    "interleaves indices across ranks); batches are plainly shuffled."
+                )
             else:
                 sampler = ClassBalancedSampler(dataset.targets, seed=torch.initial_seed() % 2**31)
                 shuffle = False
@@ -194,7 +241,10 @@ class ImageFolderDataModule(L.LightningDataModule):
 
     # -- normalization on the device, and the state a checkpoint carries
     def _build_normalizer(self) -> None:
-        self.normalizer = Normalizer(self.mean, self.std, self.normalization, channels_last=self.channels_last)
+        # the per-pixel mean image is S x S (S = resize_for(image_size), the paper's 256); the normalizer subtracts
+        # its centre crop from every crop (see normalize.py), eval.py subtracts it whole before its 10 crops
+        mean = self.mean_image if self.mean_image is not None else self.mean
+        self.normalizer = Normalizer(mean, self.std, self.normalization, channels_last=self.channels_last)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """uint8 images -> normalized float on the device (the first element of the batch)."""

@@ -1,64 +1,274 @@
-"""ImageFolder datasets that also return the dataset index and explain layout problems in plain words."""
+"""Robust image loading shared by every datamodule: one unreadable file never costs a run.
+
+* :func:`read_rgb` opens any image PIL can decode (greyscale, CMYK, palette, RGBA) as RGB and turns every decode
+  failure (truncated JPEG, a text file named ``.JPEG``, an empty file) into :class:`UnreadableImage`, naming the
+  file.
+* :class:`SkippingDataset` is the item logic of every dataset here (``IndexedImageFolder`` for class-folder
+  layouts, :class:`SampleList` for explicit ``(path, target)`` lists such as ImageNet's flat validation folder,
+  Caltech splits or PASCAL VOC): an unreadable file is replaced by the next readable sample, so a batch stays
+  full, the file is reported once (a warning naming it) and recorded in a :class:`SkipLog`; ``strict=True`` makes
+  it a :class:`~zfnet_exp.errors.DataError` naming the file instead.
+* :class:`SkipLog` is how the count leaves DataLoader worker processes: workers are separate processes (forked or
+  spawned), so an in-memory counter in the dataset would stay in the worker. Each process appends the paths it
+  skipped to its own small file in one folder; the main process reads the union (distinct files), which is
+  exact across workers, persistent or not, and across epochs.
+* :func:`check_split_folder` / :func:`layout_error` give the layout errors with the expected tree and the config
+  key to set, raised at start, before a model is built.
+
+Items are ``(image, target, dataset index)``; the index is the one of the sample actually returned, so
+diagnostics that look an image up by index (top-9 mining) find the image they were given.
+"""
 
 from __future__ import annotations
 
-import json
+import atexit
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from ..errors import DataError
 
-LAYOUT_HELP = (
-    "Expected an ImageFolder layout: ROOT/train/<class>/<image>.jpg and ROOT/val/<class>/<image>.jpg, "
-    "one sub-folder per class with the same class names in both splits (ImageNet: the 1000 synset folders)."
-)
+IMAGEFOLDER_TREE = """\
+<data.root>/
+├── train/
+│   ├── <class A>/   a1.jpg  a2.jpg ...
+│   └── <class B>/   b1.jpg ...
+└── val/
+    ├── <class A>/   ...
+    └── <class B>/   ...      (the same class sub-folders in both splits)"""
 
 
-def _load_rgb(path: str) -> Image.Image:
+class UnreadableImage(DataError):
+    """An image file that cannot be decoded (corrupt, truncated, or not an image)."""
+
+    def __init__(self, path: str, reason: str):
+        self.path, self.reason = str(path), reason
+        super().__init__(
+            f"Cannot read image {path}: {reason}. The file is corrupt or not an image; delete or replace it, or "
+            f"set data.strict=false to skip unreadable files (they are counted in data/skipped_files)."
+        )
+
+
+class SkippedImageWarning(UserWarning):
+    """One per unreadable file (per process): the file was skipped and replaced in its batch."""
+
+
+def read_rgb(path: str | Path) -> Image.Image:
+    """The image at ``path`` as a fully decoded RGB PIL image; :class:`UnreadableImage` if it cannot be read."""
     try:
         with open(path, "rb") as f:
             img = Image.open(f)
-            return img.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise DataError(
-            f"Cannot read image {path}: {e}. The file is corrupt or not an image; delete or replace it "
-            f"(or move it out of the dataset folder) and run again."
-        ) from None
+            return img.convert("RGB")  # convert() forces the full decode: a truncated file fails here
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        # UnidentifiedImageError and "image file is truncated" are OSErrors; a missing file too
+        raise UnreadableImage(str(path), f"{type(e).__name__}: {e}") from None
 
 
-class IndexedImageFolder(ImageFolder):
-    """``ImageFolder`` whose items are ``(image, label, index)``: diagnostics need to know which image a
-    batch element is (top-9 mining, probe images) even when a DistributedSampler shuffles the shards."""
+class SkipLog:
+    """The set of files skipped so far, shared by the main process and its DataLoader workers through a
+    folder: each process appends to ``skipped-<pid>.tsv`` (``path<TAB>reason`` lines). ``directory=None``
+    makes a private temporary folder, removed when the creating process exits."""
 
-    def __init__(self, root: str | Path, transform: Callable | None = None):
-        check_split_folder(Path(root))
-        super().__init__(str(root), transform=transform, loader=_load_rgb)
+    def __init__(self, directory: str | Path | None = None):
+        if directory is None:
+            directory = tempfile.mkdtemp(prefix="zfnet-skipped-")
+            creator = os.getpid()
+            atexit.register(lambda: os.getpid() == creator and shutil.rmtree(directory, ignore_errors=True))
+        self.directory = str(directory)
+        Path(self.directory).mkdir(parents=True, exist_ok=True)
 
-    def __getitem__(self, index: int) -> tuple[Any, int, int]:
-        image, label = super().__getitem__(index)
-        return image, label, index
+    def entries(self) -> dict[str, str]:
+        """``{path: reason}`` of every distinct skipped file."""
+        out: dict[str, str] = {}
+        for f in sorted(Path(self.directory).glob("skipped-*.tsv")):
+            for line in f.read_text().splitlines():
+                path, _, reason = line.partition("\t")
+                out.setdefault(path, reason)
+        return out
+
+    def __len__(self) -> int:
+        return len(self.entries())
+
+    def record(self, path: str, reason: str) -> bool:
+        """Add ``path``; True if it was not known yet (the caller then warns once)."""
+        if path in self.entries():
+            return False
+        with open(Path(self.directory) / f"skipped-{os.getpid()}.tsv", "a") as f:
+            f.write(f"{path}\t{reason.replace(chr(10), ' ')}\n")
+        return True
+
+
+class SkippingDataset(Dataset):
+    """Item logic shared by the datasets: ``samples`` is a list of ``(path, target)``; ``transform`` maps the
+    RGB PIL image, ``target_transform`` the target. Subclasses only build ``samples``.
+
+    ``classes`` are the identifiers the labels index (folder names, WordNet ids); ``class_names`` the
+    human-readable names shown in figures and tables (index-aligned; default: ``classes``).
+    """
+
+    samples: list[tuple[str, Any]]
+    classes: list[str]
+    transform: Callable | None = None
+    target_transform: Callable | None = None
+    strict: bool = False
+    skip_log: SkipLog | None = None
+    _class_names: list[str] | None = None
+
+    def _init_robust(self, strict: bool, skip_log: SkipLog | None, class_names: Sequence[str] | None) -> None:
+        self.strict = bool(strict)
+        self.skip_log = skip_log if skip_log is not None else SkipLog()
+        self._class_names = list(class_names) if class_names is not None else None
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self._class_names) if self._class_names is not None else list(self.classes)
+
+    @class_names.setter
+    def class_names(self, names: Sequence[str]) -> None:
+        if len(names) != len(self.classes):
+            raise ValueError(f"{len(names)} class names for {len(self.classes)} classes")
+        self._class_names = list(names)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, index: int) -> tuple[Image.Image, Any, int]:
+        """The RGB image and target of ``index`` or, if that file is unreadable, of the next readable sample
+        (wrapping around), with the index actually used."""
+        n = len(self.samples)
+        for k in range(n):
+            j = (index + k) % n
+            path, target = self.samples[j]
+            try:
+                return read_rgb(path), target, j
+            except UnreadableImage as e:
+                if self.strict:
+                    raise
+                if self.skip_log.record(e.path, e.reason):
+                    warnings.warn(
+                        f"Skipping unreadable image {e.path} ({e.reason}); its place in the batch goes to the "
+                        f"next readable image. Counted in data/skipped_files; data.strict=true makes this an error.",
+                        SkippedImageWarning,
+                        stacklevel=2,
+                    )
+        raise DataError(f"None of the {n} images of this dataset can be read (e.g. {self.samples[index][0]}).")
+
+    def __getitem__(self, index: int) -> tuple[Any, Any, int]:
+        image, target, j = self.load(index)
+        if self.transform is not None:
+            image = self.transform(image)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return image, target, j
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        return self.skip_log.entries()
+
+
+class IndexedImageFolder(SkippingDataset, ImageFolder):
+    """``ImageFolder`` (``root/<class>/<image>``) with skipping items ``(image, label, index)``: diagnostics
+    need to know which image a batch element is (top-9 mining, probe images) even when a DistributedSampler
+    shuffles the shards. ``class_to_idx`` fixes the label of each folder name (e.g. a validation split labelled
+    like its training split)."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        transform: Callable | None = None,
+        *,
+        class_to_idx: dict[str, int] | None = None,
+        class_names: Sequence[str] | None = None,
+        strict: bool = False,
+        skip_log: SkipLog | None = None,
+        config_key: str = "data.root",
+    ):
+        check_split_folder(Path(root), config_key=config_key)
+        self._fixed_class_to_idx = class_to_idx
+        ImageFolder.__init__(self, str(root), transform=transform)
+        self._init_robust(strict, skip_log, class_names)
+
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        if self._fixed_class_to_idx is None:
+            return super().find_classes(directory)
+        found = {p.name for p in Path(directory).iterdir() if p.is_dir()}
+        unknown = sorted(found - set(self._fixed_class_to_idx))
+        if unknown:
+            raise DataError(
+                f"{directory} has class folders that the training split does not have (e.g. {unknown[:5]}); both "
+                f"splits need the same class sub-folders. Expected layout:\n{IMAGEFOLDER_TREE}"
+            )
+        mapping = dict(self._fixed_class_to_idx)
+        return sorted(mapping, key=mapping.__getitem__), mapping
 
     def annotation(self, index: int) -> dict | None:
         """The JSON sidecar of an image (the shapes dataset writes one), or None."""
+        import json
+
         sidecar = Path(self.samples[index][0]).with_suffix(".json")
         return json.loads(sidecar.read_text()) if sidecar.is_file() else None
 
 
-def check_split_folder(split_dir: Path) -> None:
+class SampleList(SkippingDataset):
+    """A dataset over an explicit list of ``(path, target)`` pairs (targets: class indices, or anything a
+    ``target_transform`` turns into a tensor, e.g. VOC's multi-label vectors), with skipping items."""
+
+    def __init__(
+        self,
+        samples: Sequence[tuple[str | Path, Any]],
+        classes: Sequence[str],
+        transform: Callable | None = None,
+        *,
+        target_transform: Callable | None = None,
+        class_names: Sequence[str] | None = None,
+        strict: bool = False,
+        skip_log: SkipLog | None = None,
+        root: str | Path | None = None,
+    ):
+        self.samples = [(str(p), t) for p, t in samples]
+        self.targets = [t for _, t in self.samples]
+        self.classes = list(classes)
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+        self.transform, self.target_transform = transform, target_transform
+        self.root = str(root) if root is not None else None
+        self._init_robust(strict, skip_log, class_names)
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMG_EXTENSIONS
+
+
+def layout_error(problem: str, tree: str = IMAGEFOLDER_TREE, key: str = "data.root") -> DataError:
+    """A layout error: the problem, the config key to set, and the expected tree."""
+    return DataError(f"{problem} Set {key}=<folder> to a folder with this layout:\n{tree}")
+
+
+def check_split_folder(split_dir: Path, tree: str = IMAGEFOLDER_TREE, config_key: str = "data.root") -> None:
+    """Raise a :func:`layout_error` unless ``split_dir`` is a folder of class sub-folders holding images."""
+    split_dir = Path(split_dir)
     root = split_dir.parent
     if not root.exists():
-        raise DataError(f"Dataset folder {root} does not exist. Set data.root to the folder that holds your "
-                        f"dataset. {LAYOUT_HELP}")
+        raise layout_error(f"Dataset folder {root} does not exist.", tree, config_key)
     if not split_dir.is_dir():
         found = sorted(p.name for p in root.iterdir())[:8]
-        raise DataError(f"Dataset folder {root} has no '{split_dir.name}' sub-folder (found: {found or 'nothing'}). "
-                        f"{LAYOUT_HELP}")
+        raise layout_error(
+            f"Dataset folder {root} has no '{split_dir.name}' sub-folder (found: {found or 'nothing'}).",
+            tree,
+            config_key,
+        )
     classes = [p for p in split_dir.iterdir() if p.is_dir()]
     if not classes:
-        raise DataError(f"{split_dir} has no class sub-folders. {LAYOUT_HELP}")
-    if not any(f.suffix.lower() in IMG_EXTENSIONS for c in classes for f in c.iterdir()):
-        raise DataError(f"{split_dir} has class folders but no images ({', '.join(IMG_EXTENSIONS)}). {LAYOUT_HELP}")
+        raise layout_error(f"{split_dir} has no class sub-folders.", tree, config_key)
+    if not any(is_image_file(f) for c in classes for f in c.iterdir()):
+        raise layout_error(
+            f"{split_dir} has class folders but no images ({', '.join(IMG_EXTENSIONS)}).", tree, config_key
+        )

@@ -16,7 +16,7 @@ from torchvision import transforms as T
 
 from .normalize import NORMALIZATIONS
 
-__all__ = ["NORMALIZATIONS", "eval_geometry", "eval_transform", "resize_for", "train_transform"]
+__all__ = ["NORMALIZATIONS", "center_uint8", "eval_geometry", "eval_transform", "resize_for", "train_transform"]
 
 
 def resize_for(crop_size: int) -> int:
@@ -47,3 +47,9 @@ def eval_geometry(crop_size: int, interpolation: T.InterpolationMode = T.Interpo
     other per-pixel labels)."""
     size = resize_for(crop_size)
     return T.Compose([T.Resize(size, interpolation=interpolation), T.CenterCrop(size), T.CenterCrop(crop_size)])
+
+
+def center_uint8(size: int) -> T.Compose:
+    """PIL image -> uint8 [3, size, size]: shorter side to ``size``, centre crop (the paper's 256x256 image at
+    ``size=256``): what the mean image is computed over and what 10-crop evaluation crops from."""
+    return T.Compose([T.Resize(size), T.CenterCrop(size), T.PILToTensor()])

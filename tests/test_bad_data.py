@@ -1,0 +1,76 @@
+"""Bad data never costs a run: unreadable files are skipped (batches stay full) and counted across DataLoader
+worker processes, ``strict=True`` names the file, the statistics pass skips them too, and layout problems stop
+at start with the expected tree and the config key to set."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from image_files import image_folder, write_not_an_image, write_truncated_jpeg
+from PIL import Image
+
+from zfnet_exp.data import ImageFolderDataModule, SampleList, read_rgb
+from zfnet_exp.data.folder import SkippedImageWarning, UnreadableImage
+from zfnet_exp.errors import DataError
+
+
+@pytest.fixture()
+def bad_folder(tmp_path):
+    """2 classes x 4 images, plus a truncated JPEG and an HTML page named .JPEG in the training split."""
+    root = image_folder(tmp_path / "ds", per_class=4)
+    write_truncated_jpeg(root / "train" / "a" / "zz_truncated.jpg")
+    write_not_an_image(root / "train" / "b" / "zz_html.JPEG")
+    return root
+
+
+def test_read_rgb_decodes_grey_and_cmyk_and_names_unreadable_files(tmp_path, bad_folder):
+    """Reference: PIL's own conversion of the same files; a truncated or non-image file raises naming it."""
+    grey, cmyk = bad_folder / "train" / "a" / "0.jpg", bad_folder / "train" / "a" / "1.jpg"
+    assert Image.open(grey).mode == "L" and Image.open(cmyk).mode == "CMYK"
+    for f in (grey, cmyk):
+        img = read_rgb(f)
+        assert img.mode == "RGB" and np.array_equal(np.asarray(img), np.asarray(Image.open(f).convert("RGB")))
+    for name in ("a/zz_truncated.jpg", "b/zz_html.JPEG"):
+        with pytest.raises(UnreadableImage, match=name.split("/")[1]):
+            read_rgb(bad_folder / "train" / name)
+
+
+def test_unreadable_files_are_skipped_and_counted_across_workers(bad_folder, tmp_path):
+    """Two real worker processes load every training image: each batch is full, every item is a readable
+    image whose returned index points at itself, and the main process sees exactly the 2 bad files."""
+    dm = ImageFolderDataModule(
+        root=str(bad_folder), image_size=32, batch_size=5, num_workers=2, mean=[0.5] * 3, std=[0.25] * 3
+    )
+    dm.setup("fit")
+    loader = torch.utils.data.DataLoader(dm.train_set, batch_size=5, num_workers=2, shuffle=False)
+    batches = list(loader)
+    assert [len(b[0]) for b in batches] == [5, 5]  # 10 items, none dropped
+    bad = {i for i, (p, _) in enumerate(dm.train_set.samples) if "zz_" in p}
+    returned = torch.cat([b[2] for b in batches]).tolist()
+    assert not bad & set(returned)  # substitutes, never the bad files themselves
+    for i in bad:  # the substitute is the next sample (wrapping), labelled as that sample
+        assert dm.train_set.samples[(i + 1) % len(dm.train_set)][0].endswith(".jpg")
+    assert sorted(p.split("/")[-1] for p in dm.skipped_files) == ["zz_html.JPEG", "zz_truncated.jpg"]
+    assert all(r for r in dm.skipped_files.values())  # with the reason
+
+
+def test_skip_warns_once_per_file_and_strict_names_the_file(bad_folder):
+    """In-process: one SkippedImageWarning per bad file however often it is met; strict=True raises a
+    DataError naming it instead."""
+    samples = [
+        (str(bad_folder / "train" / "a" / "zz_truncated.jpg"), 0),
+        (str(bad_folder / "train" / "a" / "2.jpg"), 0),
+    ]
+    ds = SampleList(samples, ["a"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            image, label, index = ds[0]
+    assert index == 1 and image.size == Image.open(samples[1][0]).size
+    assert len([w for w in caught if issubclass(w.category, SkippedImageWarning)]) == 1
+    assert "zz_truncated.jpg" in str(caught[0].message) and len(ds.skipped) == 1
+    with pytest.raises(DataError, match=r"zz_truncated\.jpg.*data\.strict=false"):
+        SampleList(samples, ["a"], strict=True)[0]
