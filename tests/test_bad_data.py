@@ -74,3 +74,30 @@ def test_skip_warns_once_per_file_and_strict_names_the_file(bad_folder):
     assert "zz_truncated.jpg" in str(caught[0].message) and len(ds.skipped) == 1
     with pytest.raises(DataError, match=r"zz_truncated\.jpg.*data\.strict=false"):
         SampleList(samples, ["a"], strict=True)[0]
+
+
+def test_training_run_survives_bad_files_and_reports_them(bad_folder, tmp_path, data_dir, capsys):
+    """End to end through ``train.py``'s task (statistics pass, one epoch): the run finishes,
+    metrics.csv has data/skipped_files = 2 (the two files planted by hand), the summary says so, and
+    skipped_files.txt in the run folder names both."""
+    import csv
+
+    from conftest import compose_train
+
+    from zfnet_exp.tasks.runner import run_task
+    from zfnet_exp.tasks.train import train
+
+    run_dir = tmp_path / "run"
+    cfg = compose_train(
+        ["debug=smoke", "data=imagefolder", f"data.root={bad_folder}", "data.image_size=64", "data.batch_size=5",
+         "data.num_workers=0", "callbacks=none", "logger=csv"],
+        run_dir,
+        data_dir,
+    )
+    metrics = run_task(train, cfg)
+    assert metrics["data/skipped_files"] == 2
+    with (run_dir / "metrics.csv").open() as f:
+        assert float(list(csv.DictReader(f))[-1]["data/skipped_files"]) == 2
+    listed = (run_dir / "skipped_files.txt").read_text()
+    assert "zz_truncated.jpg" in listed and "zz_html.JPEG" in listed
+    assert "skipped    : 2 unreadable image file(s)" in capsys.readouterr().out

@@ -6,6 +6,7 @@ from .filter_renorm import FilterRenormalization
 from .grad_centralization import GradientCentralization
 from .occlusion import OcclusionSensitivity
 from .samples import TrainSamples
+from .skipped_files import SkippedFilesMonitor
 from .top9 import Top9Deconv
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "GradientCentralization",
     "FilterRenormalization",
     "TrainSamples",
+    "SkippedFilesMonitor",
 ]

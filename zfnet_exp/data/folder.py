@@ -249,7 +249,7 @@ def is_image_file(path: Path) -> bool:
 
 def layout_error(problem: str, tree: str = IMAGEFOLDER_TREE, key: str = "data.root") -> DataError:
     """A layout error: the problem, the config key to set, and the expected tree."""
-    return DataError(f"{problem} Set {key}=<folder> to a folder with this layout:\n{tree}")
+    return DataError(f"{problem} Fix the files, or set {key}=<path> to match this expected layout:\n{tree}")
 
 
 def check_split_folder(split_dir: Path, tree: str = IMAGEFOLDER_TREE, config_key: str = "data.root") -> None:

@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from ..callbacks.skipped_files import SkippedFilesMonitor
 from ..utils.checkpoints import resolve_checkpoint
 from ..utils.epoch_csv import EpochCSVLogger
 from ..utils.instantiators import instantiate_group
@@ -37,6 +38,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model = instantiate(cfg.model, num_classes=num_classes)
 
     callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
+    callbacks.append(SkippedFilesMonitor())  # always on: unreadable files are counted, whatever the dashboards
     loggers: list[Logger] = instantiate_group(cfg.get("logger"), "logger")
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=[*loggers, EpochCSVLogger(run_dir)])
     _announce(run_dir, loggers)
@@ -92,4 +94,9 @@ def _summary(trainer: L.Trainer, run_dir: Path, loggers: list[Logger], metrics: 
     for key in ("val/acc_top1", "val/acc_top5"):
         if key in metrics:
             lines.append(f"  {key:<11}: {metrics[key]:.4f}")
+    if metrics.get("data/skipped_files"):
+        lines.append(
+            f"  skipped    : {int(metrics['data/skipped_files'])} unreadable image file(s), replaced in their batches "
+            f"(listed in {run_dir / 'skipped_files.txt'})"
+        )
     print("\n".join(lines), flush=True)
