@@ -62,7 +62,16 @@ IMAGENET_SYNSETS = [
     ("n02012849", "crane", 4),
 ]
 # validation file k (1-based) -> wnid: every class twice, in an order unrelated to either ordering above
-IMAGENET_VAL_TRUTH = ["n02012849", "n01440764", "n03126707", "n02119789", "n01440764", "n02119789", "n02012849", "n03126707"]
+IMAGENET_VAL_TRUTH = [
+    "n02012849",
+    "n01440764",
+    "n03126707",
+    "n02119789",
+    "n01440764",
+    "n02119789",
+    "n02012849",
+    "n03126707",
+]
 
 
 def write_meta_mat(path: Path, synsets=IMAGENET_SYNSETS) -> Path:
@@ -70,10 +79,29 @@ def write_meta_mat(path: Path, synsets=IMAGENET_SYNSETS) -> Path:
     inner WordNet node (num_children > 0) that must not become a class."""
     import scipy.io
 
-    fields = ["ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children", "wordnet_height", "num_train_images"]
+    fields = [
+        "ILSVRC2012_ID",
+        "WNID",
+        "words",
+        "gloss",
+        "num_children",
+        "children",
+        "wordnet_height",
+        "num_train_images",
+    ]
     rows = [(i, w, words, f"gloss of {w}", 0, np.zeros((0,), np.uint16), 0, 2) for w, words, i in synsets]
-    rows.append((len(synsets) + 1, "n00001740", "entity", "that which exists", len(synsets),
-                 np.arange(1, len(synsets) + 1, dtype=np.uint16), 19, 0))
+    rows.append(
+        (
+            len(synsets) + 1,
+            "n00001740",
+            "entity",
+            "that which exists",
+            len(synsets),
+            np.arange(1, len(synsets) + 1, dtype=np.uint16),
+            19,
+            0,
+        )
+    )
     arr = np.zeros((len(rows), 1), dtype=[(f, object) for f in fields])
     for k, row in enumerate(rows):
         for f, v in zip(fields, row):

@@ -89,8 +89,16 @@ def test_training_run_survives_bad_files_and_reports_them(bad_folder, tmp_path, 
 
     run_dir = tmp_path / "run"
     cfg = compose_train(
-        ["debug=smoke", "data=imagefolder", f"data.root={bad_folder}", "data.image_size=64", "data.batch_size=5",
-         "data.num_workers=0", "callbacks=none", "logger=csv"],
+        [
+            "debug=smoke",
+            "data=imagefolder",
+            f"data.root={bad_folder}",
+            "data.image_size=64",
+            "data.batch_size=5",
+            "data.num_workers=0",
+            "callbacks=none",
+            "logger=csv",
+        ],
         run_dir,
         data_dir,
     )

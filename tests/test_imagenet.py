@@ -29,8 +29,16 @@ def _compose_imagenet(root, cache):
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=["data=imagenet", f"data.root={root}", f"paths.data_dir={cache}",
-                                          "data.num_classes=null", "data.num_workers=0"])
+        cfg = compose(
+            "train",
+            overrides=[
+                "data=imagenet",
+                f"data.root={root}",
+                f"paths.data_dir={cache}",
+                "data.num_classes=null",
+                "data.num_workers=0",
+            ],
+        )
     return instantiate(cfg.data)
 
 
@@ -84,8 +92,16 @@ def test_mean_image_is_cached_shared_and_subtracted(tmp_path, monkeypatch):
     monkeypatch.setattr(stats_module, "image_statistics", lambda *a, **k: calls.append(1) or real(*a, **k))
 
     def make():
-        return ImageNetDataModule(root=str(root), image_size=64, batch_size=4, num_workers=0, cache_dir=str(cache),
-                                  mean_image=True, stats_images=None, normalization="paper")
+        return ImageNetDataModule(
+            root=str(root),
+            image_size=64,
+            batch_size=4,
+            num_workers=0,
+            cache_dir=str(cache),
+            mean_image=True,
+            stats_images=None,
+            normalization="paper",
+        )
 
     modules = [make() for _ in range(3)]
     threads = [threading.Thread(target=dm.setup, args=("fit",)) for dm in modules]
