@@ -11,7 +11,7 @@ import pytest
 import torch
 import torchvision.transforms.functional as TVF
 from conftest import CONF, TINY_DATA
-from image_files import imagenet_root
+from image_files import imagenet_root, write_truncated_jpeg
 from PIL import Image
 
 from zfnet_exp.models import LitClassifier
@@ -71,7 +71,7 @@ def test_ensemble_averages_the_softmax_of_its_models():
     labels = torch.randint(0, 7, (12,), generator=g)
     models = [_Linear(s, 8, 7).eval() for s in (1, 2, 3)]
     members = [Member(None, "lin", {}, 7, 8, STANDARD, m) for m in models]
-    loader = torch.utils.data.DataLoader(list(zip(images, labels)), batch_size=5)
+    loader = torch.utils.data.DataLoader(list(zip(images, labels, range(12))), batch_size=5)
     tallies, ensemble = run_protocols(members, loader, 8, torch.device("cpu"), progress=False)
     with torch.no_grad():
         per_model = [_hand_probs(m, images, STANDARD, 8) for m in models]
@@ -220,27 +220,27 @@ def test_eval_end_to_end_on_shapes_with_an_ensemble(tmp_path, data_dir, capsys):
 
 
 def test_eval_on_imagenet_fixture_with_the_mean_image(tmp_path, data_dir, capsys):
-    """ImageNet devkit layout (flat val, meta.mat) and a checkpoint that subtracts a per-pixel mean image
-    ("paper" scale): the printed errors equal the hand computation; no paper row (4 classes, not ImageNet-1k)."""
+    """ImageNet devkit layout (flat val, meta.mat), one validation file truncated, and a checkpoint that subtracts
+    a per-pixel mean image ("paper" scale): the printed errors equal the hand computation over the 7 readable
+    files (the truncated one is left out, not replaced by a duplicate), which are also the per-class CSV's
+    images; no paper row (4 classes, not ImageNet-1k)."""
     root = imagenet_root(tmp_path / "imagenet", val="devkit")
-    record = {
-        **STANDARD,
-        "normalization": "paper",
-        "mean_image": torch.rand(3, 73, 73, generator=torch.Generator().manual_seed(3)),
-    }
-    ckpt = _checkpoint(tmp_path / "run.ckpt", 4, 64, 5, record)
-    cfg = _compose_eval(
-        [f"ckpt={ckpt}", "data=imagenet", f"data.root={root}", "data.num_classes=null", "data.num_workers=0"],
-        tmp_path / "eval",
-        data_dir,
+    write_truncated_jpeg(root / "val" / "ILSVRC2012_val_00000003.JPEG")
+    mean_image = torch.rand(3, 73, 73, generator=torch.Generator().manual_seed(3))
+    ckpt = _checkpoint(
+        tmp_path / "run.ckpt", 4, 64, 5, {**STANDARD, "normalization": "paper", "mean_image": mean_image}
     )
-    run_task(evaluate, cfg)
+    overrides = [f"ckpt={ckpt}", "data=imagenet", f"data.root={root}", "data.num_classes=null", "data.num_workers=0"]
+    run_task(evaluate, _compose_eval(overrides, tmp_path / "eval", data_dir))
     out = capsys.readouterr().out
     from zfnet_exp.data import ImageNetDataModule
 
     _, val = ImageNetDataModule(root=str(root)).build_splits()
-    assert _printed_rows(out) == [_hand_errors([ckpt], val.samples, 73, 64)[0]]
-    assert "| -" in out  # no paper row for a 4-class dataset
+    readable = [s for s in val.samples if not s[0].endswith("_00000003.JPEG")]
+    assert _printed_rows(out) == [_hand_errors([ckpt], readable, 73, 64)[0]]
+    assert "skipped    : 1 unreadable" in out and "| -" in out  # no paper row for a 4-class dataset
+    per_class = (tmp_path / "eval" / "eval_per_class.csv").read_text()
+    assert "kit fox" in per_class and "crane (n02012849)" in per_class  # human-readable names
 
 
 def test_class_count_mismatch_and_bad_layout_exit_2(tmp_path, data_dir, capsys):

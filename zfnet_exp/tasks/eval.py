@@ -140,11 +140,12 @@ def _device(name: str) -> torch.device:
 
 
 class _Tally:
-    """Top-1/top-5 misses of one model or ensemble under both protocols."""
+    """Top-1/top-5 misses of one model or ensemble under both protocols (and top-1 misses per class)."""
 
     def __init__(self):
         self.n = 0
         self.miss = {"center": [0, 0], "10crop": [0, 0]}
+        self.per_class: dict[int, list[int]] = {}  # label -> [images, centre top-1 misses, 10-crop top-1 misses]
 
     def add(self, center: torch.Tensor, ten: torch.Tensor, y: torch.Tensor) -> None:
         for name, probs in (("center", center), ("10crop", ten)):
@@ -152,6 +153,12 @@ class _Tally:
             self.miss[name][0] += m1
             self.miss[name][1] += m5
         self.n += len(y)
+        wrong_c, wrong_t = (center.argmax(1) != y).tolist(), (ten.argmax(1) != y).tolist()
+        for label, wc, wt in zip(y.tolist(), wrong_c, wrong_t):
+            counts = self.per_class.setdefault(label, [0, 0, 0])
+            counts[0] += 1
+            counts[1] += wc
+            counts[2] += wt
 
     def errors(self) -> dict[str, float]:
         return {
@@ -164,7 +171,10 @@ class _Tally:
 def run_protocols(
     members: list[Member], loader: DataLoader, crop: int, device: torch.device, progress: bool = True
 ) -> tuple[list[_Tally], _Tally | None]:
-    """One pass over ``loader`` (uint8 ``[B,3,S,S]`` images): per-model tallies and the ensemble's."""
+    """One pass over ``loader`` (items ``(uint8 [3,S,S] image, label, dataset index)``): per-model tallies and
+    the ensemble's. An unreadable file arrives as a copy of its next readable neighbour (same dataset index):
+    each index is counted once, so skipped files drop out of the denominator instead of weighting a neighbour."""
+    seen: set[int] = set()
     tallies = [_Tally() for _ in members]
     ensemble = _Tally() if len(members) > 1 else None
     bar = tqdm(
@@ -177,7 +187,10 @@ def run_protocols(
     )
     with torch.inference_mode():
         for batch in bar:
-            x, y = batch[0].to(device, non_blocking=True), batch[1].to(device)
+            keep = [i for i, j in enumerate(batch[2].tolist()) if not (j in seen or seen.add(j))]
+            if not keep:
+                continue
+            x, y = batch[0][keep].to(device, non_blocking=True), batch[1][keep].to(device)
             center_sum, ten_sum = 0.0, 0.0
             for member, tally in zip(members, tallies):
                 views = ten_crop_views(normalize_batch(x, member.record), crop)  # [10,B,3,c,c]
@@ -264,7 +277,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         num_workers=int(cfg.num_workers),
         pin_memory=device.type == "cuda",
     )
-    names = [f"{Path(m.path).parent.parent.name or m.path.stem}/{m.path.name}" for m in members]
+    names = [
+        f"{m.path.parent.parent.name}/{m.path.name}" if m.path.parent.name == "checkpoints" else m.path.name
+        for m in members
+    ]
     print(
         f"Evaluating {len(members)} checkpoint(s) on {len(dataset)} images of data={datamodule.name} "
         f"(resize {resize_for(crop)}, crops {crop}) -> {out_dir}",
@@ -284,6 +300,19 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     skipped = datamodule.skipped_files
     write_csv(rows, out_dir / "eval.csv")
+    final = ensemble if ensemble is not None else tallies[0]
+    class_names = getattr(dataset, "class_names", None) or getattr(val_set, "class_names", None)
+    per_class = [
+        {
+            "label": label,
+            "class": class_names[label] if class_names else label,
+            "images": n,
+            "err_center_top1": round(100.0 * c / n, 2),
+            "err_10crop_top1": round(100.0 * t / n, 2),
+        }
+        for label, (n, c, t) in sorted(final.per_class.items())
+    ]
+    write_csv(per_class, out_dir / "eval_per_class.csv")
     loggers = instantiate_group(cfg.get("logger"), "logger")
     status = "failed"
     try:
@@ -306,8 +335,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if datamodule.name == "imagenet" and crop != 224:
         print(f"(input size {crop}, not the paper's 224: the paper's numbers are for reference only)")
     if skipped:
-        print(f"skipped    : {len(skipped)} unreadable image file(s), replaced by their neighbours in the batch:")
+        print(f"skipped    : {len(skipped)} unreadable image file(s), left out of the error counts:")
         for p, reason in sorted(skipped.items()):
             print(f"  {p}  ({reason})")
-    print(f"\nResults: {out_dir / 'eval.csv'}", flush=True)
+    worst = sorted(per_class, key=lambda r: -r["err_10crop_top1"])[:5]
+    print(
+        "hardest classes (10-crop top-1 error %): "
+        + ", ".join(f"{r['class']} {r['err_10crop_top1']:.0f}" for r in worst)
+    )
+    print(f"\nResults: {out_dir / 'eval.csv'} (per class: {out_dir / 'eval_per_class.csv'})", flush=True)
     return {"rows": rows, "skipped_files": len(skipped), "config": OmegaConf.to_container(cfg.data, resolve=True)}
