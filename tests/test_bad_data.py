@@ -74,6 +74,12 @@ def test_skip_warns_once_per_file_and_strict_names_the_file(bad_folder):
     assert "zz_truncated.jpg" in str(caught[0].message) and len(ds.skipped) == 1
     with pytest.raises(DataError, match=r"zz_truncated\.jpg.*data\.strict=false"):
         SampleList(samples, ["a"], strict=True)[0]
+    # through a DataLoader worker process: still a DataError (exit code 2), one line, no worker traceback
+    loader = torch.utils.data.DataLoader(SampleList(samples, ["a"], strict=True), batch_size=2, num_workers=1)
+    with pytest.raises(DataError) as e:
+        next(iter(loader))
+    assert str(e.value).startswith("Cannot read image") and "zz_truncated.jpg" in str(e.value)
+    assert "Traceback" not in str(e.value) and "\n" not in str(e.value)
 
 
 def test_training_run_survives_bad_files_and_reports_them(bad_folder, tmp_path, data_dir, capsys):

@@ -50,7 +50,12 @@ IMAGEFOLDER_TREE = """\
 class UnreadableImage(DataError):
     """An image file that cannot be decoded (corrupt, truncated, or not an image)."""
 
-    def __init__(self, path: str, reason: str):
+    def __init__(self, path: str, reason: str | None = None):
+        if reason is None:  # re-raised from a DataLoader worker with the worker's traceback as the one argument:
+            message = str(path).strip().splitlines()[-1]  # keep only its last line, our own message
+            super().__init__(message.split("UnreadableImage: ", 1)[-1])
+            self.path = self.reason = None
+            return
         self.path, self.reason = str(path), reason
         super().__init__(
             f"Cannot read image {path}: {reason}. The file is corrupt or not an image; delete or replace it, or "
