@@ -121,7 +121,8 @@ def _checkpoint(path, num_classes, input_size, seed, record, arch="zfnet"):
             "state_dict": lit.state_dict(),
             "hyper_parameters": dict(lit.hparams),
             "pytorch-lightning_version": L.__version__,
-            "zfnet_data": record,
+            # as Lightning stores the datamodule's state_dict (the normalization record) under its class name
+            "ImageFolderDataModule": {"zfnet_data": 2, **record},
         },
         path,
     )
@@ -158,13 +159,13 @@ def _hand_errors(ckpts, files_labels, S, c):
     for i, path in enumerate(ckpts):
         raw = torch.load(path, weights_only=False)
         model = LitClassifier.load_from_checkpoint(path, map_location="cpu").model.eval()
-        rec = raw["zfnet_data"]
+        rec = raw["ImageFolderDataModule"]
         xs = []
         for f, _ in files_labels:
             img = TVF.center_crop(TVF.resize(Image.open(f).convert("RGB"), S), S)
             x = torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1)
-            if rec.get("mean_image") is not None:
-                x = x - 255 * rec["mean_image"]
+            if torch.as_tensor(rec["mean"]).ndim == 3:  # a per-pixel mean image
+                x = x - 255 * torch.as_tensor(rec["mean"])
             else:
                 x = x - 255 * torch.tensor(rec["mean"]).view(3, 1, 1)
             if rec["normalization"] == "standard":
@@ -228,7 +229,7 @@ def test_eval_on_imagenet_fixture_with_the_mean_image(tmp_path, data_dir, capsys
     write_truncated_jpeg(root / "val" / "ILSVRC2012_val_00000003.JPEG")
     mean_image = torch.rand(3, 73, 73, generator=torch.Generator().manual_seed(3))
     ckpt = _checkpoint(
-        tmp_path / "run.ckpt", 4, 64, 5, {**STANDARD, "normalization": "paper", "mean_image": mean_image}
+        tmp_path / "run.ckpt", 4, 64, 5, {**STANDARD, "normalization": "paper", "mean": mean_image.tolist()}
     )
     overrides = [f"ckpt={ckpt}", "data=imagenet", f"data.root={root}", "data.num_classes=null", "data.num_workers=0"]
     run_task(evaluate, _compose_eval(overrides, tmp_path / "eval", data_dir))

@@ -83,7 +83,8 @@ def _direct_mean_image(files, size):
 def test_mean_image_is_cached_shared_and_subtracted(tmp_path, monkeypatch):
     """Reference: a direct float64 mean over the readable training files (an HTML page named .JPEG is left out
     and counted); three concurrent computations run the pass once (file lock); a second datamodule reads the
-    cache; a validation batch equals the centre crop minus the mean image's centre, by hand."""
+    cache; a validation batch is the uint8 centre crop, normalized on the device to the crop minus the mean
+    image's centre, by hand; the checkpoint record carries the whole mean image."""
     root = imagenet_root(tmp_path / "imagenet", val="devkit")
     write_not_an_image(root / "train" / SORTED_WNIDS[0] / "broken.JPEG")
     cache = tmp_path / "cache"
@@ -121,11 +122,14 @@ def test_mean_image_is_cached_shared_and_subtracted(tmp_path, monkeypatch):
     again.setup("fit")
     assert len(calls) == 1 and torch.equal(again.mean_image, dm.mean_image)  # from the cache
 
-    x, y, idx = next(iter(dm.val_dataloader()))
+    x, y, idx = next(iter(dm.val_dataloader()))  # uint8 until the device
     img = Image.open(dm.val_set.samples[0][0]).convert("RGB")
-    crop = torch.from_numpy(np.asarray(TF.center_crop(TF.center_crop(TF.resize(img, 73), 73), 64), dtype=np.float32))
-    expected = crop.permute(2, 0, 1) - 255 * dm.mean_image[:, 4:68, 4:68]  # round((73-64)/2) = 4
-    assert x.shape == (4, 3, 64, 64) and torch.allclose(x[0], expected, atol=1e-3)
+    crop = torch.from_numpy(np.array(TF.center_crop(TF.center_crop(TF.resize(img, 73), 73), 64))).permute(2, 0, 1)
+    assert x.dtype == torch.uint8 and x.shape == (4, 3, 64, 64) and torch.equal(x[0], crop)
+    normalized = dm.on_after_batch_transfer([x, y, idx], 0)[0]
+    expected = crop.float() - 255 * dm.mean_image[:, 4:68, 4:68]  # the centre of the 73x73 mean: (73-64)//2 = 4
+    assert torch.allclose(normalized[0], expected, atol=1e-3)
+    assert torch.equal(torch.as_tensor(dm.state_dict()["mean"]), dm.mean_image)  # the checkpoint's record
 
 
 def _err(root, **kw):

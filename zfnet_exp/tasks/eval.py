@@ -33,6 +33,8 @@ from torch.utils.data import DataLoader, Subset
 from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
+from ..data.datamodule import data_state
+from ..data.normalize import Normalizer
 from ..data.transforms import center_uint8, resize_for
 from ..errors import UserError
 from ..models import LitClassifier
@@ -61,24 +63,16 @@ def ten_crop_views(images: torch.Tensor, size: int) -> torch.Tensor:
     return torch.stack(TF.ten_crop(images, [size, size]))
 
 
-def normalize_batch(x: torch.Tensor, record: dict[str, Any]) -> torch.Tensor:
-    """uint8/float ``[B,3,S,S]`` in 0..255 -> the network's input scale, from a checkpoint's normalization record
-    (``mean``/``std`` per channel in [0,1], optional ``mean_image`` [3,S,S] in [0,1], ``normalization``
-    "paper" = raw mean-subtracted pixels, "standard" = also divided by the per-channel std)."""
-    x = x.float()
-    mean_image = record.get("mean_image")
-    if mean_image is not None:
-        mean = torch.as_tensor(mean_image, dtype=x.dtype, device=x.device) * 255.0
-        if mean.shape[-2:] != x.shape[-2:]:
-            raise UserError(
-                f"The checkpoint's mean image is {tuple(mean.shape[-2:])} but the evaluated images are "
-                f"{tuple(x.shape[-2:])}; evaluate at the input size the model was trained with."
-            )
-    else:
-        mean = torch.tensor(record["mean"], dtype=x.dtype, device=x.device).view(3, 1, 1) * 255.0
-    if record.get("normalization", "standard") == "paper":
-        return x - mean
-    return (x - mean) / (torch.tensor(record["std"], dtype=x.dtype, device=x.device).view(3, 1, 1) * 255.0)
+def normalize_full(x: torch.Tensor, record: dict[str, Any]) -> torch.Tensor:
+    """uint8 ``[B,3,S,S]`` -> network input scale with a checkpoint's normalization record (``Normalizer``). A
+    per-pixel mean image must be S x S: it is subtracted whole, before the crops, exactly as the paper does."""
+    mean = torch.as_tensor(record["mean"])
+    if mean.ndim == 3 and tuple(mean.shape[-2:]) != tuple(x.shape[-2:]):
+        raise UserError(
+            f"The checkpoint's mean image is {tuple(mean.shape[-2:])} but the evaluated images are "
+            f"{tuple(x.shape[-2:])}; evaluate at the input size the model was trained with."
+        )
+    return Normalizer.from_record(record).to(x.device)(x)
 
 
 def topk_errors(probs: torch.Tensor, labels: torch.Tensor, k: int = 5) -> tuple[int, int]:
@@ -104,12 +98,12 @@ class Member:
 def _read_member(path: Path) -> Member:
     raw = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     hp = raw.get("hyper_parameters") or {}
-    record = raw.get("zfnet_data") or {}
+    record = data_state(raw)
     if "arch" not in hp:
         raise UserError(f"{path} is not a checkpoint written by train.py (no model hyper-parameters in it).")
-    if not record.get("mean"):
+    if record.get("mean") is None:
         raise UserError(
-            f"{path} records no data normalization (it was not saved by LitClassifier during training); eval.py "
+            f"{path} records no data normalization (it was not written by train.py's datamodule); eval.py "
             f"needs it to feed images the way training did."
         )
     return Member(
@@ -193,7 +187,7 @@ def run_protocols(
             x, y = batch[0][keep].to(device, non_blocking=True), batch[1][keep].to(device)
             center_sum, ten_sum = 0.0, 0.0
             for member, tally in zip(members, tallies):
-                views = ten_crop_views(normalize_batch(x, member.record), crop)  # [10,B,3,c,c]
+                views = ten_crop_views(normalize_full(x, member.record), crop)  # [10,B,3,c,c]
                 logits = member.model(views.flatten(0, 1)).view(10, len(y), -1)
                 probs = F.softmax(logits.float(), dim=-1)
                 center, ten = probs[CENTER], probs.mean(0)
