@@ -142,5 +142,5 @@ def test_unknown_names_list_valid_choices():
         create_model("nope")
     with pytest.raises(ValueError, match="unknown init scheme"):
         create_model("zfnet", init="xavier")
-    with pytest.raises(ValueError, match="only layers 3, 4"):
-        create_model("zfnet", remove=(1,))
+    with pytest.raises(ValueError, match="has no layer 9"):
+        create_model("zfnet", remove=(9,))

@@ -95,7 +95,7 @@ def test_checkpoint_rebuilds_model_alone(tmp_path, data_dir):
     run_dir, _ = _run(tmp_path, data_dir, "logger=none")
     path = run_dir / "checkpoints" / "last.ckpt"
     model = LitClassifier.load_from_checkpoint(path, map_location="cpu")
-    assert model.hparams.arch == "zfnet" and model.hparams.input_size == 64
+    assert model.hparams.name == "zfnet" and model.hparams.input_size == 64
     from zfnet_exp.data.datamodule import data_state
 
     # the datamodule's own state_dict (Lightning stores it in the checkpoint) carries what figures need
@@ -116,7 +116,7 @@ def test_table3_variants_train(model, tmp_path, data_dir):
     run_dir, metrics = _run(tmp_path, data_dir, f"model={model}", "logger=none", "~callbacks.train_samples")
     assert math.isfinite(metrics["train/loss_step"]) and math.isfinite(metrics["val/loss"])
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert ckpt["hyper_parameters"]["arch"] == model and ckpt["global_step"] == 2
+    assert ckpt["hyper_parameters"]["name"] == model and ckpt["global_step"] == 2
 
 
 def test_two_process_cpu_ddp_training(tmp_path, data_dir):

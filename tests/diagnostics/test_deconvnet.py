@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zfnet_exp.diagnostics.deconvnet import project
+from zfnet_exp.diagnostics.deconvnet import DeconvnetNotApplicable, project
 from zfnet_exp.diagnostics.geometry import layer_geometry
 from zfnet_exp.diagnostics.layers import capture_activations
 from zfnet_exp.models import create_model
@@ -248,7 +248,7 @@ class _FunctionalReLUNet(nn.Module):
 @pytest.mark.parametrize("crop", [True, False])
 def test_functional_relu_is_refused(how, crop):
     model = _FunctionalReLUNet(how)
-    with pytest.raises(ValueError, match="functional ReLU.*use nn.ReLU modules"):
+    with pytest.raises(DeconvnetNotApplicable, match="functional ReLU.*use nn.ReLU modules"):
         project(model, torch.randn(2, 3, 12, 12), "pool1", 0, crop=crop)
 
 
@@ -291,13 +291,15 @@ def test_torchvision_resnet_not_a_chain():
     with torch.no_grad():
         act = model.layer2[0](model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(x))))))
     c = int(act[0].amax((1, 2)).argmax())
-    ours = project(model, x, "layer2.0", c, skip_norm=False)
+    with pytest.raises(DeconvnetNotApplicable, match="not a chain"):  # the paper's deconvnet: chains only
+        project(model, x, "layer2.0", c)
+    ours = project(model, x, "layer2.0", c, skip_norm=False, chain_only=False)
     for i in range(2):
         k = int(act[i, c].flatten().argmax())
         uy, ux = divmod(k, act.shape[3])
         ref = _captum(model, module, x[i : i + 1], c, uy, ux) * act[i, c, uy, ux]
         assert ref.abs().max() > 0 and rel_err(ours[i : i + 1], ref) < 1e-5
-    zf = project(model, x, "layer2.0", c)  # BN skipped on the way down: a different, still finite map
+    zf = project(model, x, "layer2.0", c, chain_only=False)  # BN skipped on the way down: a different, still finite map
     assert torch.isfinite(zf).all() and zf.abs().max() > 0
 
 

@@ -123,8 +123,9 @@ def test_incremental_equals_full(layer):
 
 
 class TinyVGG(nn.Module):
-    """Not a ConvNet: torchvision-style forward (features -> adaptive pool -> classifier) exercising
-    BatchNorm, in-place ReLU, padded avg-pool, dilation, non-square kernels/strides, padded ceil-mode pool."""
+    """Not a ConvNet: torchvision-style layout (features -> adaptive pool -> classifier) with the model contract
+    (forward_head), exercising BatchNorm, in-place ReLU, padded avg-pool, dilation, non-square kernels/strides,
+    padded ceil-mode pool."""
 
     def __init__(self):
         super().__init__()
@@ -145,8 +146,11 @@ class TinyVGG(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d((2, 2))
         self.classifier = nn.Sequential(nn.Linear(48, 16), nn.ReLU(inplace=True), nn.Linear(16, 6))
 
+    def forward_head(self, f):
+        return self.classifier(torch.flatten(self.pool(f), 1))
+
     def forward(self, x):
-        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+        return self.forward_head(self.features(x))
 
 
 def tiny_vgg():
@@ -200,7 +204,8 @@ def test_spot_check_catches_forward_that_bypasses_features():
     model = Shortcut().eval()
     image = torch.randn(3, 32, 32)
     res = occlusion_sensitivity(model, image, 0, 8, 8, 1.0, layer=None)
-    assert res.method == "full" and "spot-check" in res.fallback_reason
+    # caught on the clean image already: model(x) != forward_head(features(x))
+    assert res.method == "full" and "forward_head" in res.fallback_reason
     prob, _, _ = brute_force(model, image, 0, 8, 8, 1.0)
     torch.testing.assert_close(res.prob, prob, atol=1e-6, rtol=1e-5)
 

@@ -21,8 +21,10 @@ import torch
 from torch.utils.data import Subset
 
 from ..data.normalize import NormalizedView
+from ..diagnostics.deconvnet import DeconvnetNotApplicable
 from ..diagnostics.layers import conv_layer_names
 from ..diagnostics.topk import mine_topk
+from ..utils.skips import say_skipped
 from ..viz import ImageSink
 from ..viz.grids import evolution_strip, project_units
 from ._util import denormalizer, pick_maps
@@ -108,14 +110,18 @@ class FeatureEvolution(L.Callback):
             t = topk[layer]
             idx = [int(t.indices[c, 0]) for c in maps]
             images = torch.stack([ds[i][0] for i in idx]).to(pl_module.device)
-            proj, _ = project_units(
-                model,
-                images,
-                layer,
-                torch.tensor(maps, device=pl_module.device),
-                t.positions[maps, 0].to(pl_module.device),
-                denorm,
-            )
+            try:
+                proj, _ = project_units(
+                    model,
+                    images,
+                    layer,
+                    torch.tensor(maps, device=pl_module.device),
+                    t.positions[maps, 0].to(pl_module.device),
+                    denorm,
+                )
+            except DeconvnetNotApplicable as err:
+                say_skipped(f"evolution {layer}", err)
+                continue
             self.cells.setdefault(layer, []).append(proj)
             self.records.setdefault(layer, []).append(
                 {

@@ -22,7 +22,9 @@ import torch
 
 from ..data.normalize import denormalizer, normalized_split
 from ..diagnostics.autograd import input_gradients_only
+from ..diagnostics.deconvnet import DeconvnetNotApplicable
 from ..diagnostics.occlusion import occlusion_sensitivity
+from ..utils.skips import say_skipped
 from ..viz import ImageSink
 from ..viz.occlusion_figure import occlusion_figure, projection_image, result_payload
 
@@ -82,7 +84,12 @@ class OcclusionSensitivity(L.Callback):
         x, y, index = val_set[idx]
         x = x.to(device)
         res = occlusion_sensitivity(model, x, int(y), self.patch, self.stride, self.fill, self.layer, self.batch_size)
-        proj = projection_image(model, x, res) if self.projection else None
+        proj = None
+        if self.projection:
+            try:
+                proj = projection_image(model, x, res)
+            except DeconvnetNotApplicable as err:
+                say_skipped(f"occlusion projection of {res.layer}", err)
         shown = denormalizer(params)(x.cpu())
         name = classes[int(y)] if classes else str(int(y))
         key = f"diag/occlusion/{int(index):06d}"

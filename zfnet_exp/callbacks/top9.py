@@ -16,8 +16,10 @@ from contextlib import ExitStack
 import lightning as L
 
 from ..data.normalize import normalized_split
+from ..diagnostics.deconvnet import DeconvnetNotApplicable
 from ..diagnostics.layers import conv_layer_names
 from ..diagnostics.topk import TopKAccumulator
+from ..utils.skips import say_skipped
 from ..viz import ImageSink
 from ..viz.grids import top9_panel
 from ._util import (
@@ -99,16 +101,20 @@ class Top9Deconv(L.Callback):
             maps = pick_maps(topk.values.shape[0], self.maps, self.seed, layer)
             if not maps:  # maps=[]: mine (last_result / JSON-free) but draw nothing
                 continue
-            grid, payload = top9_panel(
-                pl_module.model,
-                normalized_split(dm, "val"),
-                layer,
-                topk,
-                maps,
-                denorm,
-                device=pl_module.device,
-                maps_per_row=self.maps_per_row,
-            )
+            try:
+                grid, payload = top9_panel(
+                    pl_module.model,
+                    normalized_split(dm, "val"),
+                    layer,
+                    topk,
+                    maps,
+                    denorm,
+                    device=pl_module.device,
+                    maps_per_row=self.maps_per_row,
+                )
+            except DeconvnetNotApplicable as err:  # mined (last_result) but no ZF projection of this layer
+                say_skipped(f"top9 {layer}", err)
+                continue
             payload["epoch"] = trainer.current_epoch + 1
             sink.log_image(
                 f"diag/{layer}/top9",

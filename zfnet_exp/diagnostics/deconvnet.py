@@ -24,8 +24,12 @@ timm), including in-place ReLUs and ReLU modules used twice. The forward pass st
 
 A ReLU written as ``F.relu``/``torch.relu`` in ``forward`` cannot be overridden by a module hook; autograd
 would silently turn the projection into a plain gradient there. A ``__torch_function__`` mode watches the
-forward pass and raises ``ValueError`` on any ReLU call that does not come from an ``nn.ReLU`` module
-(a ReLU spelled ``clamp(min=0)`` cannot be recognized). Other activation modules (GELU, SiLU, ReLU6, ...)
+forward pass and raises :class:`DeconvnetNotApplicable` on any ReLU call that does not come from an
+``nn.ReLU`` module (a ReLU spelled ``clamp(min=0)`` cannot be recognized). The paper's deconvnet is defined
+for a chain of conv / pool / ReLU / normalization layers; by default (``chain_only=True``) a path with a
+branch or a residual add (a ResNet) raises :class:`DeconvnetNotApplicable` too, so callers can say so in one
+line and skip; ``chain_only=False`` back-propagates through the adds with the same rules (Captum's
+``Deconvolution`` generalization). Other activation modules (GELU, SiLU, ReLU6, ...)
 have no deconvnet rule; they back-propagate their true gradient and a warning names them. A module that
 runs several times per forward pass (a ResNet block's shared ReLU) is taken at its first call.
 
@@ -48,7 +52,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .geometry import SpatialOp, input_ranges, run_until, trace_chain
+from .geometry import NotAChain, SpatialOp, input_ranges, run_until, trace_chain
 from .layers import resolve_layer
 
 # Leaf modules whose backward becomes the identity when skip_norm=True.
@@ -80,6 +84,11 @@ _OTHER_ACTIVATIONS: tuple[type[nn.Module], ...] = (
     nn.Tanh,
 )
 _CROP_MAX_AREA = 0.8  # below this crop/image area ratio the cropped pass is worth its bookkeeping
+
+
+class DeconvnetNotApplicable(ValueError):
+    """The ZF deconvnet does not apply to this model / layer (functional ReLU, or a path that is not a chain);
+    the message says why in one sentence."""
 
 
 class _DeconvReLU(torch.autograd.Function):
@@ -115,7 +124,7 @@ class _FunctionalReluGuard(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if self.depth == 0 and getattr(func, "__name__", "") in _RELU_FUNCS:
-            raise ValueError(
+            raise DeconvnetNotApplicable(
                 "model uses functional ReLU (F.relu / torch.relu / Tensor.relu in forward) on the path to the "
                 "layer: module hooks cannot see it, so the deconvnet would silently become a gradient there; "
                 "use nn.ReLU modules"
@@ -344,6 +353,7 @@ def project(
     skip_norm: bool = True,
     crop: bool = True,
     from_activation: bool = True,
+    chain_only: bool = True,
 ) -> torch.Tensor:
     """Deconvnet projection of units of ``layer`` to pixel space: ``[B, C_in, H, W]`` for images ``[B, C_in, H, W]``.
 
@@ -354,7 +364,8 @@ def project(
     name (see :mod:`.layers`). ``skip_norm`` and ``crop``: see the module docstring; ``crop`` never
     changes the result beyond float round-off; ``skip_norm=False`` gives Captum's semantics.
     ``from_activation=False`` starts from 1.0 instead of the activation (Captum's scale; the pattern of a
-    unit that is not active in this image, which would otherwise project to zeros).
+    unit that is not active in this image, which would otherwise project to zeros). ``chain_only``: raise
+    :class:`DeconvnetNotApplicable` when the path to ``layer`` is not a chain (module docstring).
 
     The model is run in eval mode (its mode is restored afterwards); it is not otherwise modified.
     """
@@ -372,21 +383,28 @@ def project(
         raise ValueError(f"positions must be [B, 2] (y, x) with B={b}; got shape {tuple(pos.shape)}")
     images = images.detach()
     with _eval(model):
-        if crop and unit == "max":
+        ops = None
+        if chain_only or (crop and unit == "max"):
             try:
                 with _deconv_mode(model, deconv=False, skip_norm=False):
                     ops = trace_chain(model, layer, images[:1])
-            except ValueError as err:
-                if "functional ReLU" in str(err):
-                    raise
+            except DeconvnetNotApplicable:
+                raise
+            except NotAChain as err:
+                if chain_only:
+                    raise DeconvnetNotApplicable(
+                        f"{err}; the ZF deconvnet is defined for chains of conv/pool/ReLU layers "
+                        "(chain_only=False: Captum's generalization through the adds)"
+                    ) from None
+            except ValueError:  # a chain with a module that has no receptive-field rule: no cropping
                 ops = None
-            if ops is not None and _crop_can_pay(ops, images.shape[-2:]):
-                if pos is None:
-                    pos = _max_positions(model, target, images, ch)
-                result = _project_cropped(model, target, images, ops, ch, pos, skip_norm, from_activation)
-                if result is not None:
-                    return result
+        if crop and unit == "max" and ops is not None and _crop_can_pay(ops, images.shape[-2:]):
+            if pos is None:
+                pos = _max_positions(model, target, images, ch)
+            result = _project_cropped(model, target, images, ops, ch, pos, skip_norm, from_activation)
+            if result is not None:
+                return result
         return _backproject(model, target, images, ch, unit, pos, skip_norm, from_activation)
 
 
-__all__ = ["NORM_TYPES", "project"]
+__all__ = ["NORM_TYPES", "DeconvnetNotApplicable", "project"]

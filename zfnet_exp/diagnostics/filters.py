@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import conv_layer_names, resolve_layer
+from .layers import conv_layer_names, stage_conv
 
 
 def filter_grid(
@@ -125,16 +125,8 @@ def activation_sparsity(activations: torch.Tensor, eps: float = 0.0) -> float:
 
 
 def _conv_for(model: nn.Module, layer: str) -> nn.Conv2d | None:
-    """The convolution that feeds ``layer``: ``features.convN`` for ``convN``, the module itself if it is one."""
-    modules = dict(model.named_modules())
-    name, module = resolve_layer(model, layer)
-    if isinstance(module, nn.Conv2d):
-        return module
-    if name.startswith("features.relu"):
-        conv = modules.get("features.conv" + name[len("features.relu") :])
-        if isinstance(conv, nn.Conv2d):
-            return conv
-    return None
+    """The convolution that feeds ``layer`` (``features.convN`` for ``convN``; see :func:`.layers.stage_conv`)."""
+    return stage_conv(model, layer)
 
 
 def filter_health(

@@ -57,6 +57,10 @@ POINTWISE_TYPES: tuple[type[nn.Module], ...] = (
 )
 
 
+class NotAChain(ValueError):
+    """The path to a layer is not a chain of modules (a branch, a residual add, a functional op in forward)."""
+
+
 class _Reached(Exception):
     """Raised from a forward hook to stop the pass once the wanted layers have run (skips the classifier)."""
 
@@ -200,7 +204,7 @@ def trace_chain(model: nn.Module, layer: str, probe: torch.Tensor | Sequence[int
     for m, inp, inp_version, out, out_version in calls:
         name = names.get(id(m), type(m).__name__)
         if inp is not prev or inp_version != prev_version:
-            raise ValueError(
+            raise NotAChain(
                 f"the path to {layer!r} is not a chain of modules: {name!r} does not consume the previous "
                 f"module's output (branches, residual connections or functional ops in forward)"
             )
@@ -212,7 +216,7 @@ def trace_chain(model: nn.Module, layer: str, probe: torch.Tensor | Sequence[int
         ops.append(op)
         prev, prev_version = out, out_version
     if prev is not target_out or target_out._version != prev_version:
-        raise ValueError(f"the output of {target_name!r} is not the end of a module chain")
+        raise NotAChain(f"the output of {target_name!r} is not the end of a module chain")
     return ops
 
 
@@ -339,6 +343,7 @@ def receptive_field_patch(
 
 __all__ = [
     "LayerGeometry",
+    "NotAChain",
     "SpatialOp",
     "geometry_from_ops",
     "input_ranges",

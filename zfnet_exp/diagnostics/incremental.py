@@ -20,21 +20,21 @@ How, batched over positions (no Python loop over positions in the hot path):
    padded clean table, so the layer then runs with ``padding=0`` on the windows and is exact at borders.
    Rows are channel-last, so the gathered windows are ``channels_last`` tensors without a copy.
 3. The last feature map of each position is gathered the same way and fed to the rest of the network
-   (``model.forward`` with ``model.features`` replaced by a replay of those maps), so whatever the model
-   does after ``features`` (flatten, avg-pool, classifier) is reused unchanged.
+   through the model contract, ``model.forward_head(features)`` (timm's convention; our networks and
+   timm's have it, torchvision's get an adapter in :mod:`zfnet_exp.models.external`), so whatever the
+   model does after its features (flatten, avg-pool, classifier) is reused unchanged. Nothing is swapped.
 
 Applicability (otherwise :func:`unsupported_reason` says why and the caller falls back to full inference):
 ``model.features`` is an ``nn.Sequential`` of Conv2d (zero padding), MaxPool2d, AvgPool2d (no ceil mode,
-no excluded padding), and pointwise modules; ``model.forward(x)`` must depend on ``x`` only through
-``model.features(x)``. Given ``reference_logits`` (``model(x)`` on the clean image) the constructor checks
-the second condition numerically and raises :class:`NotApplicable` when it does not hold;
+no excluded padding), and pointwise modules, the model has ``forward_head``, and ``model(x)`` equals
+``model.forward_head(model.features(x))``. Given ``reference_logits`` (``model(x)`` on the clean image) the
+constructor checks the last condition numerically and raises :class:`NotApplicable` when it does not hold;
 :func:`zfnet_exp.diagnostics.occlusion.occlusion_sensitivity` also spot-checks one occluded position
-against re-inference for any model that is not our own ``ConvNet``.
+against re-inference, for every model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -107,6 +107,8 @@ def unsupported_reason(model: nn.Module) -> str | None:
     features = getattr(model, "features", None)
     if not isinstance(features, nn.Sequential):
         return f"{type(model).__name__} has no nn.Sequential `features` stack"
+    if not callable(getattr(model, "forward_head", None)):
+        return f"{type(model).__name__} has no forward_head(features) (the model contract)"
     if not any(isinstance(m, SPATIAL) for m in features):
         return "model.features has no conv/pool layer"
     for name, m in features.named_children():
@@ -244,28 +246,6 @@ def _pointwise(m: nn.Module, cur: Tensor, band: Tensor | None) -> Tensor:
     return m(cur)
 
 
-class _Replay(nn.Module):
-    """Stands in for ``model.features`` and returns precomputed feature maps."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.value: Tensor | None = None
-
-    def forward(self, *args, **kwargs) -> Tensor:  # noqa: ARG002 - input ignored on purpose
-        return self.value
-
-
-@contextmanager
-def _features_replaced(model: nn.Module) -> Iterator[_Replay]:
-    original = model._modules["features"]
-    replay = _Replay()
-    model._modules["features"] = replay
-    try:
-        yield replay
-    finally:
-        model._modules["features"] = original
-
-
 def _conv_padding(m: nn.Conv2d) -> tuple[int, int]:
     if isinstance(m.padding, str):
         if m.padding == "valid":
@@ -367,7 +347,7 @@ class IncrementalOcclusion:
             self.layer_clean = None if clean_layer is None else clean_layer[0]
         if reference is not None and not _close(reference, self.clean_logits):
             raise NotApplicable(
-                "model(x) differs from its forward with model.features replayed "
+                "model(x) differs from model.forward_head(model.features(x)) "
                 "(the output does not depend on x only through features)"
             )
         if self.layer_module is not None and self.layer_clean is None:
@@ -387,9 +367,8 @@ class IncrementalOcclusion:
 
     def head(self, feats: Tensor) -> tuple[Tensor, Tensor | None]:
         """Run everything after ``features`` on a batch of feature maps; returns (logits, hooked layer)."""
-        with _features_replaced(self.model) as replay, self._hook() as store:
-            replay.value = feats
-            logits = self.model(self.image.expand(feats.shape[0], -1, -1, -1))
+        with self._hook() as store:
+            logits = self.model.forward_head(feats)
         return logits, store.get("out")
 
     # -- geometry ---------------------------------------------------------------------------------------

@@ -27,9 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..models.convnet import ConvNet
 from .incremental import IncrementalOcclusion, NotApplicable
-from .layers import resolve_layer
+from .layers import layer_label, resolve_layer
 
 METHODS = ("auto", "incremental", "full")
 SCORES = ("logit", "prob")
@@ -248,12 +247,9 @@ def occlusion_sensitivity(
     fill_t = fill_tensor(fill, image.shape[0], image)
 
     with eval_mode(model), torch.no_grad():
-        # Our own ConvNet's forward is classifier(flatten(features(x))) by construction; any other model
-        # is checked against re-inference on the clean image and one occluded position first.
-        trusted = type(model) is ConvNet
-        full = None
-        if not trusted or method == "full":
-            full = _FullOcclusion(model, x, patch_, stride_, fill_t, layer_module)
+        # Whatever the model, the incremental path is checked against re-inference on the clean image and
+        # on one occluded position before it is used (two forward passes; no trust in a class or a name).
+        full = _FullOcclusion(model, x, patch_, stride_, fill_t, layer_module)
         runner, used, reason = None, "full", None
         if method != "full":
             try:
@@ -265,18 +261,18 @@ def occlusion_sensitivity(
                     fill_t,
                     layer_module,
                     batch_size,
-                    reference_logits=None if full is None else full.clean_logits,
+                    reference_logits=full.clean_logits,
                 )
                 used = "incremental"
             except NotApplicable as err:
                 reason = str(err)
-        if runner is not None and full is not None and not _spot_check(runner, full, (h, w)):
+        if runner is not None and not _spot_check(runner, full, (h, w)):
             runner, used = None, "full"
             reason = "incremental logits differ from re-inference on a spot-checked position"
         if runner is None and method == "incremental":
             raise ValueError(f"the incremental path does not apply: {reason}")
         if runner is None:
-            runner = full or _FullOcclusion(model, x, patch_, stride_, fill_t, layer_module)
+            runner = full
 
         clean_logits = runner.clean_logits[0].double()
         num_classes = clean_logits.shape[0]
@@ -313,7 +309,7 @@ def occlusion_sensitivity(
         logit=logit.view(h, w),
         target=target,
         channel=channel,
-        layer=layer,
+        layer=None if layer is None else layer_label(model, layer),
         patch=patch_,
         stride=stride_,
         fill=fill_t.cpu(),

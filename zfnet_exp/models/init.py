@@ -5,6 +5,9 @@ constant 0.01, which would make every filter identical and never break symmetry,
 reading (and AlexNet's stated practice): weights ~ N(0, 0.01^2), biases 0. On its own this trains the 8-layer
 network only with inputs in the raw [-128, 128] pixel range the paper used (data.normalization=paper).
 
+``None``: keep the initialization the network was built with (timm's or torchvision's own, e.g. for BatchNorm
+models), only ``zero_head`` applies.
+
 ``kaiming``: He et al. 2015 normal init (fan-in, ReLU gain) for conv and FC weights, biases 0: the modern
 choice, which keeps activation variance constant through the ReLU stack whatever the input scale.
 """
@@ -16,21 +19,23 @@ from torch import nn
 INIT_SCHEMES = ("paper", "kaiming")
 
 
-def init_weights(model: nn.Module, scheme: str = "paper", std: float = 0.01, zero_head: bool = False) -> nn.Module:
+def init_weights(
+    model: nn.Module, scheme: str | None = "paper", std: float = 0.01, zero_head: bool = False
+) -> nn.Module:
     """Initialize conv/linear layers by ``scheme``. ``zero_head`` sets the last layer's weights to zero so
     the network starts from uniform predictions (loss exactly ln C) instead of confident random logits,
     which a BN-free network otherwise first "unlearns" by shrinking all its activations."""
-    if scheme not in INIT_SCHEMES:
+    if scheme is not None and scheme not in INIT_SCHEMES:
         raise ValueError(f"unknown init scheme {scheme!r}; choose one of {', '.join(INIT_SCHEMES)}")
     for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
+        if scheme is not None and isinstance(m, (nn.Conv2d, nn.Linear)):
             if scheme == "paper":
                 nn.init.normal_(m.weight, 0.0, std)
             else:
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-    if zero_head:
-        last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-        nn.init.zeros_(last.weight)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if zero_head and linears:  # a network whose classifier is a 1x1 conv keeps its head as built
+        nn.init.zeros_(linears[-1].weight)
     return model

@@ -1,7 +1,7 @@
 """``LitClassifier``: cross-entropy training of any registered model with top-1/top-5 accuracy and error
 (torchmetrics, synced across DDP ranks).
 
-The constructor takes plain config (architecture name, optimizer and scheduler as Hydra ``_partial_`` nodes)
+The constructor takes plain config (model name and layer table, optimizer and scheduler as Hydra ``_partial_`` nodes)
 rather than built objects, so a checkpoint alone rebuilds the model: ``LitClassifier.load_from_checkpoint(p)``
 works in the offline tasks without the training config.
 """
@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MeanMetric
 
-from .registry import create_model
+from .registry import build_model
 
 
 def _plain(x: Any) -> Any:
@@ -29,10 +29,13 @@ def _plain(x: Any) -> Any:
 class LitClassifier(L.LightningModule):
     def __init__(
         self,
-        arch: str = "zfnet",
+        name: str = "zfnet",
+        arch: dict | str | None = None,
+        library: str = "zfnet_exp",
+        checkpoint: str | None = None,
         num_classes: int = 1000,
         input_size: int = 224,
-        init: str = "paper",
+        init: str | None = "paper",
         init_std: float = 0.01,
         zero_head: bool = False,
         overrides: dict | None = None,
@@ -43,9 +46,14 @@ class LitClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
     ):
         super().__init__()
+        if isinstance(arch, str):  # checkpoints written before the architecture became config: arch = name
+            name, arch = arch, None
         self.save_hyperparameters(
             {
-                "arch": arch,
+                "name": name,
+                "arch": _plain(arch),
+                "library": library,
+                "checkpoint": checkpoint,
                 "num_classes": int(num_classes),
                 "input_size": int(input_size),
                 "init": init,
@@ -59,15 +67,20 @@ class LitClassifier(L.LightningModule):
                 "label_smoothing": label_smoothing,
             }
         )
-        self.model = create_model(
-            arch,
+        self.model = build_model(
+            library,
+            name,
+            self.hparams.arch,
             num_classes=num_classes,
             input_size=input_size,
             init=init,
             init_std=init_std,
             zero_head=zero_head,
-            **(self.hparams.overrides or {}),
+            checkpoint=checkpoint,
+            overrides=self.hparams.overrides,
         )
+        # Lightning's model summary runs this through forward: real per-layer output sizes and FLOPs
+        self.example_input_array = torch.zeros(1, 3, int(input_size), int(input_size))
         # Every epoch metric is a torchmetrics object handed to self.log, so Lightning syncs it across DDP
         # ranks and resets it. Accuracy and error are means of the same per-sample top-k hits (one topk call,
         # so err == 1 - acc exactly, ties included) rather than "1 - acc.compute()" in an epoch-end hook: a
@@ -126,3 +139,9 @@ class LitClassifier(L.LightningModule):
         if self.hparams.scheduler_monitor:
             config["monitor"] = self.hparams.scheduler_monitor
         return {"optimizer": optimizer, "lr_scheduler": config}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # model.checkpoint only seeds a new run: this checkpoint holds every weight, so rebuilding from it
+        # (load_from_checkpoint, analyze.py) must not need that file again
+        if "hyper_parameters" in checkpoint:
+            checkpoint["hyper_parameters"]["checkpoint"] = None

@@ -6,7 +6,7 @@ from omegaconf import DictConfig
 
 from ..data.transforms import NORMALIZATIONS
 from ..errors import UserError
-from ..models import INIT_SCHEMES, list_models
+from ..schemas import validate_model
 
 
 def _choice(value, choices, key: str) -> None:
@@ -18,17 +18,10 @@ def _choice(value, choices, key: str) -> None:
 
 
 def validate_config(cfg: DictConfig) -> None:
-    _choice(cfg.model.arch, list_models(), "model.arch")
-    _choice(cfg.model.init, list(INIT_SCHEMES), "model.init")
+    validate_model(cfg.model)  # model.library/init choices, every model.arch range and the geometry
     _choice(cfg.data.normalization, list(NORMALIZATIONS), "data.normalization")
     if int(cfg.data.image_size) < 64:
         raise UserError(
             f"data.image_size={cfg.data.image_size} is too small for the 5-conv models; use >= 64 "
             f"(224 is the paper's size)."
-        )
-    overrides = cfg.model.get("overrides") or {}
-    unknown = set(overrides) - {"remove", "fc_units", "conv_widths", "dropout"}
-    if unknown:
-        raise UserError(
-            f"model.overrides has unknown key(s) {sorted(unknown)}; valid keys: remove, fc_units, conv_widths, dropout."
         )

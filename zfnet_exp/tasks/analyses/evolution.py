@@ -20,8 +20,10 @@ from torch.utils.data import Subset
 
 from ...callbacks._util import pick_maps
 from ...data.normalize import denormalizer
+from ...diagnostics.deconvnet import DeconvnetNotApplicable
 from ...diagnostics.layers import conv_layer_names
 from ...diagnostics.topk import mine_topk
+from ...utils.skips import say_skipped
 from ...viz.grids import evolution_strip, project_units
 from ..analyze import build_dataset, load_checkpoint
 from .top9 import base_dataset
@@ -53,19 +55,31 @@ def run(ctx) -> dict[str, Any]:
     ckpts = checkpoints(Path(ctx.checkpoint), opts.get("ckpts"))
     cells: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
     records: dict[str, list[dict]] = {layer: [] for layer in layers}
-    epochs = []
+    epochs, skipped = [], set()
     for path in ckpts:
         model, _ = load_checkpoint(path, ctx.device)
         epochs.append(_epoch(path))
         topk = mine_topk(model, subset, layers, k=1, batch_size=int(ctx.cfg.batch_size), device=ctx.device)
         for layer in layers:
+            if layer in skipped:
+                continue
             t = topk[layer]
             maps = pick_maps(t.values.shape[0], maps_opt, int(opts.seed), layer)
             idx = [int(t.indices[c, 0]) for c in maps]
             images = torch.stack([base_dataset(ds)[i][0] for i in idx]).to(ctx.device)
-            proj, _ = project_units(
-                model, images, layer, torch.tensor(maps, device=ctx.device), t.positions[maps, 0].to(ctx.device), denorm
-            )
+            try:
+                proj, _ = project_units(
+                    model,
+                    images,
+                    layer,
+                    torch.tensor(maps, device=ctx.device),
+                    t.positions[maps, 0].to(ctx.device),
+                    denorm,
+                )
+            except DeconvnetNotApplicable as err:
+                say_skipped(f"evolution {layer}", err)
+                skipped.add(layer)
+                continue
             cells[layer].append(proj)
             records[layer].append(
                 {
@@ -78,7 +92,7 @@ def run(ctx) -> dict[str, Any]:
                 }
             )
     step = int(opts.get("step", 0))
-    for layer in layers:
+    for layer in [layer for layer in layers if layer not in skipped]:
         ctx.sink.log_image(
             f"diag/{layer}/evolution",
             evolution_strip(torch.stack(cells[layer], 1)),

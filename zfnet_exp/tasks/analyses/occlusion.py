@@ -14,7 +14,9 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ...data.normalize import denormalizer
+from ...diagnostics.deconvnet import DeconvnetNotApplicable
 from ...diagnostics.occlusion import occlusion_sensitivity
+from ...utils.skips import say_skipped
 from ...utils.tables import write_csv
 from ...viz.occlusion_figure import occlusion_figure, projection_image, result_payload
 
@@ -62,7 +64,12 @@ def run(ctx) -> dict:
             layer=a.layer,
             batch_size=int(ctx.cfg.get("batch_size", 64)),
         )
-        proj = projection_image(ctx.model, x, res) if a.get("projection", True) else None
+        proj = None
+        if a.get("projection", True):
+            try:
+                proj = projection_image(ctx.model, x, res)
+            except DeconvnetNotApplicable as err:
+                say_skipped(f"occlusion projection of {res.layer}", err)
         name = classes[y] if classes else str(y)
         fig = occlusion_figure(display(ctx, x), res, classes, proj, title=f"image {i} ({name})")
         key = f"analysis/occlusion/{i:06d}"

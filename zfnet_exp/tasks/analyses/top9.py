@@ -18,9 +18,11 @@ from torch.utils.data import Subset
 
 from ...callbacks._util import pick_maps
 from ...data.normalize import denormalizer
+from ...diagnostics.deconvnet import DeconvnetNotApplicable
 from ...diagnostics.layers import conv_layer_names
 from ...diagnostics.sanity import cascading_randomization
 from ...diagnostics.topk import mine_topk
+from ...utils.skips import say_skipped
 from ...viz.grids import evolution_strip, normalize_each, top9_panel
 
 
@@ -55,9 +57,13 @@ def run(ctx) -> dict[str, Any]:
         maps = pick_maps(t.values.shape[0], maps_opt, int(opts.seed), layer)
         if not maps:  # maps=[]: mine (last_result / JSON-free) but draw nothing
             continue
-        grid, payload = top9_panel(
-            ctx.model, base, layer, t, maps, denorm, device=ctx.device, maps_per_row=int(opts.maps_per_row)
-        )
+        try:
+            grid, payload = top9_panel(
+                ctx.model, base, layer, t, maps, denorm, device=ctx.device, maps_per_row=int(opts.maps_per_row)
+            )
+        except DeconvnetNotApplicable as err:
+            say_skipped(f"top9 {layer}", err)
+            continue
         payload["checkpoint"] = str(ctx.checkpoint)
         ctx.sink.log_image(f"diag/{layer}/top9", grid, step=step, caption=f"{layer} top-{opts.k}, maps {maps}")
         ctx.sink.log_json(f"diag/{layer}/top9", payload, step=step)
