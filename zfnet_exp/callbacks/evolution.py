@@ -22,6 +22,7 @@ from torch.utils.data import Subset
 
 from ..data.normalize import NormalizedView
 from ..diagnostics.deconvnet import DeconvnetNotApplicable
+from ..diagnostics.geometry import NotAChain
 from ..diagnostics.layers import conv_layer_names
 from ..diagnostics.topk import mine_topk
 from ..utils.skips import say_skipped
@@ -105,6 +106,7 @@ class FeatureEvolution(L.Callback):
         denorm = denormalizer(dm)
         sink = ImageSink.from_trainer(trainer)
         self.logged_epochs.append(epoch)
+        skipped = {}
         for layer in self.layers:
             maps = pick_maps(channels[layer], self.maps, self.seed, layer)
             t = topk[layer]
@@ -119,8 +121,8 @@ class FeatureEvolution(L.Callback):
                     t.positions[maps, 0].to(pl_module.device),
                     denorm,
                 )
-            except DeconvnetNotApplicable as err:
-                say_skipped(f"evolution {layer}", err)
+            except (DeconvnetNotApplicable, NotAChain) as err:
+                skipped[layer] = err
                 continue
             self.cells.setdefault(layer, []).append(proj)
             self.records.setdefault(layer, []).append(
@@ -144,3 +146,4 @@ class FeatureEvolution(L.Callback):
                 {"layer": layer, "epochs": self.logged_epochs, "records": self.records[layer]},
                 step=trainer.global_step,
             )
+        say_skipped("evolution figures", skipped)

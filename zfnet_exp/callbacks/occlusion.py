@@ -23,6 +23,7 @@ import torch
 from ..data.normalize import denormalizer, normalized_split
 from ..diagnostics.autograd import input_gradients_only
 from ..diagnostics.deconvnet import DeconvnetNotApplicable
+from ..diagnostics.geometry import NotAChain
 from ..diagnostics.occlusion import occlusion_sensitivity
 from ..utils.skips import say_skipped
 from ..viz import ImageSink
@@ -88,8 +89,8 @@ class OcclusionSensitivity(L.Callback):
         if self.projection:
             try:
                 proj = projection_image(model, x, res)
-            except DeconvnetNotApplicable as err:
-                say_skipped(f"occlusion projection of {res.layer}", err)
+            except (DeconvnetNotApplicable, NotAChain) as err:
+                say_skipped("occlusion deconvnet panel", {res.layer: err})
         shown = denormalizer(params)(x.cpu())
         name = classes[int(y)] if classes else str(int(y))
         key = f"diag/occlusion/{int(index):06d}"

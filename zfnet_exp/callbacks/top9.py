@@ -17,6 +17,7 @@ import lightning as L
 
 from ..data.normalize import normalized_split
 from ..diagnostics.deconvnet import DeconvnetNotApplicable
+from ..diagnostics.geometry import NotAChain
 from ..diagnostics.layers import conv_layer_names
 from ..diagnostics.topk import TopKAccumulator
 from ..utils.skips import say_skipped
@@ -96,6 +97,7 @@ class Top9Deconv(L.Callback):
         sink = ImageSink.from_trainer(trainer)
         denorm = denormalizer(dm)
         step = trainer.global_step
+        skipped = {}
         for layer in self.layers:
             topk = result[layer]
             maps = pick_maps(topk.values.shape[0], self.maps, self.seed, layer)
@@ -112,8 +114,8 @@ class Top9Deconv(L.Callback):
                     device=pl_module.device,
                     maps_per_row=self.maps_per_row,
                 )
-            except DeconvnetNotApplicable as err:  # mined (last_result) but no ZF projection of this layer
-                say_skipped(f"top9 {layer}", err)
+            except (DeconvnetNotApplicable, NotAChain) as err:  # mined (last_result) but no ZF projection of this layer
+                skipped[layer] = err
                 continue
             payload["epoch"] = trainer.current_epoch + 1
             sink.log_image(
@@ -123,6 +125,7 @@ class Top9Deconv(L.Callback):
                 caption=f"{layer} top-{self.k}, epoch {trainer.current_epoch + 1}, maps {maps}",
             )
             sink.log_json(f"diag/{layer}/top9", payload, step=step)
+        say_skipped("top9 figures", skipped)
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         if self._hooks is not None:

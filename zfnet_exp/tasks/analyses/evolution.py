@@ -21,6 +21,7 @@ from torch.utils.data import Subset
 from ...callbacks._util import pick_maps
 from ...data.normalize import denormalizer
 from ...diagnostics.deconvnet import DeconvnetNotApplicable
+from ...diagnostics.geometry import NotAChain
 from ...diagnostics.layers import conv_layer_names
 from ...diagnostics.topk import mine_topk
 from ...utils.skips import say_skipped
@@ -55,7 +56,7 @@ def run(ctx) -> dict[str, Any]:
     ckpts = checkpoints(Path(ctx.checkpoint), opts.get("ckpts"))
     cells: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
     records: dict[str, list[dict]] = {layer: [] for layer in layers}
-    epochs, skipped = [], set()
+    epochs, skipped = [], {}
     for path in ckpts:
         model, _ = load_checkpoint(path, ctx.device)
         epochs.append(_epoch(path))
@@ -76,9 +77,8 @@ def run(ctx) -> dict[str, Any]:
                     t.positions[maps, 0].to(ctx.device),
                     denorm,
                 )
-            except DeconvnetNotApplicable as err:
-                say_skipped(f"evolution {layer}", err)
-                skipped.add(layer)
+            except (DeconvnetNotApplicable, NotAChain) as err:
+                skipped[layer] = err
                 continue
             cells[layer].append(proj)
             records[layer].append(
@@ -91,6 +91,7 @@ def run(ctx) -> dict[str, Any]:
                     "positions": t.positions[maps, 0].tolist(),
                 }
             )
+    say_skipped("evolution figures", skipped)
     step = int(opts.get("step", 0))
     for layer in [layer for layer in layers if layer not in skipped]:
         ctx.sink.log_image(

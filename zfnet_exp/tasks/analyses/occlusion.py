@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from ...data.normalize import denormalizer
 from ...diagnostics.deconvnet import DeconvnetNotApplicable
+from ...diagnostics.geometry import NotAChain
 from ...diagnostics.occlusion import occlusion_sensitivity
 from ...utils.skips import say_skipped
 from ...utils.tables import write_csv
@@ -68,8 +69,8 @@ def run(ctx) -> dict:
         if a.get("projection", True):
             try:
                 proj = projection_image(ctx.model, x, res)
-            except DeconvnetNotApplicable as err:
-                say_skipped(f"occlusion projection of {res.layer}", err)
+            except (DeconvnetNotApplicable, NotAChain) as err:
+                say_skipped("occlusion deconvnet panel", {res.layer: err})
         name = classes[y] if classes else str(y)
         fig = occlusion_figure(display(ctx, x), res, classes, proj, title=f"image {i} ({name})")
         key = f"analysis/occlusion/{i:06d}"

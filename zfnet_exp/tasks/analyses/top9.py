@@ -19,6 +19,7 @@ from torch.utils.data import Subset
 from ...callbacks._util import pick_maps
 from ...data.normalize import denormalizer
 from ...diagnostics.deconvnet import DeconvnetNotApplicable
+from ...diagnostics.geometry import NotAChain
 from ...diagnostics.layers import conv_layer_names
 from ...diagnostics.sanity import cascading_randomization
 from ...diagnostics.topk import mine_topk
@@ -52,6 +53,7 @@ def run(ctx) -> dict[str, Any]:
     step = int(opts.get("step", 0))
     maps_opt = opts.maps if opts.maps == "all" or isinstance(opts.maps, int) else list(opts.maps)
     out: dict[str, Any] = {}
+    skipped = {}
     for layer in layers:
         t = topk[layer]
         maps = pick_maps(t.values.shape[0], maps_opt, int(opts.seed), layer)
@@ -61,8 +63,8 @@ def run(ctx) -> dict[str, Any]:
             grid, payload = top9_panel(
                 ctx.model, base, layer, t, maps, denorm, device=ctx.device, maps_per_row=int(opts.maps_per_row)
             )
-        except DeconvnetNotApplicable as err:
-            say_skipped(f"top9 {layer}", err)
+        except (DeconvnetNotApplicable, NotAChain) as err:
+            skipped[layer] = err
             continue
         payload["checkpoint"] = str(ctx.checkpoint)
         ctx.sink.log_image(f"diag/{layer}/top9", grid, step=step, caption=f"{layer} top-{opts.k}, maps {maps}")
@@ -103,4 +105,5 @@ def run(ctx) -> dict[str, Any]:
                 step=step,
             )
             out[layer]["sanity"] = scores
+    say_skipped("top9 figures", skipped)
     return out
