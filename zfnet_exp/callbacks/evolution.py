@@ -22,7 +22,7 @@ from torch.utils.data import Subset
 
 from ..data.normalize import NormalizedView
 from ..diagnostics.deconvnet import DeconvnetNotApplicable
-from ..diagnostics.geometry import NotAChain
+from ..diagnostics.geometry import NoReceptiveField
 from ..diagnostics.layers import conv_layer_names
 from ..diagnostics.topk import mine_topk
 from ..utils.skips import say_skipped
@@ -121,7 +121,7 @@ class FeatureEvolution(L.Callback):
                     t.positions[maps, 0].to(pl_module.device),
                     denorm,
                 )
-            except (DeconvnetNotApplicable, NotAChain) as err:
+            except (DeconvnetNotApplicable, NoReceptiveField) as err:
                 skipped[layer] = err
                 continue
             self.cells.setdefault(layer, []).append(proj)

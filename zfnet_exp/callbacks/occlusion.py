@@ -23,7 +23,7 @@ import torch
 from ..data.normalize import denormalizer, normalized_split
 from ..diagnostics.autograd import input_gradients_only
 from ..diagnostics.deconvnet import DeconvnetNotApplicable
-from ..diagnostics.geometry import NotAChain
+from ..diagnostics.geometry import NoReceptiveField
 from ..diagnostics.occlusion import occlusion_sensitivity
 from ..utils.skips import say_skipped
 from ..viz import ImageSink
@@ -89,7 +89,7 @@ class OcclusionSensitivity(L.Callback):
         if self.projection:
             try:
                 proj = projection_image(model, x, res)
-            except (DeconvnetNotApplicable, NotAChain) as err:
+            except (DeconvnetNotApplicable, NoReceptiveField) as err:
                 say_skipped("occlusion deconvnet panel", {res.layer: err})
         shown = denormalizer(params)(x.cpu())
         name = classes[int(y)] if classes else str(int(y))

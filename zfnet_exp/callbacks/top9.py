@@ -17,7 +17,7 @@ import lightning as L
 
 from ..data.normalize import normalized_split
 from ..diagnostics.deconvnet import DeconvnetNotApplicable
-from ..diagnostics.geometry import NotAChain
+from ..diagnostics.geometry import NoReceptiveField
 from ..diagnostics.layers import conv_layer_names
 from ..diagnostics.topk import TopKAccumulator
 from ..utils.skips import say_skipped
@@ -114,7 +114,10 @@ class Top9Deconv(L.Callback):
                     device=pl_module.device,
                     maps_per_row=self.maps_per_row,
                 )
-            except (DeconvnetNotApplicable, NotAChain) as err:  # mined (last_result) but no ZF projection of this layer
+            except (
+                DeconvnetNotApplicable,
+                NoReceptiveField,
+            ) as err:  # mined (last_result) but no ZF projection of this layer
                 skipped[layer] = err
                 continue
             payload["epoch"] = trainer.current_epoch + 1

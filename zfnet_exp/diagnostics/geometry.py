@@ -57,7 +57,11 @@ POINTWISE_TYPES: tuple[type[nn.Module], ...] = (
 )
 
 
-class NotAChain(ValueError):
+class NoReceptiveField(ValueError):
+    """Receptive-field geometry does not apply to this layer (see the subclass and the message for why)."""
+
+
+class NotAChain(NoReceptiveField):
     """The path to a layer is not a chain of modules (a branch, a residual add, a functional op in forward)."""
 
 
@@ -209,10 +213,14 @@ def trace_chain(model: nn.Module, layer: str, probe: torch.Tensor | Sequence[int
                 f"module's output (branches, residual connections or functional ops in forward)"
             )
         if not isinstance(out, torch.Tensor) or out.dim() != 4:
-            raise ValueError(f"the path to {layer!r} leaves the spatial part at {name!r} (output is not [B,C,H,W])")
+            raise NoReceptiveField(
+                f"the path to {layer!r} leaves the spatial part at {name!r} (output is not [B,C,H,W])"
+            )
         op = _as_op(name, m, tuple(prev.shape[-2:]), tuple(out.shape[-2:]))
         if op is None:
-            raise ValueError(f"no receptive-field rule for {name!r} ({type(m).__name__}) on the path to {layer!r}")
+            raise NoReceptiveField(
+                f"no receptive-field rule for {name!r} ({type(m).__name__}) on the path to {layer!r}"
+            )
         ops.append(op)
         prev, prev_version = out, out_version
     if prev is not target_out or target_out._version != prev_version:
@@ -343,6 +351,7 @@ def receptive_field_patch(
 
 __all__ = [
     "LayerGeometry",
+    "NoReceptiveField",
     "NotAChain",
     "SpatialOp",
     "geometry_from_ops",

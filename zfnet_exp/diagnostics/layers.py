@@ -82,6 +82,8 @@ def conv_layer_names(model: nn.Module) -> list[str]:
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
             conv_seen = True
+        elif isinstance(module, nn.Linear):
+            conv_seen = False
         elif conv_seen and isinstance(module, ACTIVATIONS):
             names.append(short_name(name))
             conv_seen = False
@@ -90,7 +92,8 @@ def conv_layer_names(model: nn.Module) -> list[str]:
 
 def stage_conv(model: nn.Module, layer: str) -> nn.Conv2d | None:
     """The convolution whose stage ``layer`` ends (the same pairing as :func:`conv_layer_names`: the last
-    ``nn.Conv2d`` registered before it), the module itself if it is a convolution, else None."""
+    ``nn.Conv2d`` registered before it, with no ``nn.Linear`` in between), the module itself if it is a
+    convolution, else None (an FC layer's ReLU)."""
     target = resolve_layer(model, layer)[1]
     if isinstance(target, nn.Conv2d):
         return target
@@ -98,8 +101,8 @@ def stage_conv(model: nn.Module, layer: str) -> nn.Conv2d | None:
     for _, module in model.named_modules():
         if module is target:
             return last if isinstance(target, ACTIVATIONS) else None
-        if isinstance(module, nn.Conv2d):
-            last = module
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            last = module if isinstance(module, nn.Conv2d) else None
     return None
 
 

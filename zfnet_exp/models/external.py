@@ -94,23 +94,33 @@ def _unknown_name(library: str, name: str, choices: list[str]) -> ConfigError:
     )
 
 
-def create_external(library: str, name: str, num_classes: int, input_size: int = 224) -> nn.Module:
-    """A timm or torchvision classifier with random weights and ``num_classes`` outputs."""
+def check_name(library: str, name: str) -> None:
+    """ConfigError (with close matches) unless ``name`` is a model of ``library`` (timm / torchvision)."""
     if library == "timm":
         import timm
 
-        if name not in timm.list_models():
-            raise _unknown_name("timm", name, timm.list_models())
-        return timm.create_model(name, pretrained=False, num_classes=num_classes)
-    if library == "torchvision":
+        choices = timm.list_models()
+    elif library == "torchvision":
         import torchvision
 
         choices = torchvision.models.list_models()
-        if name not in choices:
-            raise _unknown_name("torchvision", name, choices)
-        net = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
-        return with_contract(net, input_size)
-    raise ConfigError(f"model.library={library!r}: choose zfnet_exp, timm or torchvision.")
+    else:
+        raise ConfigError(f"model.library={library!r}: choose zfnet_exp, timm or torchvision.")
+    if name not in choices:
+        raise _unknown_name(library, name, choices)
+
+
+def create_external(library: str, name: str, num_classes: int, input_size: int = 224) -> nn.Module:
+    """A timm or torchvision classifier with random weights and ``num_classes`` outputs."""
+    check_name(library, name)
+    if library == "timm":
+        import timm
+
+        return timm.create_model(name, pretrained=False, num_classes=num_classes)
+    import torchvision
+
+    net = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+    return with_contract(net, input_size)
 
 
 def _state_dict(obj) -> dict[str, torch.Tensor]:

@@ -108,6 +108,9 @@ class ModelConfig:
         if self.num_classes is not None and self.num_classes < 1:
             raise ConfigError(f"model.num_classes={self.num_classes} is out of range: it must be >= 1 (or null).")
         if self.library != "zfnet_exp":
+            from ..models.external import check_name
+
+            check_name(self.library, self.name)
             if self.arch:
                 raise ConfigError(
                     f"model.arch describes zfnet-exp's own layer tables; model.library={self.library} builds "

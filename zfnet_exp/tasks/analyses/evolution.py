@@ -21,7 +21,7 @@ from torch.utils.data import Subset
 from ...callbacks._util import pick_maps
 from ...data.normalize import denormalizer
 from ...diagnostics.deconvnet import DeconvnetNotApplicable
-from ...diagnostics.geometry import NotAChain
+from ...diagnostics.geometry import NoReceptiveField
 from ...diagnostics.layers import conv_layer_names
 from ...diagnostics.topk import mine_topk
 from ...utils.skips import say_skipped
@@ -77,7 +77,7 @@ def run(ctx) -> dict[str, Any]:
                     t.positions[maps, 0].to(ctx.device),
                     denorm,
                 )
-            except (DeconvnetNotApplicable, NotAChain) as err:
+            except (DeconvnetNotApplicable, NoReceptiveField) as err:
                 skipped[layer] = err
                 continue
             cells[layer].append(proj)

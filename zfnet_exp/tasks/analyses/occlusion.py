@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from ...data.normalize import denormalizer
 from ...diagnostics.deconvnet import DeconvnetNotApplicable
-from ...diagnostics.geometry import NotAChain
+from ...diagnostics.geometry import NoReceptiveField
 from ...diagnostics.occlusion import occlusion_sensitivity
 from ...utils.skips import say_skipped
 from ...utils.tables import write_csv
@@ -69,7 +69,7 @@ def run(ctx) -> dict:
         if a.get("projection", True):
             try:
                 proj = projection_image(ctx.model, x, res)
-            except (DeconvnetNotApplicable, NotAChain) as err:
+            except (DeconvnetNotApplicable, NoReceptiveField) as err:
                 say_skipped("occlusion deconvnet panel", {res.layer: err})
         name = classes[y] if classes else str(y)
         fig = occlusion_figure(display(ctx, x), res, classes, proj, title=f"image {i} ({name})")

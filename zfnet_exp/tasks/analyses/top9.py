@@ -19,7 +19,7 @@ from torch.utils.data import Subset
 from ...callbacks._util import pick_maps
 from ...data.normalize import denormalizer
 from ...diagnostics.deconvnet import DeconvnetNotApplicable
-from ...diagnostics.geometry import NotAChain
+from ...diagnostics.geometry import NoReceptiveField
 from ...diagnostics.layers import conv_layer_names
 from ...diagnostics.sanity import cascading_randomization
 from ...diagnostics.topk import mine_topk
@@ -63,7 +63,7 @@ def run(ctx) -> dict[str, Any]:
             grid, payload = top9_panel(
                 ctx.model, base, layer, t, maps, denorm, device=ctx.device, maps_per_row=int(opts.maps_per_row)
             )
-        except (DeconvnetNotApplicable, NotAChain) as err:
+        except (DeconvnetNotApplicable, NoReceptiveField) as err:
             skipped[layer] = err
             continue
         payload["checkpoint"] = str(ctx.checkpoint)
