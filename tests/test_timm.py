@@ -79,11 +79,15 @@ def _analyze(run_dir: Path, out: Path, *overrides: str) -> dict:
     return analyze(cfg)
 
 
-# (library, name): a timm ResNet (BatchNorm, residual adds) and a torchvision VGG with BatchNorm
-MODELS = [("timm", "resnet18"), ("torchvision", "vgg11_bn")]
+# (library, name): a timm ResNet (BatchNorm, residual adds) and a torchvision VGG with BatchNorm (128 M
+# parameters, almost all in its fixed 25088 -> 4096 classifier: the slow one)
+MODELS = [
+    pytest.param(("timm", "resnet18"), id="resnet18"),
+    pytest.param(("torchvision", "vgg11_bn"), id="vgg11_bn", marks=pytest.mark.slow),
+]
 
 
-@pytest.fixture(scope="module", params=MODELS, ids=[n for _, n in MODELS])
+@pytest.fixture(scope="module", params=MODELS)
 def external_run(request, tmp_path_factory, data_dir):
     """Two batches with every default callback on, then analyze.py top9 and occlusion on the checkpoint."""
     from zfnet_exp.tasks.runner import run_task
@@ -101,7 +105,7 @@ def external_run(request, tmp_path_factory, data_dir):
         "callbacks.evolution.maps=2",
         "callbacks.occlusion.num_probes=1",
         "callbacks.model_checkpoint.save_top_k=0",  # last.ckpt only (VGG's classifier is large)
-        "callbacks.model_checkpoint.save_weights_only=true",
+        "+callbacks.model_checkpoint.save_weights_only=true",
     ]
     handler = _Lines()
     logging.getLogger("lightning").addHandler(handler)
