@@ -6,7 +6,7 @@ from .arch import apply_edits, check_geometry, config_from_spec, spec_from_confi
 from .convnet import ArchSpec, ConvNet, ConvSpec, FCSpec, NormSpec, PoolSpec, feature_map_size, layer_sizes
 from .init import INIT_SCHEMES, init_weights
 from .lit import LitClassifier
-from .registry import LIBRARIES, build_model, create_model, describe_models, list_models, preset_spec
+from .registry import LIBRARIES, build_model, create_model, describe_models, is_preset, list_models, preset_spec
 from .renorm import renormalize_filters
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "describe_models",
     "feature_map_size",
     "init_weights",
+    "is_preset",
     "layer_sizes",
     "list_models",
     "preset_spec",

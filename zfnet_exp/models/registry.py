@@ -67,6 +67,14 @@ def preset_spec(name: str) -> ArchSpec:
     return apply_edits(base, edits)
 
 
+def is_preset(name: str, arch: Any = None, library: str = "zfnet_exp") -> bool:
+    """Whether a model config (name + layer table) is exactly the registered preset ``name``: e.g. to decide
+    if a paper row applies to a checkpoint whose ``model.arch`` may have been edited."""
+    if library != "zfnet_exp" or name not in _MODELS:
+        return False
+    return arch is None or isinstance(arch, str) or spec_from_config(arch) == preset_spec(name)
+
+
 def create_model(
     name: str,
     num_classes: int = 1000,

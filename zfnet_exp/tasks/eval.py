@@ -37,7 +37,7 @@ from ..data.datamodule import data_state
 from ..data.normalize import Normalizer
 from ..data.transforms import center_uint8, resize_for
 from ..errors import UserError
-from ..models import LitClassifier
+from ..models import LitClassifier, is_preset
 from ..utils.checkpoints import resolve_checkpoint
 from ..utils.instantiators import instantiate_group
 from ..utils.tables import write_csv
@@ -99,16 +99,18 @@ def _read_member(path: Path) -> Member:
     raw = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     hp = raw.get("hyper_parameters") or {}
     record = data_state(raw)
-    if "arch" not in hp:
+    if "arch" not in hp and "name" not in hp:
         raise UserError(f"{path} is not a checkpoint written by train.py (no model hyper-parameters in it).")
     if record.get("mean") is None:
         raise UserError(
             f"{path} records no data normalization (it was not written by train.py's datamodule); eval.py "
             f"needs it to feed images the way training did."
         )
-    return Member(
-        path, hp["arch"], dict(hp.get("overrides") or {}), int(hp["num_classes"]), int(hp["input_size"]), record
-    )
+    name = hp.get("name") or hp["arch"]  # older checkpoints: arch = the preset name
+    overrides = dict(hp.get("overrides") or {})
+    if not is_preset(name, hp.get("arch"), hp.get("library", "zfnet_exp")):
+        overrides["arch"] = "edited model.arch or another library"  # no paper row applies
+    return Member(path, name, overrides, int(hp["num_classes"]), int(hp["input_size"]), record)
 
 
 def _checkpoints(ckpt: Any) -> list[Path]:
