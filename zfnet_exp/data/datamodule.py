@@ -137,7 +137,9 @@ class ImageFolderDataModule(L.LightningDataModule):
         return self.root
 
     def _split_kwargs(self) -> dict:
-        return {"strict": self.strict, "skip_log": self.skip_log}
+        """What every dataset of this datamodule is built with: skipping policy, skip log, and the JPEG draft
+        size (decode large JPEGs at a reduced DCT scale that is still >= the resize size)."""
+        return {"strict": self.strict, "skip_log": self.skip_log, "draft_size": resize_for(self.image_size)}
 
     def build_splits(self) -> tuple[SkippingDataset, SkippingDataset]:
         """The training and validation datasets without transforms (labels, class names, file lists); raises
