@@ -148,8 +148,8 @@ class ImageFolderDataModule(L.LightningDataModule):
         root = self._require_root()
         check_split_folder(root / "train", self.layout_tree)
         check_split_folder(root / "val", self.layout_tree)
-        train = IndexedImageFolder(root / "train", **self._split_kwargs())
-        val = IndexedImageFolder(root / "val", **self._split_kwargs())
+        train = IndexedImageFolder(root / "train", tree=self.layout_tree, **self._split_kwargs())
+        val = IndexedImageFolder(root / "val", tree=self.layout_tree, **self._split_kwargs())
         if train.classes != val.classes:
             missing = sorted(set(train.classes) ^ set(val.classes))[:5]
             raise layout_error(

@@ -209,10 +209,14 @@ class IndexedImageFolder(SkippingDataset, ImageFolder):
         skip_log: SkipLog | None = None,
         draft_size: int | None = None,
         config_key: str = "data.root",
+        tree: str = IMAGEFOLDER_TREE,
     ):
-        check_split_folder(Path(root), config_key=config_key)
-        self._fixed_class_to_idx = class_to_idx
-        ImageFolder.__init__(self, str(root), transform=transform)
+        check_split_folder(Path(root), tree, config_key)
+        self._fixed_class_to_idx, self._tree = class_to_idx, tree
+        try:  # with a fixed mapping (a validation split labelled like training) a class may lack images
+            ImageFolder.__init__(self, str(root), transform=transform, allow_empty=class_to_idx is not None)
+        except FileNotFoundError as e:  # a class folder without images
+            raise layout_error(f"{root}: {e}", tree, config_key) from None
         self._init_robust(strict, skip_log, class_names, draft_size)
 
     def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
@@ -221,9 +225,10 @@ class IndexedImageFolder(SkippingDataset, ImageFolder):
         found = {p.name for p in Path(directory).iterdir() if p.is_dir()}
         unknown = sorted(found - set(self._fixed_class_to_idx))
         if unknown:
-            raise DataError(
+            raise layout_error(
                 f"{directory} has class folders that the training split does not have (e.g. {unknown[:5]}); both "
-                f"splits need the same class sub-folders. Expected layout:\n{IMAGEFOLDER_TREE}"
+                f"splits need the same class sub-folders.",
+                self._tree,
             )
         mapping = dict(self._fixed_class_to_idx)
         return sorted(mapping, key=mapping.__getitem__), mapping

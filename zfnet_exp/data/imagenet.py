@@ -194,13 +194,15 @@ class ImageNetDataModule(ImageFolderDataModule):
     def build_splits(self) -> tuple[SkippingDataset, SkippingDataset]:
         images = self.image_root()
         check_split_folder(images / "train", IMAGENET_TREE)
-        train = IndexedImageFolder(images / "train", **self._split_kwargs())
+        train = IndexedImageFolder(images / "train", tree=IMAGENET_TREE, **self._split_kwargs())
         val_dir = images / "val"
         if not val_dir.is_dir():
             raise layout_error(f"{images} has no 'val' sub-folder.", IMAGENET_TREE)
         if any(p.is_dir() for p in val_dir.iterdir()):
             check_split_folder(val_dir, IMAGENET_TREE)
-            val: SkippingDataset = IndexedImageFolder(val_dir, class_to_idx=train.class_to_idx, **self._split_kwargs())
+            val: SkippingDataset = IndexedImageFolder(
+                val_dir, class_to_idx=train.class_to_idx, tree=IMAGENET_TREE, **self._split_kwargs()
+            )
         else:
             val = self._flat_val(val_dir, train)
         words = self.class_words()
