@@ -251,7 +251,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     datamodule = instantiate(cfg.data, image_size=crop)
     datamodule.prepare_data()
     train_set, val_set = datamodule.build_splits()
-    dataset = val_set if cfg.get("split", "val") == "val" else train_set
+    split = cfg.get("split", "val")
+    if split not in ("val", "train"):
+        raise UserError(f"split={split!r} is not a split; choose val (the paper's Table 2) or train.")
+    dataset = val_set if split == "val" else train_set
     classes = len(dataset.classes)
     for m in members:
         if m.num_classes != classes:
@@ -295,7 +298,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     skipped = datamodule.skipped_files
     write_csv(rows, out_dir / "eval.csv")
     final = ensemble if ensemble is not None else tallies[0]
-    class_names = getattr(dataset, "class_names", None) or getattr(val_set, "class_names", None)
+    class_names = getattr(val_set if split == "val" else train_set, "class_names", None)
     per_class = [
         {
             "label": label,
