@@ -255,6 +255,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if split not in ("val", "train"):
         raise UserError(f"split={split!r} is not a split; choose val (the paper's Table 2) or train.")
     dataset = val_set if split == "val" else train_set
+    targets = getattr(dataset, "targets", None) or [t for _, t in dataset.samples]
+    if targets and not isinstance(targets[0], int):
+        raise UserError(
+            f"data={datamodule.name} has multi-label targets; eval.py reports the top-1/top-5 error of single-label "
+            f"datasets (paper Table 2). Per-class AP of a multi-label dataset (Table 6) comes from transfer.py."
+        )
     classes = len(dataset.classes)
     for m in members:
         if m.num_classes != classes:
