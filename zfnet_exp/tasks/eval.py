@@ -19,6 +19,7 @@ architectures match and the dataset is ImageNet.
 
 from __future__ import annotations
 
+import numbers
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,7 +257,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise UserError(f"split={split!r} is not a split; choose val (the paper's Table 2) or train.")
     dataset = val_set if split == "val" else train_set
     targets = getattr(dataset, "targets", None) or [t for _, t in dataset.samples]
-    if targets and not isinstance(targets[0], int):
+    if targets and not isinstance(targets[0], numbers.Integral):
         raise UserError(
             f"data={datamodule.name} has multi-label targets; eval.py reports the top-1/top-5 error of single-label "
             f"datasets (paper Table 2). Per-class AP of a multi-label dataset (Table 6) comes from transfer.py."
