@@ -114,7 +114,8 @@ def write_meta_mat(path: Path, synsets=IMAGENET_SYNSETS) -> Path:
 def imagenet_root(root: Path, val: str = "devkit", per_class: int = 2, size: tuple[int, int] = (44, 36)) -> Path:
     """ImageNet as on disk: ``train/<wnid>/<wnid>_<k>.JPEG`` (one greyscale and one CMYK file) and ``val`` as
     ``folders`` (class folders) or flat ``ILSVRC2012_val_%08d.JPEG`` labelled by ``loc`` (LOC_val_solution.csv
-    + LOC_synset_mapping.txt), ``devkit`` (ground truth of ILSVRC2012_IDs + meta.mat) or ``none``."""
+    + LOC_synset_mapping.txt), ``devkit`` (ground truth of ILSVRC2012_IDs + meta.mat), ``metabin``
+    (torchvision's prepared meta.bin) or ``none``."""
     w, h = size
     for c, (wnid, _, _) in enumerate(sorted(IMAGENET_SYNSETS)):
         for k in range(per_class):
@@ -131,6 +132,11 @@ def imagenet_root(root: Path, val: str = "devkit", per_class: int = 2, size: tup
             f"ILSVRC2012_val_{k:08d},{w} 1 2 30 40 {w} 5 6 20 21" for k, w in enumerate(IMAGENET_VAL_TRUTH, start=1)
         ]
         (root / "LOC_val_solution.csv").write_text("\n".join(lines[:1] + lines[1:][::-1]) + "\n")  # any row order
+    if val == "metabin":  # what torchvision.datasets.ImageNet's parse_devkit_archive writes
+        import torch
+
+        wnid_to_classes = {w: tuple(words.split(", ")) for w, words, _ in IMAGENET_SYNSETS}
+        torch.save((wnid_to_classes, list(IMAGENET_VAL_TRUTH)), root / "meta.bin")
     if val == "devkit":
         devkit = root / "ILSVRC2012_devkit_t12" / "data"
         write_meta_mat(devkit / "meta.mat")

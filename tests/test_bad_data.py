@@ -115,3 +115,33 @@ def test_training_run_survives_bad_files_and_reports_them(bad_folder, tmp_path, 
     listed = (run_dir / "skipped_files.txt").read_text()
     assert "zz_truncated.jpg" in listed and "zz_html.JPEG" in listed
     assert "skipped    : 2 unreadable image file(s)" in capsys.readouterr().out
+
+
+def test_every_imagefolder_layout_error_names_the_problem_key_and_tree(tmp_path):
+    """Each wrong layout stops at setup (before any model) with its problem, data.root= and the expected tree
+    (reference: the layout written by hand in each case)."""
+
+    def err(root, **kw):
+        with pytest.raises(DataError) as e:
+            ImageFolderDataModule(root=None if root is None else str(root), num_workers=0, **kw).setup("fit")
+        msg = str(e.value)
+        assert "data.root=" in msg and "├── train/" in msg and "<class A>/" in msg, msg
+        return msg
+
+    assert "data.root is not set" in err(None)
+    assert "does not exist" in err(tmp_path / "missing")
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "img.jpg").write_bytes(b"")
+    assert "has no 'train' sub-folder (found: ['img.jpg'])" in err(tmp_path / "flat")
+    (tmp_path / "noclass" / "train").mkdir(parents=True)
+    assert "has no class sub-folders" in err(tmp_path / "noclass")
+    (tmp_path / "noimg" / "train" / "a").mkdir(parents=True)
+    (tmp_path / "noimg" / "train" / "a" / "notes.txt").write_text("x")
+    assert "has class folders but no images" in err(tmp_path / "noimg")
+    root = image_folder(tmp_path / "emptyclass", per_class=1)
+    (root / "train" / "c").mkdir()
+    (root / "val" / "c").mkdir()
+    assert "Found no valid file for the classes c" in err(root)
+    root = image_folder(tmp_path / "extra", per_class=1)
+    image_folder(root, classes=("z",), per_class=1, splits=("val",))
+    assert "different class folders (e.g. ['z'])" in err(root)

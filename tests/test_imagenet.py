@@ -42,7 +42,7 @@ def _compose_imagenet(root, cache):
     return instantiate(cfg.data)
 
 
-@pytest.mark.parametrize("layout", ["folders", "loc", "devkit", "kaggle"])
+@pytest.mark.parametrize("layout", ["folders", "loc", "devkit", "metabin", "kaggle"])
 def test_labels_and_class_names_in_every_layout(tmp_path, layout):
     """Reference: the fixture's own ground truth (wnid of every file) and the sorted-wnid order, by hand. The
     devkit's ILSVRC2012_IDs (1..4 in meta.mat order) differ from that order, so reading an ID as a label fails."""

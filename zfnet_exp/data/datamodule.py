@@ -137,7 +137,9 @@ class ImageFolderDataModule(L.LightningDataModule):
         return self.root
 
     def _split_kwargs(self) -> dict:
-        return {"strict": self.strict, "skip_log": self.skip_log}
+        """What every dataset of this datamodule is built with: skipping policy, skip log, and the JPEG draft
+        size (decode large JPEGs at a reduced DCT scale that is still >= the resize size)."""
+        return {"strict": self.strict, "skip_log": self.skip_log, "draft_size": resize_for(self.image_size)}
 
     def build_splits(self) -> tuple[SkippingDataset, SkippingDataset]:
         """The training and validation datasets without transforms (labels, class names, file lists); raises
@@ -146,8 +148,8 @@ class ImageFolderDataModule(L.LightningDataModule):
         root = self._require_root()
         check_split_folder(root / "train", self.layout_tree)
         check_split_folder(root / "val", self.layout_tree)
-        train = IndexedImageFolder(root / "train", **self._split_kwargs())
-        val = IndexedImageFolder(root / "val", **self._split_kwargs())
+        train = IndexedImageFolder(root / "train", tree=self.layout_tree, **self._split_kwargs())
+        val = IndexedImageFolder(root / "val", tree=self.layout_tree, **self._split_kwargs())
         if train.classes != val.classes:
             missing = sorted(set(train.classes) ^ set(val.classes))[:5]
             raise layout_error(

@@ -28,7 +28,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-import torch
+from torchvision.datasets.imagenet import load_meta_file
 
 from .datamodule import ImageFolderDataModule
 from .folder import IndexedImageFolder, SampleList, SkippingDataset, check_split_folder, is_image_file, layout_error
@@ -115,7 +115,8 @@ def read_devkit_ground_truth(devkit: str | Path) -> dict[str, str]:
 
 def read_meta_bin(path: str | Path) -> tuple[dict[str, str], dict[str, str]]:
     """torchvision's ``meta.bin``: ``({ImageId: wnid}, {wnid: words})`` (its wnids are in file-number order)."""
-    wnid_to_classes, val_wnids = torch.load(path, weights_only=False)
+    path = Path(path)
+    wnid_to_classes, val_wnids = load_meta_file(path.parent, path.name)
     truth = {f"ILSVRC2012_val_{k:08d}": w for k, w in enumerate(val_wnids, start=1)}
     return truth, {w: ", ".join(c) for w, c in wnid_to_classes.items()}
 
@@ -186,7 +187,7 @@ class ImageNetDataModule(ImageFolderDataModule):
         raise layout_error(
             f"{self.image_root() / 'val'} holds images directly (the flat ILSVRC2012_val_*.JPEG archive) but no "
             f"ground truth was found in {self._require_root()}: put LOC_val_solution.csv or the "
-            f"{DEVKIT} folder there, or point data.val_ground_truth at one.",
+            f"{DEVKIT} folder there (extract {DEVKIT}.tar.gz), or point data.val_ground_truth at one.",
             IMAGENET_TREE,
             "data.val_ground_truth",
         )
@@ -194,13 +195,15 @@ class ImageNetDataModule(ImageFolderDataModule):
     def build_splits(self) -> tuple[SkippingDataset, SkippingDataset]:
         images = self.image_root()
         check_split_folder(images / "train", IMAGENET_TREE)
-        train = IndexedImageFolder(images / "train", **self._split_kwargs())
+        train = IndexedImageFolder(images / "train", tree=IMAGENET_TREE, **self._split_kwargs())
         val_dir = images / "val"
         if not val_dir.is_dir():
             raise layout_error(f"{images} has no 'val' sub-folder.", IMAGENET_TREE)
         if any(p.is_dir() for p in val_dir.iterdir()):
             check_split_folder(val_dir, IMAGENET_TREE)
-            val: SkippingDataset = IndexedImageFolder(val_dir, class_to_idx=train.class_to_idx, **self._split_kwargs())
+            val: SkippingDataset = IndexedImageFolder(
+                val_dir, class_to_idx=train.class_to_idx, tree=IMAGENET_TREE, **self._split_kwargs()
+            )
         else:
             val = self._flat_val(val_dir, train)
         words = self.class_words()

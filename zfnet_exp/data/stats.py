@@ -46,7 +46,7 @@ class _StatsImages(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         try:
-            return self.transform(read_rgb(self.files[i])), 1
+            return self.transform(read_rgb(self.files[i], self.size)), 1
         except UnreadableImage as e:
             if self.skip_log is not None and self.skip_log.record(e.path, e.reason):
                 print(f"statistics: skipping unreadable image {e.path} ({e.reason})", file=sys.stderr, flush=True)

@@ -19,6 +19,7 @@ architectures match and the dataset is ImageNet.
 
 from __future__ import annotations
 
+import numbers
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,7 +254,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     datamodule = instantiate(cfg.data, image_size=crop)
     datamodule.prepare_data()
     train_set, val_set = datamodule.build_splits()
-    dataset = val_set if cfg.get("split", "val") == "val" else train_set
+    split = cfg.get("split", "val")
+    if split not in ("val", "train"):
+        raise UserError(f"split={split!r} is not a split; choose val (the paper's Table 2) or train.")
+    dataset = val_set if split == "val" else train_set
+    targets = getattr(dataset, "targets", None) or [t for _, t in dataset.samples]
+    if targets and not isinstance(targets[0], numbers.Integral):
+        raise UserError(
+            f"data={datamodule.name} has multi-label targets; eval.py reports the top-1/top-5 error of single-label "
+            f"datasets (paper Table 2). Per-class AP of a multi-label dataset (Table 6) comes from transfer.py."
+        )
     classes = len(dataset.classes)
     for m in members:
         if m.num_classes != classes:
@@ -297,7 +307,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     skipped = datamodule.skipped_files
     write_csv(rows, out_dir / "eval.csv")
     final = ensemble if ensemble is not None else tallies[0]
-    class_names = getattr(dataset, "class_names", None) or getattr(val_set, "class_names", None)
+    class_names = getattr(val_set if split == "val" else train_set, "class_names", None)
     per_class = [
         {
             "label": label,
