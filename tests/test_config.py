@@ -66,7 +66,8 @@ def test_unknown_model_lists_choices():
 def test_missing_dataset_folder_is_one_clear_paragraph(tmp_path):
     r = _run("data=imagefolder", "data.root=/does/not/exist", "logger=none", f"paths.output_root={tmp_path}")
     assert r.returncode == 2
-    assert "Dataset folder /does/not/exist does not exist" in r.stderr and "ROOT/train/<class>" in r.stderr
+    assert "Dataset folder /does/not/exist does not exist" in r.stderr and "data.root=<path>" in r.stderr
+    assert "└── val/" in r.stderr  # the expected layout is drawn
     assert "Traceback" not in r.stderr
 
 

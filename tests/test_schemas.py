@@ -199,3 +199,14 @@ def test_enabled_is_read_by_the_instantiator_not_the_class(train_cfgs):
     assert "Top9Deconv" not in [type(cb).__name__ for cb in built] and len(built) == len(expected)
     for node in cfg.callbacks.values():
         assert "enabled" not in inspect.signature(get_class(node._target_)).parameters
+
+
+def test_recipe_switch_of_an_unselected_callback_builds_nothing(tmp_path, data_dir):
+    """``callbacks=none`` with the default recipe: the recipe's ``callbacks.grad_centralization.enabled``
+    is the only thing under ``callbacks``; it validates and builds no object (as before the recipe set it)."""
+    from zfnet_exp.utils.instantiators import instantiate_group
+
+    cfg = compose_train(["callbacks=none", "logger=none"], tmp_path / "run", data_dir)
+    assert OmegaConf.to_container(cfg.callbacks) == {"grad_centralization": {"enabled": True}}
+    validate_config(cfg)
+    assert instantiate_group(cfg.callbacks, "callbacks") == []

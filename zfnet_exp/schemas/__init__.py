@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ..errors import ConfigError
+from ..utils.instantiators import switch_only
 from . import analysis, callbacks, data, logger, model, trainer
 from .base import check_node, show
 from .top import AnalyzeTop, Paths, TrainTop
@@ -51,7 +52,7 @@ def validate_config(cfg: DictConfig) -> None:
         ("logger", {}, logger.SUBSET_SCHEMAS),
     ):
         for name, node in (plain.get(group) or {}).items():
-            if node is not None:
+            if node is not None and not switch_only(node):
                 _by_target(node, f"{group}.{name}", full, subset, command, generic=callbacks.Callback)
     if plain.get("analysis") is not None:
         _by_target(plain["analysis"], "analysis", analysis.SCHEMAS, {}, command, by_path=True)
