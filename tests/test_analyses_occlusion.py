@@ -166,7 +166,9 @@ def test_faithfulness_pointing_only_runs_no_causal_metrics(tiny_run, tmp_path):
 def test_faithfulness_rejects_unknown_occlusion_view(tiny_run, tmp_path):
     from zfnet_exp.errors import UserError
 
-    with pytest.raises(UserError, match=r"unknown method\(s\) \['occlusion_max'\]\. Choose from"):
+    with pytest.raises(
+        UserError, match=r"analysis\.methods=\[occlusion_max\] is not valid: expected one of occlusion,"
+    ):
         _analyze(tiny_run, tmp_path, "analysis=faithfulness", "num_images=2", "analysis.methods=[occlusion_max]")
 
 

@@ -78,12 +78,11 @@ def capture_first(model: torch.nn.Module, layers: Sequence[str]):
     return capture_activations(model, layers, keep="first")
 
 
-def diagnostic_due(trainer, enabled: bool, every_n_epochs: int) -> bool:
-    """Whether a validation-time diagnostic runs this epoch: enabled, not the sanity check, during fit or
+def diagnostic_due(trainer, every_n_epochs: int) -> bool:
+    """Whether a validation-time diagnostic runs this epoch: not the sanity check, during fit or
     validate, and on its schedule (1-based epochs; the last epoch always)."""
     return (
-        enabled
-        and not trainer.sanity_checking
+        not trainer.sanity_checking
         and trainer.state.fn in ("fit", "validate")
         and epoch_scheduled(trainer.current_epoch + 1, every_n_epochs, trainer.max_epochs)
     )

@@ -49,7 +49,6 @@ class FeatureEvolution(L.Callback):
         num_images: int = 256,
         seed: int = 0,
         batch_size: int = 64,
-        enabled: bool = True,
     ):
         self.layers = list(layers) if layers else None  # None: every conv layer the model has
         self.maps = maps
@@ -57,7 +56,6 @@ class FeatureEvolution(L.Callback):
         self.num_images = num_images
         self.seed = seed
         self.batch_size = batch_size
-        self.enabled = enabled
         self.logged_epochs: list[int] = []
         self.cells: dict[str, list[torch.Tensor]] = {}  # layer -> per epoch [M, 3, h, w]
         self.records: dict[str, list[dict]] = {}
@@ -88,7 +86,7 @@ class FeatureEvolution(L.Callback):
         return NormalizedView(ds, norm) if norm is not None else ds
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if not self.enabled or not trainer.is_global_zero:
+        if not trainer.is_global_zero:
             return
         epoch = trainer.current_epoch + 1
         if epoch not in schedule(self.epochs, trainer.max_epochs) or epoch in self.logged_epochs:

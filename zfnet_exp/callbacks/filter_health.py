@@ -24,13 +24,10 @@ from ._util import capture_first, diagnostic_due
 
 
 class FilterHealth(L.Callback):
-    def __init__(
-        self, layers: Sequence[str] | None = None, every_n_epochs: int = 1, grid_scale: int = 4, enabled: bool = True
-    ):
+    def __init__(self, layers: Sequence[str] | None = None, every_n_epochs: int = 1, grid_scale: int = 4):
         self.layers = list(layers) if layers else None
         self.every_n_epochs = every_n_epochs
         self.grid_scale = grid_scale
-        self.enabled = enabled
         self._hooks: ExitStack | None = None
         self._acts: dict | None = None
         self._max: dict[str, torch.Tensor] = {}
@@ -42,7 +39,7 @@ class FilterHealth(L.Callback):
         return self.layers or conv_layer_names(model)
 
     def _active(self, trainer) -> bool:
-        return diagnostic_due(trainer, self.enabled, self.every_n_epochs)
+        return diagnostic_due(trainer, self.every_n_epochs)
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         if not self._active(trainer):

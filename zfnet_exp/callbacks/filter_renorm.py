@@ -8,20 +8,18 @@ from ..models.renorm import conv_modules, renormalize_filters
 
 
 class FilterRenormalization(L.Callback):
-    def __init__(self, radius: float = 0.1, layers: list[str] | None = None, enabled: bool = True):
+    def __init__(self, radius: float = 0.1, layers: list[str] | None = None):
         self.radius = float(radius)
         self.layers = list(layers) if layers else None
-        self.enabled = enabled
         self._last_step = -1
         self.clipped_total = 0
 
     def on_fit_start(self, trainer, pl_module) -> None:
-        if self.enabled:
-            conv_modules(pl_module, self.layers)  # fail at start, not mid-epoch, on a wrong layer name
+        conv_modules(pl_module, self.layers)  # fail at start, not mid-epoch, on a wrong layer name
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         # global_step counts optimizer steps, so with gradient accumulation we clip once per real update
-        if not self.enabled or trainer.global_step == self._last_step:
+        if trainer.global_step == self._last_step:
             return
         self._last_step = trainer.global_step
         self.clipped_total += renormalize_filters(pl_module, self.radius, self.layers)

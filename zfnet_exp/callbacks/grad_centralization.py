@@ -8,9 +8,5 @@ from ..models.grad_centralization import centralize_gradients
 
 
 class GradientCentralization(L.Callback):
-    def __init__(self, enabled: bool = True):
-        self.enabled = enabled
-
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        if self.enabled:
-            centralize_gradients(pl_module)
+        centralize_gradients(pl_module)

@@ -48,7 +48,6 @@ class OcclusionSensitivity(L.Callback):
         projection: bool = True,
         batch_size: int = 64,
         seed: int = 0,
-        enabled: bool = True,
     ):
         self.every_n_epochs = int(every_n_epochs)
         self.num_probes = int(num_probes)
@@ -57,10 +56,9 @@ class OcclusionSensitivity(L.Callback):
         self.projection = projection
         self.batch_size = int(batch_size)
         self.seed = int(seed)
-        self.enabled = enabled
 
     def _due(self, trainer) -> bool:
-        if not self.enabled or trainer.sanity_checking or self.every_n_epochs < 1:
+        if trainer.sanity_checking or self.every_n_epochs < 1:
             return False
         epoch = trainer.current_epoch + 1
         return epoch % self.every_n_epochs == 0 or epoch == trainer.max_epochs

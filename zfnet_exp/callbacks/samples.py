@@ -11,13 +11,12 @@ from ..viz import ImageSink
 
 
 class TrainSamples(L.Callback):
-    def __init__(self, num_images: int = 16, enabled: bool = True):
+    def __init__(self, num_images: int = 16):
         self.num_images = num_images
-        self.enabled = enabled
         self._done = False
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if self._done or not self.enabled:
+        if self._done:
             return
         self._done = True
         dm = trainer.datamodule

@@ -42,7 +42,6 @@ class Top9Deconv(L.Callback):
         seed: int = 0,
         every_n_epochs: int = 1,
         maps_per_row: int = 4,
-        enabled: bool = True,
     ):
         self.layers = list(layers) if layers else None  # None: every conv layer the model has
         self.k = k
@@ -50,7 +49,6 @@ class Top9Deconv(L.Callback):
         self.seed = seed
         self.every_n_epochs = every_n_epochs
         self.maps_per_row = maps_per_row
-        self.enabled = enabled
         self._acc: TopKAccumulator | None = None
         self._hooks: ExitStack | None = None
         self._acts: dict | None = None
@@ -61,7 +59,7 @@ class Top9Deconv(L.Callback):
             self.layers = conv_layer_names(pl_module.model)
 
     def _active(self, trainer) -> bool:
-        return diagnostic_due(trainer, self.enabled, self.every_n_epochs)
+        return diagnostic_due(trainer, self.every_n_epochs)
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         if not self._active(trainer):

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from ..errors import DataError, UserError
 from .folder import IMAGEFOLDER_TREE, IndexedImageFolder, SkipLog, SkippingDataset, check_split_folder, layout_error
-from .normalize import NORMALIZATIONS, Normalizer
+from .normalize import Normalizer
 from .sampling import ClassBalancedSampler
 from .shapes import SHAPE_CLASSES, ShapesSpec, generate_shapes
 from .stats import cached_statistics, subset
@@ -79,10 +79,6 @@ class ImageFolderDataModule(L.LightningDataModule):
         skip_dir: str | None = None,
     ):
         super().__init__()
-        if normalization not in NORMALIZATIONS:
-            raise DataError(
-                f"data.normalization={normalization!r} is not valid; choose one of {', '.join(NORMALIZATIONS)}."
-            )
         self.root = Path(root).expanduser() if root else None
         self.image_size = int(image_size)
         self.batch_size = int(batch_size)

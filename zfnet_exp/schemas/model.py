@@ -105,6 +105,21 @@ class ModelConfig:
             )
         if self.input_size < 1:
             raise ConfigError(f"model.input_size={self.input_size} is out of range: it must be an integer >= 1.")
+        if not 0.0 <= self.label_smoothing <= 1.0:
+            raise ConfigError(
+                f"model.label_smoothing={self.label_smoothing} is out of range: it must be in [0.0, 1.0] (0: none)."
+            )
+        if self.scheduler_interval not in ("step", "epoch"):
+            raise ConfigError(
+                f"model.scheduler_interval={self.scheduler_interval!r} is not a valid choice; choose step or epoch."
+            )
+        for group in ("optimizer", "scheduler"):
+            node = getattr(self, group)
+            if node is not None and (not isinstance(node, dict | DictConfig) or "_target_" not in node):
+                raise ConfigError(
+                    f"model.{group}={node!r} has no _target_ (the class to build): pick one of conf/model/{group}/ "
+                    f"(python train.py model/{group}=...) or give model.{group}._target_."
+                )
         if self.num_classes is not None and self.num_classes < 1:
             raise ConfigError(f"model.num_classes={self.num_classes} is out of range: it must be >= 1 (or null).")
         if self.library != "zfnet_exp":

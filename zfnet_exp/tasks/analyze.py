@@ -1,20 +1,22 @@
 """Offline analyses of a trained checkpoint: ``python analyze.py ckpt=<file or run folder> analysis=<name>``.
 
-Each analysis is a module ``zfnet_exp.tasks.analyses.<name>`` with ``run(ctx: AnalysisContext) -> dict`` and a
-config ``conf/analysis/<name>.yaml`` (``name: <name>`` plus its options). This task only does what every
-analysis needs: load the model from the checkpoint alone, rebuild the dataset the way training fed it
+Each analysis is a function ``zfnet_exp.tasks.analyses.<name>.run(ctx: AnalysisContext, **options) -> dict``
+with typed keyword options, and a config ``conf/analysis/<name>.yaml`` that names it (``_target_``,
+``_partial_: true``) and sets the options (checked by :mod:`zfnet_exp.schemas.analysis` at start). This task
+instantiates it and calls it with the context; it only does what every analysis needs: load the model from
+the checkpoint alone, rebuild the dataset the way training fed it
 (normalization, crop size), pick the images, and give a place to write (``<run folder>/diagnostics`` through
 the same image sink the training callbacks use).
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import Dataset, Subset
@@ -26,6 +28,7 @@ from ..data.normalize import Normalizer
 from ..data.transforms import eval_transform
 from ..errors import UserError
 from ..models import LitClassifier
+from ..schemas import check_layer_names, validate_config
 from ..utils.checkpoints import resolve_checkpoint
 from ..utils.instantiators import instantiate_group
 from ..viz import ImageSink
@@ -34,7 +37,8 @@ from .runner import finish_wandb
 
 @dataclass
 class AnalysisContext:
-    cfg: DictConfig  # the whole analyze config; cfg.analysis holds this analysis' options
+    """What every analysis is called with (its own options come as keyword arguments)."""
+
     model: nn.Module  # eval mode, on ``device``
     checkpoint: Path
     data: dict[str, Any]  # normalization (mean, std, normalization), image_size, classes, root
@@ -42,6 +46,9 @@ class AnalysisContext:
     out_dir: Path  # the run folder
     sink: ImageSink  # writes <out_dir>/diagnostics/<key>/step<step>.png|json
     device: torch.device
+    batch_size: int = 64  # the task's batch_size, num_workers and seed (conf/analyze.yaml)
+    num_workers: int = 0
+    seed: int = 0
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
@@ -87,23 +94,21 @@ def _device(name: str) -> torch.device:
 
 
 def analyze(cfg: DictConfig) -> dict[str, Any]:
-    name = cfg.analysis.name
-    try:
-        module = importlib.import_module(f"zfnet_exp.tasks.analyses.{name}")
-    except ModuleNotFoundError as e:
-        raise UserError(f"analysis={name} has no implementation (zfnet_exp/tasks/analyses/{name}.py).") from e
-    device = _device(cfg.get("device", "auto"))
-    torch.manual_seed(int(cfg.get("seed", 0)))
+    validate_config(cfg)
+    run = instantiate(cfg.analysis, _convert_="all")  # the analysis function with its options bound
+    name = cfg.analysis._target_.rsplit(".", 2)[-2]  # the analysis module
+    device = _device(cfg.device)
+    torch.manual_seed(cfg.seed)
     out_dir = Path(cfg.paths.output_dir)
     ckpt = resolve_checkpoint(cfg.ckpt) if cfg.get("ckpt") else None
     model, data, dataset = None, {}, None
     if ckpt is not None:
         model, data = load_checkpoint(ckpt, device)
+        check_layer_names(cfg, model)
         if cfg.get("images"):
             dataset = build_dataset(data, str(cfg.images), cfg.get("num_images"))
     loggers = instantiate_group(cfg.get("logger"), "logger")
     ctx = AnalysisContext(
-        cfg=cfg,
         model=model,
         checkpoint=ckpt,
         data=data,
@@ -111,6 +116,9 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
         out_dir=out_dir,
         sink=ImageSink(out_dir, loggers),
         device=device,
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+        seed=cfg.seed,
     )
     print(f"Analysis {name}: {ckpt or '(no checkpoint)'} -> {out_dir / 'diagnostics'}", flush=True)
     status = "failed"
@@ -120,7 +128,7 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
             hparams.pop("hydra", None)
             for lg in loggers:
                 lg.log_hyperparams({**hparams, "checkpoint": str(ckpt)})
-        result = module.run(ctx) or {}
+        result = run(ctx) or {}
         status = "success"
     finally:  # close the logger's run either way, so what was logged so far is flushed, not lost
         for lg in loggers:

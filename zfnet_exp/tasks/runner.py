@@ -1,14 +1,18 @@
-"""Shared wrapper for task entry points: user errors become one clear paragraph and a non-zero exit (no
-traceback wall), and an open W&B run is always closed so the jobs of a multirun never share a run."""
+"""Shared wrapper for task entry points: user errors become one clear paragraph and exit code 2 (no
+traceback wall), and an open W&B run is always closed so the jobs of a multirun never share a run.
+
+Config errors OmegaConf raises while a task reads its config (an interpolation to a key that does not exist,
+a value of the wrong type) are user errors too: they name the full key, and get the same treatment."""
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from omegaconf import DictConfig
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from ..errors import UserError
 
@@ -24,8 +28,25 @@ def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
             f"{key} must be set (it is '???' in the config). Pass it on the command line, e.g. "
             f"python train.py {key}=..."
         )
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None)
+        msg = str(getattr(e, "msg", None) or e).strip().splitlines()[0]
+        source = _INTERPOLATED.search(msg)
+        if source:  # a typed key (e.g. model.input_size) reads a bad value from another key: name that one
+            src, value, kind = source.groups()
+            _fail(
+                f"{src}={value!r} is not valid: expected {_KINDS.get(kind, kind.lower())} ({key} reads it). "
+                f"Fix it in the config or on the command line ({src}=...)."
+            )
+        _fail(f"{key}: {msg}. Fix the config or the command line." if key else f"{msg}. Fix the config.")
     finally:
         finish_wandb()
+
+
+_INTERPOLATED = re.compile(
+    r"dereferencing interpolation '\$\{([^}]+)\}': Value '(.*?)' of type '\w+' could not be converted to (\w+)"
+)
+_KINDS = {"Integer": "an integer", "Float": "a number", "Boolean": "a boolean (true or false)"}
 
 
 def _fail(message: str) -> None:

@@ -1,6 +1,9 @@
 """The training task: build datamodule, model, callbacks, loggers and trainer from the config, fit, report.
 
-``train(cfg)`` is what ``train.py`` (Hydra entry point) and the tests call.
+``train(cfg)`` is what ``train.py`` (Hydra entry point) and the tests call. Every config value is checked
+before anything is built (:func:`zfnet_exp.schemas.validate_config`), and every configured layer name against
+the model's structure (built on the meta device: no memory, no data needed), so a wrong value fails at start,
+not after an epoch.
 """
 
 from __future__ import annotations
@@ -16,16 +19,20 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from ..callbacks.skipped_files import SkippedFilesMonitor
+from ..errors import ConfigError
+from ..schemas import check_layer_names, validate_config
 from ..utils.checkpoints import resolve_checkpoint
 from ..utils.epoch_csv import EpochCSVLogger
 from ..utils.instantiators import instantiate_group
-from .validate import validate_config
 
 log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit and return the final scalar metrics (``cfg.optimized_metric`` among them, for Hydra sweepers)."""
     validate_config(cfg)
+    with torch.device("meta"):  # the model's structure only (no memory, no init): layer names fail before data
+        check_layer_names(cfg, instantiate(cfg.model, num_classes=cfg.model.get("num_classes") or 2).model)
     run_dir = Path(cfg.paths.output_dir)
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True)
@@ -50,7 +57,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
         k: float(v) for k, v in trainer.callback_metrics.items() if isinstance(v, torch.Tensor) and v.numel() == 1
     }
     _summary(trainer, run_dir, loggers, metrics)
+    name = cfg.get("optimized_metric")
+    if name and name not in metrics:
+        raise ConfigError(
+            f"optimized_metric={name!r} was not logged by this run; choose one of {', '.join(sorted(metrics))}."
+        )
     return metrics
+
+
+def optimized_metric(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    """The value a Hydra sweeper optimizes (lightning-hydra-template's ``optimized_metric``), or None."""
+    name = cfg.get("optimized_metric")
+    return metrics.get(name) if name and metrics else None
 
 
 @rank_zero_only

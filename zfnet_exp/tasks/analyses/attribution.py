@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
@@ -15,12 +16,35 @@ from ...utils.tables import write_csv
 from .faithfulness import compute_maps
 from .occlusion import gather
 
+if TYPE_CHECKING:
+    from ..analyze import AnalysisContext
 
-def run(ctx) -> dict:
-    a = ctx.cfg.analysis
-    images, labels, indices = gather(ctx.dataset, a.get("num_probes"))
+
+def run(
+    ctx: AnalysisContext,
+    *,
+    num_probes: int | None = 10,
+    methods: list[str] = (
+        "deconvnet_zf",
+        "deconvnet",
+        "guided_backprop",
+        "saliency",
+        "gradcam",
+        "integrated_gradients",
+        "occlusion",
+    ),
+    patch: int = 16,
+    stride: int = 4,
+    fill: float = 0.0,
+    occlusion_score: str = "logit",
+) -> dict:
+    """One comparison figure of ``methods`` per probe (``num_probes`` evenly spaced images; None: all);
+    ``patch``/``stride``/``fill``/``occlusion_score`` configure the occlusion map."""
+    images, labels, indices = gather(ctx.dataset, num_probes)
     images, labels = images.to(ctx.device), labels.to(ctx.device)
-    maps, _ = compute_maps(ctx.model, images, labels, list(a.methods), a, int(ctx.cfg.get("batch_size", 64)))
+    maps, _ = compute_maps(
+        ctx.model, images, labels, list(methods), patch, stride, fill, occlusion_score, ctx.batch_size
+    )
     classes = ctx.data.get("classes")
     d = ctx.data
     rows = []

@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.data import Subset
 
 from ...data.masks import base_folder, load_mask, mapped_annotation
 from ...diagnostics.correspondence import correspondence_table, square_masks
+from ...errors import ConfigError
 from ...utils.tables import write_csv
+
+if TYPE_CHECKING:
+    from ..analyze import AnalysisContext
 
 
 def class_positions(dataset, label: int) -> list[int]:
@@ -29,15 +34,28 @@ def class_positions(dataset, label: int) -> list[int]:
     return [p for p, i in enumerate(idx) if folder.targets[i] == label]
 
 
-def run(ctx) -> dict:
-    a = ctx.cfg.analysis
+def run(
+    ctx: AnalysisContext,
+    *,
+    cls: str = "arrow",
+    parts: list[str] = ("tip", "tail"),
+    size: int = 12,
+    layers: list[str] = ("conv5", "fc7"),
+    subset_size: int = 5,
+    repeats: int = 10,
+    random_within_object: bool = True,
+    fill: float = 0.0,
+    max_images: int | None = None,
+) -> dict:
+    """Delta of occluding ``parts`` (keypoint names of class ``cls``) with ``size``-px squares vs random
+    squares, at ``layers``, over ``repeats`` rounds of ``subset_size`` images (at most ``max_images``)."""
     classes = list(ctx.data.get("classes") or base_folder(ctx.dataset).classes)
-    if a.cls not in classes:
-        raise ValueError(f"analysis.cls={a.cls!r} is not a class of this dataset: {classes}")
-    label = classes.index(a.cls)
+    if cls not in classes:
+        raise ConfigError(f"analysis.cls={cls!r} is not a class of this dataset; choose one of {', '.join(classes)}.")
+    label = classes.index(cls)
     positions = class_positions(ctx.dataset, label)
-    if a.get("max_images"):
-        positions = positions[: int(a.max_images)]
+    if max_images:
+        positions = positions[:max_images]
     folder = base_folder(ctx.dataset)
     xs, anns, objs, indices = [], [], [], []
     for p in positions:
@@ -50,31 +68,28 @@ def run(ctx) -> dict:
         indices.append(i)
         objs.append(load_mask(folder, i, int(x.shape[-1])))
     images = torch.stack(xs).to(ctx.device)
-    size = tuple(images.shape[-2:])
-    parts = {
-        part: square_masks(torch.tensor([ann["keypoints"][part] for ann in anns]), int(a.size), size)
-        for part in a.parts
-    }
+    hw, square = tuple(images.shape[-2:]), size
+    parts = {part: square_masks(torch.tensor([ann["keypoints"][part] for ann in anns]), square, hw) for part in parts}
     rows = correspondence_table(
         ctx.model,
         images,
         parts,
-        layers=list(a.layers),
-        random_size=int(a.size),
-        object_masks=torch.stack(objs) if a.random_within_object else None,
-        subset_size=int(a.subset_size),
-        repeats=int(a.repeats),
-        fill=float(a.fill),
-        seed=int(ctx.cfg.get("seed", 0)),
-        batch_size=int(ctx.cfg.get("batch_size", 64)),
+        layers=list(layers),
+        random_size=square,
+        object_masks=torch.stack(objs) if random_within_object else None,
+        subset_size=subset_size,
+        repeats=repeats,
+        fill=fill,
+        seed=ctx.seed,
+        batch_size=ctx.batch_size,
     )
     for r in rows:
-        r["class"] = a.cls
-        r["size_px"] = int(a.size)
+        r["class"] = cls
+        r["size_px"] = square
     out = Path(ctx.out_dir)
     write_csv(rows, out / "correspondence.csv")
     (out / "correspondence.json").write_text(
-        json.dumps({"rows": rows, "indices": indices, "class": a.cls, "n_images": len(indices)}, indent=1)
+        json.dumps({"rows": rows, "indices": indices, "class": cls, "n_images": len(indices)}, indent=1)
     )
     for r in rows:
         print(f"{r['region']:>8} {r['layer']:>6}  Delta {r['mean']:.4f} +- {r['std']:.4f}", flush=True)

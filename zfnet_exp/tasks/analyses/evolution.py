@@ -13,7 +13,7 @@ the train split, read with the eval transform), projected with the deconvnet: ``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import Subset
@@ -29,6 +29,9 @@ from ...viz.grids import evolution_strip, project_units
 from ..analyze import build_dataset, load_checkpoint
 from .top9 import base_dataset
 
+if TYPE_CHECKING:
+    from ..analyze import AnalysisContext
+
 
 def _epoch(path: Path) -> int:
     return int(torch.load(path, map_location="cpu", weights_only=False).get("epoch", -1)) + 1
@@ -43,29 +46,41 @@ def checkpoints(ref: Path, explicit) -> list[Path]:
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
-def run(ctx) -> dict[str, Any]:
-    opts = ctx.cfg.analysis
+def run(
+    ctx: AnalysisContext,
+    *,
+    ckpts: list[str] | None = None,
+    layers: list[str] | None = None,
+    maps: int | str | list[int] = 6,
+    images: str = "train",
+    num_images: int = 256,
+    seed: int = 0,
+    step: int = 0,
+) -> dict[str, Any]:
+    """Columns = ``ckpts`` (None: every checkpoint beside ``ctx.checkpoint``); per layer (None: every conv
+    layer) ``maps`` as in the evolution callback, searched over a seeded subset of ``num_images`` of
+    ``images``."""
     if ctx.checkpoint is None:
         raise ValueError("analysis=evolution needs ckpt=<checkpoint or run folder>")
-    layers = list(opts.layers) if opts.layers else conv_layer_names(ctx.model)
-    ds = build_dataset(ctx.data, str(opts.images))
-    g = torch.Generator().manual_seed(int(opts.seed))
-    subset = Subset(ds, sorted(torch.randperm(len(ds), generator=g)[: min(int(opts.num_images), len(ds))].tolist()))
+    layers = layers or conv_layer_names(ctx.model)
+    ds = build_dataset(ctx.data, images)
+    g = torch.Generator().manual_seed(seed)
+    subset = Subset(ds, sorted(torch.randperm(len(ds), generator=g)[: min(num_images, len(ds))].tolist()))
     denorm = denormalizer(ctx.data)
-    maps_opt = opts.maps if opts.maps == "all" or isinstance(opts.maps, int) else list(opts.maps)
-    ckpts = checkpoints(Path(ctx.checkpoint), opts.get("ckpts"))
+    maps_opt = maps
+    ckpts = checkpoints(Path(ctx.checkpoint), ckpts)
     cells: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
     records: dict[str, list[dict]] = {layer: [] for layer in layers}
     epochs, skipped = [], {}
     for path in ckpts:
         model, _ = load_checkpoint(path, ctx.device)
         epochs.append(_epoch(path))
-        topk = mine_topk(model, subset, layers, k=1, batch_size=int(ctx.cfg.batch_size), device=ctx.device)
+        topk = mine_topk(model, subset, layers, k=1, batch_size=ctx.batch_size, device=ctx.device)
         for layer in layers:
             if layer in skipped:
                 continue
             t = topk[layer]
-            maps = pick_maps(t.values.shape[0], maps_opt, int(opts.seed), layer)
+            maps = pick_maps(t.values.shape[0], maps_opt, seed, layer)
             idx = [int(t.indices[c, 0]) for c in maps]
             images = torch.stack([base_dataset(ds)[i][0] for i in idx]).to(ctx.device)
             try:
@@ -92,7 +107,6 @@ def run(ctx) -> dict[str, Any]:
                 }
             )
     say_skipped("evolution figures", skipped)
-    step = int(opts.get("step", 0))
     for layer in [layer for layer in layers if layer not in skipped]:
         ctx.sink.log_image(
             f"diag/{layer}/evolution",

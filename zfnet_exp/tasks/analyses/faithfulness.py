@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
@@ -43,7 +44,15 @@ from ...errors import UserError
 from ...utils.tables import write_csv
 from .occlusion import gather
 
+if TYPE_CHECKING:
+    from ..analyze import AnalysisContext
+
 OCCLUSION_VIEWS = ("occlusion", "occlusion_logit", "occlusion_prob", "occlusion_grid")
+
+
+def method_choices() -> list[str]:
+    """Every heat-map method name ``methods`` accepts: the occlusion views and the attribution methods."""
+    return [*OCCLUSION_VIEWS, *available_methods()]
 
 
 def occlusion_maps(
@@ -78,21 +87,28 @@ def occlusion_view(name: str, default_score: str) -> tuple[str, str]:
     return "pixel", name.split("_", 1)[1] if "_" in name else default_score
 
 
-def compute_maps(model, images, labels, methods, a, batch_size: int = 64, progress: bool = False) -> tuple[dict, dict]:
-    """Heat maps per method and the seconds each took (the occlusion views share one timing)."""
+def compute_maps(
+    model,
+    images,
+    labels,
+    methods: list[str],
+    patch: int = 16,
+    stride: int = 4,
+    fill: float = 0.0,
+    occlusion_score: str = "logit",
+    batch_size: int = 64,
+    progress: bool = False,
+) -> tuple[dict, dict]:
+    """Heat maps per method and the seconds each took (the occlusion views share one timing). ``patch``,
+    ``stride``, ``fill`` and ``occlusion_score`` configure the occlusion views."""
     maps, secs = {}, {}
-    unknown = [m for m in methods if m not in OCCLUSION_VIEWS and m not in available_methods()]
+    unknown = [m for m in methods if m not in method_choices()]
     if unknown:
-        raise UserError(
-            f"analysis.methods has unknown method(s) {unknown}. Choose from the occlusion methods "
-            f"{', '.join(OCCLUSION_VIEWS)} and the attribution methods {', '.join(available_methods())}."
-        )
-    views = {m: occlusion_view(m, str(a.occlusion_score)) for m in methods if m in OCCLUSION_VIEWS}
+        raise UserError(f"analysis.methods has unknown method(s) {unknown}; choose from {', '.join(method_choices())}.")
+    views = {m: occlusion_view(m, occlusion_score) for m in methods if m in OCCLUSION_VIEWS}
     if views:
         t0 = time.perf_counter()
-        occ = occlusion_maps(
-            model, images, labels, int(a.patch), int(a.stride), float(a.fill), views, batch_size, progress
-        )
+        occ = occlusion_maps(model, images, labels, patch, stride, fill, views, batch_size, progress)
         maps.update({k: v.to(images.device) for k, v in occ.items()})
         secs.update(dict.fromkeys(occ, time.perf_counter() - t0))
     for m in methods:
@@ -105,24 +121,50 @@ def compute_maps(model, images, labels, methods, a, batch_size: int = 64, progre
     return {m: maps[m] for m in methods}, secs
 
 
-def run(ctx) -> dict:
-    a = ctx.cfg.analysis
-    images, labels, indices = gather(ctx.dataset, a.get("num_images") or ctx.cfg.get("num_images"))
+def run(
+    ctx: AnalysisContext,
+    *,
+    num_images: int | None = None,
+    methods: list[str] = (
+        "occlusion_logit",
+        "occlusion_prob",
+        "occlusion_grid",
+        "deconvnet_zf",
+        "deconvnet",
+        "guided_backprop",
+        "saliency",
+        "gradcam",
+        "integrated_gradients",
+    ),
+    metrics: list[str] = METRICS,
+    n_steps: int | None = None,
+    tolerance: float | None = None,
+    patch: int = 16,
+    stride: int = 4,
+    fill: float = 0.0,
+    occlusion_score: str = "logit",
+) -> dict:
+    """Deletion/insertion AUC and pointing game (``metrics``) of ``methods`` on ``num_images`` evenly spaced
+    images (None: every image the task picked); ``n_steps`` None = image height; ``tolerance`` None = 15 px
+    scaled by input/224; ``patch``/``stride``/``fill``/``occlusion_score`` configure the occlusion maps."""
+    images, labels, indices = gather(ctx.dataset, num_images)
     images, labels = images.to(ctx.device), labels.to(ctx.device)
     size = int(images.shape[-1])
     folder = base_folder(ctx.dataset)
     masks = torch.stack([load_mask(folder, i, size) for i in indices])
-    tol = float(a.tolerance) if a.get("tolerance") is not None else 15.0 * size / 224
-    bs = int(ctx.cfg.get("batch_size", 64))
-    metrics = list(a.get("metrics") or METRICS)
-    maps, secs = compute_maps(ctx.model, images, labels, list(a.methods), a, bs, progress=True)
+    tol = tolerance if tolerance is not None else 15.0 * size / 224
+    bs = ctx.batch_size
+    metrics = list(metrics or METRICS)
+    maps, secs = compute_maps(
+        ctx.model, images, labels, list(methods), patch, stride, fill, occlusion_score, bs, progress=True
+    )
     rows = faithfulness_table(
         ctx.model,
         images,
         labels,
         masks,
         maps,
-        n_steps=a.get("n_steps"),
+        n_steps=n_steps,
         batch_size=bs,
         tolerance=tol,
         include_center=True,
@@ -148,15 +190,10 @@ def run(ctx) -> dict:
         "indices": indices,
         "tolerance_px": tol,
         "image_size": size,
-        "n_steps": a.get("n_steps") or size,
+        "n_steps": n_steps or size,
         "target": "true class",
         "metrics": metrics,
-        "occlusion": {
-            "patch": int(a.patch),
-            "stride": int(a.stride),
-            "fill": float(a.fill),
-            "score": str(a.occlusion_score),
-        },
+        "occlusion": {"patch": patch, "stride": stride, "fill": fill, "score": occlusion_score},
         "checkpoint": str(ctx.checkpoint),
     }
     (out / "faithfulness.json").write_text(json.dumps(meta, indent=1))

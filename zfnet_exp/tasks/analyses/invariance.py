@@ -8,22 +8,33 @@ The translation range scales with the input (the paper's -60..60 px at 224 px is
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
 from ...diagnostics.invariance import default_values, run_invariance
 from .occlusion import gather
 
+if TYPE_CHECKING:
+    from ..analyze import AnalysisContext
 
-def run(ctx) -> dict:
-    a = ctx.cfg.analysis
-    images, labels, indices = gather(ctx.dataset, a.get("num_probes"))
+
+def run(
+    ctx: AnalysisContext,
+    *,
+    num_probes: int | None = 5,
+    transforms: list[str] = ("translation", "scale", "rotation"),
+    layers: list[str] = ("conv1", "fc7"),
+    fill: float = 0.0,
+    amounts: dict[str, list[float]] | None = None,
+) -> dict:
+    """Curves of ``num_probes`` images under ``transforms`` at ``layers``; ``amounts`` replaces the paper's
+    range of a transform (vacated pixels filled with ``fill``)."""
+    images, labels, indices = gather(ctx.dataset, num_probes)
     images = images.to(ctx.device)
     values = default_values(int(images.shape[-2]))
-    amounts = a.get("amounts") or {}
-    values = {
-        k: list(amounts[k]) if amounts.get(k) is not None else v for k, v in values.items() if k in list(a.transforms)
-    }
+    amounts = amounts or {}
+    values = {k: list(amounts[k]) if amounts.get(k) is not None else v for k, v in values.items() if k in transforms}
     classes = ctx.data.get("classes")
     names = [f"{i} ({classes[y]})" if classes else str(i) for i, y in zip(indices, labels.tolist())]
     rows, csv_path, pngs = run_invariance(
@@ -31,10 +42,10 @@ def run(ctx) -> dict:
         images,
         labels,
         Path(ctx.out_dir),
-        layers=list(a.layers),
+        layers=list(layers),
         values=values,
-        fill=float(a.fill),
-        batch_size=int(ctx.cfg.get("batch_size", 64)),
+        fill=fill,
+        batch_size=ctx.batch_size,
         names=names,
     )
     for p in pngs:

@@ -8,6 +8,7 @@ Also holds the small helpers the other offline analyses share (picking probe ima
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -20,6 +21,9 @@ from ...diagnostics.occlusion import occlusion_sensitivity
 from ...utils.skips import say_skipped
 from ...utils.tables import write_csv
 from ...viz.occlusion_figure import occlusion_figure, projection_image, result_payload
+
+if TYPE_CHECKING:
+    from ..analyze import AnalysisContext
 
 
 def probe_indices(n_total: int, num: int | None) -> list[int]:
@@ -48,9 +52,20 @@ def display(ctx, x: Tensor) -> Tensor:
     return denormalizer(ctx.data)(x.detach().cpu())
 
 
-def run(ctx) -> dict:
-    a = ctx.cfg.analysis
-    images, labels, indices = gather(ctx.dataset, a.get("num_probes"))
+def run(
+    ctx: AnalysisContext,
+    *,
+    num_probes: int | None = 10,
+    patch: int = 16,
+    stride: int = 4,
+    fill: float = 0.0,
+    layer: str | None = "conv5",
+    projection: bool = True,
+) -> dict:
+    """Occlusion grids of ``num_probes`` evenly spaced images (None: all): a ``patch`` square moved by
+    ``stride``, filled with ``fill`` (normalized space); ``layer``'s strongest map tracked (and projected
+    with the deconvnet when ``projection``)."""
+    images, labels, indices = gather(ctx.dataset, num_probes)
     classes = ctx.data.get("classes")
     rows = []
     for x, y, i in zip(images, labels.tolist(), indices):
@@ -59,14 +74,14 @@ def run(ctx) -> dict:
             ctx.model,
             x,
             y,
-            patch=int(a.patch),
-            stride=int(a.stride),
-            fill=float(a.fill),
-            layer=a.layer,
-            batch_size=int(ctx.cfg.get("batch_size", 64)),
+            patch=patch,
+            stride=stride,
+            fill=fill,
+            layer=layer,
+            batch_size=ctx.batch_size,
         )
         proj = None
-        if a.get("projection", True):
+        if projection:
             try:
                 proj = projection_image(ctx.model, x, res)
             except (DeconvnetNotApplicable, NoReceptiveField) as err:

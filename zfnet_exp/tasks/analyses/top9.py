@@ -11,7 +11,7 @@ the image, not the network.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import Subset
@@ -26,6 +26,9 @@ from ...diagnostics.topk import mine_topk
 from ...utils.skips import say_skipped
 from ...viz.grids import evolution_strip, normalize_each, top9_panel
 
+if TYPE_CHECKING:
+    from ..analyze import AnalysisContext
+
 
 def base_dataset(dataset):
     """Items carry their index in the underlying dataset; a Subset must be unwrapped to look them up."""
@@ -34,43 +37,54 @@ def base_dataset(dataset):
     return dataset
 
 
-def run(ctx) -> dict[str, Any]:
-    opts = ctx.cfg.analysis
+def run(
+    ctx: AnalysisContext,
+    *,
+    layers: list[str] | None = None,
+    k: int = 9,
+    maps: int | str | list[int] = 8,
+    seed: int = 0,
+    maps_per_row: int = 4,
+    step: int = 0,
+    sanity: bool = False,
+    similarity: str = "ssim",
+) -> dict[str, Any]:
+    """Top-``k`` grids of ``layers`` (None: every conv layer); ``maps`` as in the top9 callback; ``sanity``
+    adds the cascading randomization check with ``similarity`` (ssim | spearman)."""
     if ctx.model is None or ctx.dataset is None:
         raise ValueError("analysis=top9 needs ckpt=<checkpoint> and images=<split or folder>")
-    layers = list(opts.layers) if opts.layers else conv_layer_names(ctx.model)
+    layers = layers or conv_layer_names(ctx.model)
     topk = mine_topk(
         ctx.model,
         ctx.dataset,
         layers,
-        k=int(opts.k),
-        batch_size=int(ctx.cfg.batch_size),
-        num_workers=int(ctx.cfg.num_workers),
+        k=k,
+        batch_size=ctx.batch_size,
+        num_workers=ctx.num_workers,
         device=ctx.device,
     )
     base = base_dataset(ctx.dataset)
     denorm = denormalizer(ctx.data)
-    step = int(opts.get("step", 0))
-    maps_opt = opts.maps if opts.maps == "all" or isinstance(opts.maps, int) else list(opts.maps)
+    maps_opt = maps
     out: dict[str, Any] = {}
     skipped = {}
     for layer in layers:
         t = topk[layer]
-        maps = pick_maps(t.values.shape[0], maps_opt, int(opts.seed), layer)
+        maps = pick_maps(t.values.shape[0], maps_opt, seed, layer)
         if not maps:  # maps=[]: mine (last_result / JSON-free) but draw nothing
             continue
         try:
             grid, payload = top9_panel(
-                ctx.model, base, layer, t, maps, denorm, device=ctx.device, maps_per_row=int(opts.maps_per_row)
+                ctx.model, base, layer, t, maps, denorm, device=ctx.device, maps_per_row=maps_per_row
             )
         except (DeconvnetNotApplicable, NoReceptiveField) as err:
             skipped[layer] = err
             continue
         payload["checkpoint"] = str(ctx.checkpoint)
-        ctx.sink.log_image(f"diag/{layer}/top9", grid, step=step, caption=f"{layer} top-{opts.k}, maps {maps}")
+        ctx.sink.log_image(f"diag/{layer}/top9", grid, step=step, caption=f"{layer} top-{k}, maps {maps}")
         ctx.sink.log_json(f"diag/{layer}/top9", payload, step=step)
         out[layer] = {"maps": maps}
-        if opts.get("sanity"):
+        if sanity:
             keep = [c for c in maps if int(t.indices[c, 0]) >= 0]
             if not keep:
                 continue
@@ -81,9 +95,9 @@ def run(ctx) -> dict[str, Any]:
                     images,
                     layer,
                     torch.tensor(keep, device=ctx.device),
-                    similarity=str(opts.get("similarity", "ssim")),
+                    similarity=similarity,
                     positions=t.positions[keep, 0].to(ctx.device),
-                    seed=int(opts.seed),
+                    seed=seed,
                     return_projections=True,
                 )
             cells = torch.stack([normalize_each(p.cpu()) for p in projs], 1)  # [M, steps, 3, H, W]
@@ -99,7 +113,7 @@ def run(ctx) -> dict[str, Any]:
                 {
                     "layer": layer,
                     "maps": keep,
-                    "similarity": str(opts.get("similarity", "ssim")),
+                    "similarity": similarity,
                     "steps": [{"step": n, "score": s} for n, s in scores],
                 },
                 step=step,
