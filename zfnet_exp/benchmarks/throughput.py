@@ -123,6 +123,7 @@ def _lit(args, num_classes: int) -> LitClassifier:
         optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 1e-4, "momentum": 0.9},
         channels_last=args.channels_last,
         compile=args.compile,
+        compile_options={"backend": args.compile_backend} if args.compile_backend != "inductor" else None,
     )
 
 
@@ -324,7 +325,7 @@ def run(args) -> dict[str, Any]:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "precision": args.precision,
         "channels_last": args.channels_last,
-        "compile": args.compile,
+        "compile": args.compile_backend if args.compile else "off",
         "workers": args.workers,
         "threads": torch.get_num_threads(),
     }
@@ -415,6 +416,7 @@ def parse_args(argv=None):
     ap.add_argument("--precision", default="bf16-mixed", choices=["32-true", "bf16-mixed"])
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--compile-backend", default="inductor", help="torch.compile backend (eager: dynamo only)")
     ap.add_argument(
         "--measure",
         default="synthetic,loader,lightning,plain",
