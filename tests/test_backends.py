@@ -167,3 +167,12 @@ def test_shapes_datamodule_on_shards(data_dir):
     assert dm.classes[:2] == ["arrow", "circle"] and len(dm.val_set) == 10
     assert torch.equal(dm.val_set[int(idx[1])][0], x[1]) and int(dm.val_set[int(idx[1])][1]) == int(y[1])
     assert dm.state_dict()["root"].endswith(Path(dm.root).name)
+
+
+def test_unknown_backend_is_a_config_error():
+    """A typo in data.backend fails at setup with the list of backends (before any model is built)."""
+    from zfnet_exp.data.backends import resolve_backend
+    from zfnet_exp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="data.backend='lmdb'.*default, gpu_decode, shards"):
+        resolve_backend("lmdb")

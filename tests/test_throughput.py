@@ -163,3 +163,17 @@ def test_throughput_benchmark_tiny_run(tmp_path, data_dir):
         100 * (float(row["plain_img_s"]) / float(row["lightning_img_s"]) - 1)
     )
     assert float(row["train_flops_per_image"]) > 0 and row["device"] == "cpu"
+
+
+@pytest.mark.parametrize("trainer", ["gpu", "ddp"])
+def test_gpu_trainer_configs_turn_the_fast_path_on(trainer, tmp_path, data_dir):
+    """trainer=gpu|ddp compose bf16 autocast, a channels-last model and channels-last batches (the datamodule
+    follows model.channels_last), without touching other groups' defaults."""
+    from conftest import compose_train
+
+    cfg = compose_train([f"trainer={trainer}"], tmp_path, data_dir)
+    assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.accelerator == "gpu"
+    assert cfg.model.channels_last is True and cfg.data.channels_last is True and cfg.model.compile is False
+    assert cfg.trainer._target_ == "lightning.pytorch.Trainer" and cfg.trainer.max_epochs == cfg.recipe.max_epochs
+    if trainer == "ddp":
+        assert cfg.trainer.strategy == "ddp" and cfg.trainer.devices == -1
