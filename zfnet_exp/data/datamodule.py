@@ -203,8 +203,6 @@ class ImageFolderDataModule(L.LightningDataModule):
         tensor_input = self.backend == "shards"  # shard items are decoded to uint8 tensors, not PIL images
         train.transform = train_transform(self.image_size, tensor_input=tensor_input)
         val.transform = eval_transform(self.image_size, tensor_input=tensor_input)
-        if not tensor_input:  # JPEG DCT downscaling for images >= 2x the resize size
-            train.draft_size = val.draft_size = resize_for(self.image_size)
 
     def _shard_splits(self):
         """data.backend=shards: ``data.root`` is a folder written by ``python -m zfnet_exp.data.shards``."""
