@@ -12,6 +12,8 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
 from ..errors import DataError, UserError
+from .backends import resolve_backend
+from .backends.gpu_decode import EncodedImages, collate_encoded, decode_batch
 from .folder import IMAGEFOLDER_TREE, IndexedImageFolder, SkipLog, SkippingDataset, check_split_folder, layout_error
 from .normalize import Normalizer
 from .sampling import ClassBalancedSampler
@@ -77,6 +79,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         stats_images: int | None = 2000,
         strict: bool = False,
         skip_dir: str | None = None,
+        backend: str = "default",
     ):
         super().__init__()
         self.root = Path(root).expanduser() if root else None
@@ -93,6 +96,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.persistent_workers = persistent_workers
         self.prefetch_factor = prefetch_factor
         self.channels_last = channels_last
+        self.backend = backend  # resolved (gpu_decode -> default without CUDA) in setup()
         self._num_classes = num_classes
         self.balanced_batches = balanced_batches
         self.strict = bool(strict)
@@ -181,7 +185,8 @@ class ImageFolderDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        train, val = self.build_splits()
+        self.backend = resolve_backend(self.backend)
+        train, val = self._shard_splits() if self.backend == "shards" else self.build_splits()
         self.train_set, self.val_set = train, val
         if self._num_classes is not None and self._num_classes != len(train.classes):
             raise DataError(
@@ -191,8 +196,22 @@ class ImageFolderDataModule(L.LightningDataModule):
         if self.normalizer is None:  # load_state_dict (resume) may have restored it already
             self._stats()
             self._build_normalizer()
-        train.transform = train_transform(self.image_size)
-        val.transform = eval_transform(self.image_size)
+        tensor_input = self.backend == "shards"  # shard items are decoded to uint8 tensors, not PIL images
+        train.transform = train_transform(self.image_size, tensor_input=tensor_input)
+        val.transform = eval_transform(self.image_size, tensor_input=tensor_input)
+
+    def _shard_splits(self):
+        """data.backend=shards: ``data.root`` is a folder written by ``python -m zfnet_exp.data.shards``."""
+        from .shards import ShardMap, read_meta
+
+        root = self._require_root()
+        read_meta(root)  # a clear error when root is not a shard folder
+        if self.use_mean_image:
+            raise DataError(
+                "data.backend=shards does not compute a per-pixel mean image (the shard folder records the "
+                "per-channel mean/std only); set data.mean_image=false, or use the default backend."
+            )
+        return ShardMap(root, "train"), ShardMap(root, "val")
 
     def _per_device_batch(self) -> int:
         world = self.trainer.world_size if self.trainer is not None else 1
@@ -204,6 +223,25 @@ class ImageFolderDataModule(L.LightningDataModule):
         return self.batch_size // world
 
     def _loader(self, dataset, shuffle: bool) -> DataLoader:
+        train = shuffle
+        workers = self.num_workers > 0
+        common = dict(
+            batch_size=self._per_device_batch(),
+            num_workers=self.num_workers,
+            persistent_workers=self.persistent_workers and workers,
+            prefetch_factor=self.prefetch_factor if workers else None,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+        )
+        if self.backend == "shards":
+            # the streaming dataset splits itself over ranks and workers; drop_last gives every rank the same
+            # number of batches (LitData drops < world_size * workers items per epoch under DDP)
+            from litdata import StreamingDataLoader
+
+            from .shards import streaming_dataset
+
+            stream = streaming_dataset(self.root, "train" if shuffle else "val", dataset.transform, shuffle=shuffle,
+                                       drop_last=True if shuffle else None, seed=torch.initial_seed() % 2**31)
+            return StreamingDataLoader(stream, drop_last=shuffle, **common)
         sampler = None
         if shuffle and self.balanced_batches:
             world = self.trainer.world_size if self.trainer is not None else 1
@@ -215,20 +253,17 @@ class ImageFolderDataModule(L.LightningDataModule):
             else:
                 sampler = ClassBalancedSampler(dataset.targets, seed=torch.initial_seed() % 2**31)
                 shuffle = False
-        workers = self.num_workers > 0
+        if self.backend == "gpu_decode":  # workers only read bytes; decoded on the GPU after transfer
+            dataset, common["collate_fn"] = EncodedImages(dataset.samples), collate_encoded
         return DataLoader(
             dataset,
-            batch_size=self._per_device_batch(),
             shuffle=shuffle,
             sampler=sampler,
             # equal steps on every rank: training drops the last partial batch; validation keeps every image
             # (under DDP Lightning's DistributedSampler pads the ranks to equal length by repeating up to
             # world_size - 1 images, so every rank runs the same number of validation steps)
-            drop_last=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.persistent_workers and workers,
-            prefetch_factor=self.prefetch_factor if workers else None,
-            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            drop_last=train,
+            **common,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -246,9 +281,15 @@ class ImageFolderDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """uint8 images -> normalized float on the device (the first element of the batch)."""
-        if self.normalizer is None or not isinstance(batch, (list, tuple)) or not torch.is_tensor(batch[0]):
+        if self.normalizer is None or not isinstance(batch, (list, tuple)):
             return batch
-        return type(batch)([self.normalizer(batch[0]), *batch[1:]])
+        x = batch[0]
+        if isinstance(x, (list, tuple)):  # gpu_decode: encoded images, decoded and cropped on this device
+            train = self.trainer is not None and self.trainer.training
+            x = decode_batch(list(x), self.image_size, train, batch[1].device)
+        if not torch.is_tensor(x):
+            return batch
+        return type(batch)([self.normalizer(x), *batch[1:]])
 
     def normalization_params(self) -> dict:
         """The normalization record (``Normalizer.record()``): what a figure needs to show network inputs."""
@@ -318,6 +359,11 @@ class ShapesDataModule(ImageFolderDataModule):
 
     def prepare_data(self) -> None:
         self.root = generate_shapes(self.cache_dir, self.spec, workers=self.generate_workers)
+        if self.backend == "shards":  # the generated folder re-encoded once as LitData shards (JPEG q90)
+            from .shards import convert_folder
+
+            out = Path(self.cache_dir) / f"shards-{self.spec.key()}"
+            self.root = convert_folder(self.root, out, size=self.spec.image_size, quality=90, progress=False)
 
     def setup(self, stage: str | None = None) -> None:
         if self.root is None:

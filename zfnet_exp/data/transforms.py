@@ -23,23 +23,19 @@ def resize_for(crop_size: int) -> int:
     return int(round(crop_size * 256 / 224))
 
 
-def train_transform(crop_size: int) -> T.Compose:
-    """PIL image -> uint8 [3, crop, crop]: resize, centre square, random crop, random horizontal flip."""
+def train_transform(crop_size: int, tensor_input: bool = False) -> T.Compose:
+    """PIL image (or uint8 tensor with ``tensor_input``, as the shard backend decodes) -> uint8
+    [3, crop, crop]: resize, centre square, random crop, random horizontal flip."""
     size = resize_for(crop_size)
-    return T.Compose(
-        [
-            T.Resize(size),
-            T.CenterCrop(size),
-            T.RandomCrop(crop_size),
-            T.RandomHorizontalFlip(),
-            T.PILToTensor(),
-        ]
-    )
+    ops = [T.Resize(size, antialias=True), T.CenterCrop(size), T.RandomCrop(crop_size), T.RandomHorizontalFlip()]
+    return T.Compose(ops if tensor_input else [*ops, T.PILToTensor()])
 
 
-def eval_transform(crop_size: int) -> T.Compose:
-    """PIL image -> uint8 [3, crop, crop]: resize, centre square, centre crop."""
-    return T.Compose([eval_geometry(crop_size, T.InterpolationMode.BILINEAR), T.PILToTensor()])
+def eval_transform(crop_size: int, tensor_input: bool = False) -> T.Compose:
+    """PIL image (or uint8 tensor with ``tensor_input``) -> uint8 [3, crop, crop]: resize, centre square,
+    centre crop."""
+    geometry = eval_geometry(crop_size, T.InterpolationMode.BILINEAR)
+    return geometry if tensor_input else T.Compose([geometry, T.PILToTensor()])
 
 
 def eval_geometry(crop_size: int, interpolation: T.InterpolationMode = T.InterpolationMode.NEAREST) -> T.Compose:

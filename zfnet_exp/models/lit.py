@@ -4,6 +4,12 @@
 The constructor takes plain config (model name and layer table, optimizer and scheduler as Hydra ``_partial_`` nodes)
 rather than built objects, so a checkpoint alone rebuilds the model: ``LitClassifier.load_from_checkpoint(p)``
 works in the offline tasks without the training config.
+
+GPU path: ``channels_last`` stores the conv weights (and converts inputs) NHWC, the layout tensor cores want
+for bf16 convolutions. ``compile`` wraps the network in ``torch.compile`` for the *training* step only; the
+validation step and every diagnostic use the eager module ``self.model`` (the same parameters). Why: dynamo
+does not guard on forward hooks added after compilation, so the diagnostics' activation hooks would be
+silently skipped inside a compiled graph; validation is a small, forward-only share of an epoch.
 """
 
 from __future__ import annotations
@@ -44,6 +50,9 @@ class LitClassifier(L.LightningModule):
         scheduler_interval: str = "epoch",
         scheduler_monitor: str | None = None,
         label_smoothing: float = 0.0,
+        channels_last: bool = False,
+        compile: bool = False,
+        compile_options: dict | None = None,
     ):
         super().__init__()
         if isinstance(arch, str):  # checkpoints written before the architecture became config: arch = name
@@ -65,6 +74,9 @@ class LitClassifier(L.LightningModule):
                 "scheduler_interval": scheduler_interval,
                 "scheduler_monitor": scheduler_monitor,
                 "label_smoothing": label_smoothing,
+                "channels_last": bool(channels_last),
+                "compile": bool(compile),
+                "compile_options": _plain(compile_options) or {},
             }
         )
         self.model = build_model(
@@ -81,6 +93,9 @@ class LitClassifier(L.LightningModule):
         )
         # Lightning's model summary runs this through forward: real per-layer output sizes and FLOPs
         self.example_input_array = torch.zeros(1, 3, int(input_size), int(input_size))
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self._compiled: list[nn.Module] = []  # a list, so the compiled wrapper is not a second registered submodule
         # Every epoch metric is a torchmetrics object handed to self.log, so Lightning syncs it across DDP
         # ranks and resets it. Accuracy and error are means of the same per-sample top-k hits (one topk call,
         # so err == 1 - acc exactly, ties included) rather than "1 - acc.compute()" in an epoch-end hook: a
@@ -94,8 +109,20 @@ class LitClassifier(L.LightningModule):
             }
         )
 
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hparams.get("channels_last") and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)  # no copy when the batch already is
+        return x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return self.model(self._input(x))
+
+    @property
+    def train_network(self) -> nn.Module:
+        """What the training step runs: the compiled network when ``compile=True``, else the eager one."""
+        if self.hparams.get("compile") and not self._compiled:
+            self._compiled.append(torch.compile(self.model, **(self.hparams.get("compile_options") or {})))
+        return self._compiled[0] if self._compiled else self.model
 
     @staticmethod
     def _unpack(batch):
@@ -114,7 +141,7 @@ class LitClassifier(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = self._unpack(batch)
-        logits = self(x)
+        logits = self.train_network(self._input(x))
         loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
         self._update_and_log("train", logits, y, loss)
         return loss

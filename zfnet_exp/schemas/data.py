@@ -34,8 +34,12 @@ class ImageFolderData:
     stats_images: int | None = 2000
     strict: bool = False
     skip_dir: str | None = None
+    backend: str = "default"
 
     def __post_init__(self) -> None:
+        from ..data.backends import BACKENDS
+
+        one_of(self, "backend", BACKENDS)
         at_least(self, "prefetch_factor", 1)
         at_least(self, "stats_images", 1)
         # the 5-conv models need a conv5 map of at least 1x1 after three poolings

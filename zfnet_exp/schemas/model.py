@@ -24,7 +24,7 @@ structured dict needs one value type for its entries.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any  # noqa: UP035  (OmegaConf reads these annotations)
 
@@ -89,6 +89,10 @@ class ModelConfig:
     scheduler_interval: str = "epoch"
     scheduler_monitor: str | None = None
     label_smoothing: float = 0.0
+    # GPU path (issue 13): NHWC weights/inputs; torch.compile of the training step (diagnostics stay eager)
+    channels_last: bool = False
+    compile: bool = False
+    compile_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from ..models import INIT_SCHEMES, LIBRARIES, list_models, spec_from_config
