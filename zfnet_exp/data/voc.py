@@ -1,0 +1,196 @@
+"""PASCAL VOC 2012 classification in its own layout, with multi-label targets read from the XML annotations.
+
+Layout (``data.root`` is the folder that holds ``VOCdevkit``, or ``VOCdevkit``, or ``VOCdevkit/VOC2012``)::
+
+    VOCdevkit/VOC2012/JPEGImages/2008_000008.jpg
+    VOCdevkit/VOC2012/Annotations/2008_000008.xml      (<object><name>horse</name><difficult>0</difficult>...)
+    VOCdevkit/VOC2012/ImageSets/Main/{train,val,trainval}.txt
+
+Targets are ``int64 [20]``: 1 = the class is present, 0 = absent, and -1 = present *only* as objects marked
+"difficult" when ``include_difficult`` is false. That is the VOC development kit's own convention (its
+classification ground truth marks such images 0 = "difficult" and leaves them out of that class's AP), so
+-1 entries are ignored by the AP metric (``ignore_index=-1``) and count as absent when training. With
+``include_difficult=true`` difficult objects count as ordinary positives.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from ..errors import DataError
+from .samples import SampleListDataset, uint8_eval_transform, uint8_train_transform
+
+VOC_CLASSES = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)  # fmt: skip
+# the names the paper's Table 6 prints, in the same order
+VOC_DISPLAY_NAMES = (
+    "Airplane", "Bicycle", "Bird", "Boat", "Bottle", "Bus", "Car", "Cat", "Chair", "Cow",
+    "Dining table", "Dog", "Horse", "Motorbike", "Person", "Potted plant", "Sheep", "Sofa", "Train", "TV",
+)  # fmt: skip
+IGNORE = -1
+SPLITS = ("train", "val", "trainval")
+
+LAYOUT_HELP = (
+    "Expected the PASCAL VOC layout: <data.root>/VOCdevkit/VOC2012/{JPEGImages/<id>.jpg, Annotations/<id>.xml, "
+    "ImageSets/Main/train.txt|val.txt|trainval.txt}; set data.root to the folder that holds VOCdevkit "
+    "(or to VOCdevkit, or to VOCdevkit/VOC2012)."
+)
+
+
+def find_voc_dir(root: str | Path, year: str = "2012") -> Path:
+    """The ``VOC<year>`` folder under ``root`` (accepted: it, ``VOCdevkit``, or the folder holding ``VOCdevkit``)."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise DataError(f"Dataset folder {root} does not exist. {LAYOUT_HELP}")
+    for candidate in (root, root / f"VOC{year}", root / "VOCdevkit" / f"VOC{year}"):
+        if candidate.name == f"VOC{year}" and candidate.is_dir():
+            missing = [d for d in ("JPEGImages", "Annotations", "ImageSets/Main") if not (candidate / d).is_dir()]
+            if missing:
+                raise DataError(f"{candidate} lacks {', '.join(missing)}. {LAYOUT_HELP}")
+            return candidate
+    found = sorted(p.name for p in root.iterdir())[:8]
+    raise DataError(f"{root} has no VOCdevkit/VOC{year} folder (found: {found or 'nothing'}). {LAYOUT_HELP}")
+
+
+def read_objects(xml_path: str | Path) -> list[tuple[str, bool]]:
+    """``(class name, difficult)`` for every ``<object>`` of an annotation file."""
+    try:
+        tree = ET.parse(xml_path)
+    except (ET.ParseError, OSError) as e:
+        raise DataError(f"Cannot read annotation {xml_path}: {e}. Restore the file from the VOC archive.") from None
+    objects = []
+    for obj in tree.getroot().iter("object"):
+        name = (obj.findtext("name") or "").strip()
+        difficult = (obj.findtext("difficult") or "0").strip() == "1"
+        objects.append((name, difficult))
+    return objects
+
+
+def multilabel_target(objects: list[tuple[str, bool]], include_difficult: bool = False) -> torch.Tensor:
+    """``int64 [20]``: 1 present, 0 absent, -1 (``IGNORE``) present only as difficult objects (unless included)."""
+    target = torch.zeros(len(VOC_CLASSES), dtype=torch.int64)
+    for name, difficult in objects:
+        if name not in VOC_CLASSES:
+            raise DataError(
+                f"Unknown VOC class {name!r} in an annotation; the 20 classes are {', '.join(VOC_CLASSES)}."
+            )
+        c = VOC_CLASSES.index(name)
+        if not difficult or include_difficult:
+            target[c] = 1
+        elif target[c] == 0:
+            target[c] = IGNORE
+    return target
+
+
+class VOCClassification(SampleListDataset):
+    """The images of one ``ImageSets/Main`` list with multi-label targets; items ``(image, target[20], index)``."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        image_set: str = "train",
+        year: str = "2012",
+        include_difficult: bool = False,
+        transform: Callable | None = None,
+    ):
+        if image_set not in SPLITS:
+            raise DataError(
+                f"VOC image set {image_set!r} is not one of {', '.join(SPLITS)} (ImageSets/Main/<set>.txt)."
+            )
+        voc = find_voc_dir(root, str(year))
+        listing = voc / "ImageSets" / "Main" / f"{image_set}.txt"
+        if not listing.is_file():
+            raise DataError(f"{listing} does not exist. {LAYOUT_HELP}")
+        ids = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
+        if not ids:
+            raise DataError(f"{listing} lists no images. {LAYOUT_HELP}")
+        samples = []
+        for image_id in ids:
+            image, xml = voc / "JPEGImages" / f"{image_id}.jpg", voc / "Annotations" / f"{image_id}.xml"
+            if not xml.is_file():
+                raise DataError(f"{listing} lists {image_id} but {xml} does not exist. {LAYOUT_HELP}")
+            samples.append((str(image), multilabel_target(read_objects(xml), include_difficult)))
+        self.image_set = image_set
+        self.voc_dir = voc
+        super().__init__(samples, list(VOC_DISPLAY_NAMES), transform)
+
+    @property
+    def target_matrix(self) -> torch.Tensor:
+        """``[N, 20]`` targets of every image."""
+        return torch.stack(self.targets)
+
+
+class VOCDataModule(L.LightningDataModule):
+    """VOC 2012 classification: train on ``train_split``, evaluate on ``eval_split``. The paper trained on
+    train+val and reported the (server-scored) test set; the test annotations are not public, so the default is
+    train -> val, and ``train_split=trainval`` needs an evaluation split of your own."""
+
+    name = "voc2012"
+
+    def __init__(
+        self,
+        root: str | None = None,
+        year: str = "2012",
+        train_split: str = "train",
+        eval_split: str = "val",
+        include_difficult: bool = False,
+        image_size: int | None = 224,
+        batch_size: int = 64,
+        num_workers: int = 4,
+    ):
+        super().__init__()
+        if root is None:
+            raise DataError(f"data.root is not set. Pass data.root=/path/to/voc. {LAYOUT_HELP}")
+        self.root = Path(root).expanduser()
+        self.year, self.train_split, self.eval_split = str(year), train_split, eval_split
+        self.include_difficult = bool(include_difficult)
+        self.image_size = None if image_size is None else int(image_size)
+        self.batch_size, self.num_workers = int(batch_size), int(num_workers)
+        self.train_set: VOCClassification | None = None
+        self.eval_set: VOCClassification | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            if self.image_size is None:
+                raise DataError("data.image_size is not set (transfer.py takes it from the checkpoint).")
+            make = lambda s: VOCClassification(  # noqa: E731
+                self.root, s, self.year, self.include_difficult, uint8_eval_transform(self.image_size)
+            )
+            self.train_set, self.eval_set = make(self.train_split), make(self.eval_split)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(VOC_DISPLAY_NAMES)
+
+    @property
+    def num_classes(self) -> int:
+        return len(VOC_CLASSES)
+
+    def augmented_train_set(self) -> VOCClassification:
+        self.setup()
+        return self.train_set.with_transform(uint8_train_transform(self.image_size))
+
+    def _loader(self, dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.augmented_train_set(), shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        self.setup()
+        return self._loader(self.eval_set, shuffle=False)
