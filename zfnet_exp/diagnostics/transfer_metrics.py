@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from torchmetrics.classification import MulticlassRecall, MultilabelAveragePrecision
@@ -30,9 +32,13 @@ def mean_per_class_accuracy(preds: torch.Tensor, targets: torch.Tensor, num_clas
 
 def average_precision(scores: torch.Tensor, targets: torch.Tensor, ignore_index: int | None = -1) -> torch.Tensor:
     """Per-class AP ``[C]`` of multi-label ``scores [N,C]`` against ``targets [N,C]`` in {0, 1} (entries equal to
-    ``ignore_index`` are left out of their class, as VOC does with "difficult"-only images)."""
+    ``ignore_index`` are left out of their class, as VOC does with "difficult"-only images). NaN for a class
+    without a positive example (AP is undefined there; torchmetrics would report 0)."""
     metric = MultilabelAveragePrecision(num_labels=scores.shape[1], average="none", ignore_index=ignore_index)
-    return metric(scores.float(), targets.long())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="No positive samples")
+        ap = metric(scores.float(), targets.long())
+    return torch.where((targets == 1).any(0), ap, torch.full_like(ap, float("nan")))
 
 
 def mean_and_std(values) -> tuple[float, float]:

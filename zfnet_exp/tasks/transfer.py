@@ -463,7 +463,7 @@ def run_voc(cfg: DictConfig, dm: VOCDataModule, setup: _Setup, sink: ImageSink, 
     print("\n" + tables.render(rows, "Table 6 - PASCAL VOC 2012 classification, per-class AP %", note), flush=True)
     sink.log_table("transfer/voc2012/table6", rows, step=0)
     write_csv(rows, out_dir / "table6.csv")
-    return {"dataset": dm.name, "ap": ap.tolist(), "mAP": float(ap.mean())}
+    return {"dataset": dm.name, "ap": ap.tolist(), "mAP": float(ap.nanmean())}
 
 
 def _device(name: str) -> torch.device:

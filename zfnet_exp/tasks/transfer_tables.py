@@ -3,6 +3,7 @@ ours beside them. Numbers are (mean, std) in percent; std None where the paper p
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from ..data.voc import VOC_DISPLAY_NAMES
@@ -95,12 +96,15 @@ def table7_rows(dataset: str, classifier: str, layer: int, ours: dict[int, tuple
 
 
 def voc_rows(ours_ap: Sequence[float]) -> list[dict]:
-    """Table 6 rows: per class [A], [B], the paper's "Ours" and this run's AP (%), then the means."""
+    """Table 6 rows: per class [A], [B], the paper's "Ours" and this run's AP (%), then the means (this run's
+    over the classes that have positive evaluation images; "-" marks a class without any)."""
+    ap = [float(v) for v in ours_ap]
     rows = [
-        {"class": name, "[A]": a, "[B]": b, "paper ours": p, "this run": round(100 * float(ap), 1)}
-        for (name, (a, b, p)), ap in zip(TABLE6.items(), ours_ap)
+        {"class": name, "[A]": a, "[B]": b, "paper ours": p, "this run": "-" if math.isnan(v) else round(100 * v, 1)}
+        for (name, (a, b, p)), v in zip(TABLE6.items(), ap)
     ]
-    mean = 100 * sum(float(v) for v in ours_ap) / len(ours_ap)
+    scored = [v for v in ap if not math.isnan(v)]
+    mean = 100 * sum(scored) / max(1, len(scored))
     a, b, p = TABLE6_MEAN
     rows.append({"class": "Mean", "[A]": a, "[B]": b, "paper ours": p, "this run": round(mean, 1)})
     return rows
