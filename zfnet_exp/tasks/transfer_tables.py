@@ -59,11 +59,14 @@ TABLE6 = dict(
 TABLE6_MEAN = (74.3, 82.2, 79.0)
 
 
-def fmt(value: tuple[float, float | None] | None, digits: int = 1) -> str:
+def fmt(value: tuple[float, float | None] | None, paper: bool = False) -> str:
+    """``mean +- std`` with one decimal (the paper's stds keep the digits it prints: 0.33)."""
     if value is None:
         return "-"
     mean, std = value
-    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} +- {std:.{digits}f}"
+    if std is None:
+        return f"{mean:.1f}"
+    return f"{mean:.1f} +- {std:g}" if paper else f"{mean:.1f} +- {std:.1f}"
 
 
 def caltech_rows(dataset: str, ours_label: str, ours: dict[int, tuple[float, float]], paper_row: str) -> list[dict]:
@@ -74,7 +77,7 @@ def caltech_rows(dataset: str, ours_label: str, ours: dict[int, tuple[float, flo
     rows = []
     for method, cells in table["rows"].items():
         row = {"method": f"{method} (paper)"}
-        row.update({f"{n}/class": fmt(cells.get(n)) for n in columns})
+        row.update({f"{n}/class": fmt(cells.get(n), paper=True) for n in columns})
         row["compare"] = "<- same protocol as ours" if method == paper_row else ""
         rows.append(row)
     row = {"method": ours_label}
@@ -90,7 +93,7 @@ def table7_rows(dataset: str, classifier: str, layer: int, ours: dict[int, tuple
     paper = TABLE7.get((classifier, layer), {}).get(dataset)
     label = f"{'SVM' if classifier == 'svm' else 'Softmax'} ({layer})"
     return [
-        {"classifier (layer)": label, "per_class": n, "paper": fmt(paper) if paper else "not in Table 7",
+        {"classifier (layer)": label, "per_class": n, "paper": fmt(paper, paper=True) if paper else "not in Table 7",
          "ours": fmt(ours.get(n)) if n in ours else f"(run transfer.per_class={n})"}
     ]  # fmt: skip
 
