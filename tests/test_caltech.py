@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from zfnet_exp.data.caltech import CaltechDataModule, CaltechDataset, find_categories_dir, protocol_split
-from zfnet_exp.data.samples import uint8_eval_transform
+from zfnet_exp.data.transforms import eval_transform
 from zfnet_exp.diagnostics.transfer_metrics import mean_per_class_accuracy, per_class_accuracy
 from zfnet_exp.errors import DataError
 
@@ -52,13 +52,13 @@ def test_classes_names_and_items(tmp_path):
     background/clutter folders excluded by default and kept with exclude=[]; every item, greyscale and CMYK
     files included, is a uint8 [3,S,S] image whose pixels match PIL's own RGB conversion of the file."""
     make_caltech(tmp_path / "c101", "101", [3, 2, 2])
-    ds = CaltechDataset(tmp_path / "c101", "101", transform=uint8_eval_transform(32))
+    ds = CaltechDataset(tmp_path / "c101", "101", transform=eval_transform(32))
     assert ds.classes == ["Faces_easy", "accordion", "zebra"]  # sorted folder names, case-sensitive like os
     assert ds.targets == [0, 0, 1, 1, 2, 2, 2]
     assert len(CaltechDataset(tmp_path / "c101", "101", exclude=[]).classes) == 4
 
     make_caltech(tmp_path / "c256", "256", [2, 2, 2])
-    ds256 = CaltechDataset(tmp_path / "c256" / "256_ObjectCategories", "256", transform=uint8_eval_transform(32))
+    ds256 = CaltechDataset(tmp_path / "c256" / "256_ObjectCategories", "256", transform=eval_transform(32))
     assert ds256.classes == ["zebra", "accordion", "Faces_easy"]  # 001.zebra, 002.accordion, 003.Faces_easy
     assert "clutter" in CaltechDataset(tmp_path / "c256", "256", exclude=[]).classes
 
@@ -67,7 +67,7 @@ def test_classes_names_and_items(tmp_path):
         assert mode in ("L", "CMYK")
         image, label, index = ds256[[p for p, _ in ds256.samples].index(path)]
         assert image.dtype == torch.uint8 and image.shape == (3, 32, 32) and label == 0
-        oracle = uint8_eval_transform(32)(Image.open(path).convert("RGB"))
+        oracle = eval_transform(32)(Image.open(path).convert("RGB"))
         assert torch.equal(image, oracle), mode
 
 

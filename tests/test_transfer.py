@@ -16,7 +16,7 @@ from test_caltech import make_caltech
 from test_voc import make_voc
 
 from zfnet_exp.data.caltech import CaltechDataset, protocol_split
-from zfnet_exp.data.samples import uint8_eval_transform
+from zfnet_exp.data.transforms import eval_transform
 from zfnet_exp.diagnostics.features import layer_features
 from zfnet_exp.models import create_model
 
@@ -80,17 +80,18 @@ def test_layer_features_match_the_network():
 def test_feature_cache_is_reused(tiny_ckpt, datasets, tmp_path):
     """The second extraction for the same (checkpoint, layer, images) runs no forward pass (counted by a hook)
     and returns the first one's features (stored as float16); another layer is another cache file."""
+    from zfnet_exp.data.normalize import Normalizer
     from zfnet_exp.tasks.analyze import load_checkpoint
-    from zfnet_exp.tasks.transfer import extract_features, feature_cache_path, make_normalizer
+    from zfnet_exp.tasks.transfer import extract_features, feature_cache_path
     from zfnet_exp.utils.checkpoints import resolve_checkpoint
 
     ckpt = resolve_checkpoint(tiny_ckpt)
     model, record = load_checkpoint(ckpt)
-    ds = CaltechDataset(datasets / "c101", "101", transform=uint8_eval_transform(64))
+    ds = CaltechDataset(datasets / "c101", "101", transform=eval_transform(64))
     calls = []
     model.register_forward_pre_hook(lambda *_: calls.append(1))
     path = feature_cache_path(tmp_path, ckpt, 6, 6, ds, 64)
-    kwargs = dict(normalize=make_normalizer(record), device=torch.device("cpu"), batch_size=10, cache_path=path)
+    kwargs = dict(normalize=Normalizer.from_record(record), device=torch.device("cpu"), batch_size=10, cache_path=path)
     first = extract_features(model, ds, 6, **kwargs)
     assert len(calls) == 3 and path.is_file() and first.shape[0] == len(ds)
     second = extract_features(model, ds, 6, **kwargs)

@@ -73,9 +73,9 @@ def test_targets_from_xml_and_the_difficult_rule(tmp_path):
     assert with_difficult[0, c("dog")] == 1 and with_difficult[2, c("person")] == 1
     assert torch.equal(with_difficult.clamp(min=0), with_difficult) and int(with_difficult.sum()) == 8
     assert len(VOCClassification(tmp_path / "VOCdevkit" / "VOC2012", "trainval")) == 8
-    from zfnet_exp.data.samples import uint8_eval_transform
+    from zfnet_exp.data.transforms import eval_transform
 
-    ds.transform = uint8_eval_transform(32)
+    ds.transform = eval_transform(32)
     for i in (1, 2):  # greyscale, CMYK
         image, target, index = ds[i]
         assert image.dtype == torch.uint8 and image.shape == (3, 32, 32) and index == i

@@ -27,7 +27,8 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from ..errors import DataError
-from .samples import IMAGE_SUFFIXES, SampleListDataset, uint8_eval_transform, uint8_train_transform
+from .samples import IMAGE_SUFFIXES, SampleListDataset
+from .transforms import eval_transform, train_transform
 
 VARIANTS = {
     # variant -> (categories folder, folders excluded by default)
@@ -161,7 +162,7 @@ class CaltechDataModule(L.LightningDataModule):
         if self.dataset is None:
             if self.image_size is None:
                 raise DataError("data.image_size is not set (transfer.py takes it from the checkpoint).")
-            self.dataset = CaltechDataset(self.root, self.variant, self.exclude, uint8_eval_transform(self.image_size))
+            self.dataset = CaltechDataset(self.root, self.variant, self.exclude, eval_transform(self.image_size))
 
     @property
     def classes(self) -> list[str]:
@@ -180,7 +181,7 @@ class CaltechDataModule(L.LightningDataModule):
 
     def train_set(self, indices) -> Subset:
         """The training images of a split with the paper's augmentation (random crop + flip)."""
-        return Subset(self.dataset.with_transform(uint8_train_transform(self.image_size)), list(indices))
+        return Subset(self.dataset.with_transform(train_transform(self.image_size)), list(indices))
 
     def _loader(self, dataset, shuffle: bool) -> DataLoader:
         return DataLoader(

@@ -1,8 +1,8 @@
 """A dataset from a list of ``(path, target)`` samples, for layouts that are not ImageFolder (Caltech, PASCAL VOC).
 
 Items are ``(image, target, index)`` like every dataset of this package. Images are read by the package's one
-image reader (``folder._load_rgb``: greyscale and CMYK JPEGs become RGB) and, with the transforms below, stay
-uint8 ``[3,H,W]`` until they reach the device, where the consumer normalizes them.
+image reader (``folder._load_rgb``: greyscale and CMYK JPEGs become RGB) and, with the package's transforms
+(``data.transforms``), stay uint8 ``[3,H,W]`` until they reach the device, where the consumer normalizes them.
 """
 
 from __future__ import annotations
@@ -13,11 +13,9 @@ from typing import Any
 
 import torch
 from torch.utils.data import Dataset
-from torchvision import transforms as T
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from .folder import _load_rgb
-from .transforms import resize_for
 
 IMAGE_SUFFIXES = frozenset(IMG_EXTENSIONS)
 
@@ -49,18 +47,3 @@ class SampleListDataset(Dataset):
         other = copy.copy(self)
         other.transform = transform
         return other
-
-
-def uint8_eval_transform(crop_size: int) -> T.Compose:
-    """The paper's test geometry (shorter side 256, centre 256, centre 224, scaled by ``crop_size / 224``) as
-    uint8 ``[3,H,W]``."""
-    size = resize_for(crop_size)
-    return T.Compose([T.Resize(size), T.CenterCrop(size), T.CenterCrop(crop_size), T.PILToTensor()])
-
-
-def uint8_train_transform(crop_size: int) -> T.Compose:
-    """The paper's training geometry (random ``crop_size`` crop of the centre square + horizontal flip), uint8."""
-    size = resize_for(crop_size)
-    return T.Compose(
-        [T.Resize(size), T.CenterCrop(size), T.RandomCrop(crop_size), T.RandomHorizontalFlip(), T.PILToTensor()]
-    )

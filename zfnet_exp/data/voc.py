@@ -24,7 +24,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..errors import DataError
-from .samples import SampleListDataset, uint8_eval_transform, uint8_train_transform
+from .samples import SampleListDataset
+from .transforms import eval_transform, train_transform
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -162,7 +163,7 @@ class VOCDataModule(L.LightningDataModule):
             if self.image_size is None:
                 raise DataError("data.image_size is not set (transfer.py takes it from the checkpoint).")
             make = lambda s: VOCClassification(  # noqa: E731
-                self.root, s, self.year, self.include_difficult, uint8_eval_transform(self.image_size)
+                self.root, s, self.year, self.include_difficult, eval_transform(self.image_size)
             )
             self.train_set, self.eval_set = make(self.train_split), make(self.eval_split)
 
@@ -176,7 +177,7 @@ class VOCDataModule(L.LightningDataModule):
 
     def augmented_train_set(self) -> VOCClassification:
         self.setup()
-        return self.train_set.with_transform(uint8_train_transform(self.image_size))
+        return self.train_set.with_transform(train_transform(self.image_size))
 
     def _loader(self, dataset, shuffle: bool) -> DataLoader:
         return DataLoader(

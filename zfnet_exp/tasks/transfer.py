@@ -29,7 +29,6 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -41,6 +40,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from ..data.caltech import CaltechDataModule
+from ..data.normalize import Normalizer
 from ..data.voc import IGNORE, VOCDataModule
 from ..diagnostics.features import PAPER_LAYERS, layer_features
 from ..diagnostics.transfer_metrics import average_precision, mean_and_std, mean_per_class_accuracy
@@ -64,20 +64,6 @@ def _progress(iterable, **kwargs):
     """A tqdm bar on a terminal; on a log file a plain line every 30 s instead of a redraw per step."""
     tty = sys.stderr.isatty()
     return tqdm(iterable, mininterval=0.5 if tty else 30, dynamic_ncols=tty, **kwargs)
-
-
-def make_normalizer(record: dict[str, Any]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """uint8 ``[B,3,H,W]`` -> the network input the checkpoint was trained on (``record``: mean, std,
-    normalization, as LitClassifier stores it), applied on the device."""
-    mean = torch.tensor(record["mean"], dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(record["std"], dtype=torch.float32).view(1, 3, 1, 1)
-    paper = record.get("normalization", "standard") == "paper"
-
-    def normalize(x: torch.Tensor) -> torch.Tensor:
-        x = x.float() / 255.0 - mean.to(x.device)
-        return x * 255.0 if paper else x / std.to(x.device)
-
-    return normalize
 
 
 def _check(t: DictConfig) -> list[int]:
@@ -252,7 +238,7 @@ class _Setup:
             self.arch, self.input_size = str(t.arch), int(cfg.data.image_size or 224)
             self.build_kwargs = {}
         self.record = DEFAULT_NORMALIZATION
-        self.normalize = make_normalizer(self.record)
+        self.normalize = Normalizer.from_record(self.record).to(self.device)
 
     def load(self) -> None:
         """The pretrained network and the input normalization it was trained with."""
@@ -265,7 +251,7 @@ class _Setup:
                 f"training with a datamodule); transfer needs it to feed images the way training did."
             )
         self.record = record
-        self.normalize = make_normalizer(record)
+        self.normalize = Normalizer.from_record(record).to(self.device)
 
     def fresh_network(self, num_classes: int, pretrained: bool) -> tuple[nn.Module, set[int] | None]:
         """A network to train: the pretrained one with a new head (and the ids of the head's parameters), or
