@@ -53,7 +53,7 @@ def _transfer(out: Path, *overrides: str) -> dict:
         cfg = compose(
             "transfer",
             overrides=[f"paths.output_dir={out}", "device=cpu", "logger=none", "num_workers=0", "data.num_workers=0",
-                       f"transfer.cache_dir={out.parent / 'features'}", *overrides],
+                       f"transfer.cache_dir={out.parent / 'features'}", "transfer.blas_threads=1", *overrides],
         )  # fmt: skip
     return transfer(cfg)
 
@@ -108,6 +108,7 @@ def test_caltech101_features_softmax_end_to_end(tiny_ckpt, datasets, tmp_path, c
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
 
     out = tmp_path / "run"
     result = _transfer(out, f"ckpt={tiny_ckpt}", "data=caltech101", f"data.root={datasets / 'c101'}",
@@ -129,7 +130,9 @@ def test_caltech101_features_softmax_end_to_end(tiny_ckpt, datasets, tmp_path, c
     ds = CaltechDataset(datasets / "c101", "101")
     y = np.asarray(ds.targets)
     train, test = protocol_split(y, 3, 50, seed=0)
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=0)).fit(feats[train], y[train])
+    with threadpool_limits(1):
+        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=0))
+        clf.fit(feats[train], y[train])
     assert accs[0] == pytest.approx(balanced_accuracy_score(y[test], clf.predict(feats[test])), abs=1e-6)
     assert result["mean_class_acc"][3] == pytest.approx(100 * np.mean(accs))
     assert min(accs) >= 0.6  # colour-coded classes: even a two-step network's features separate them (chance 1/3)

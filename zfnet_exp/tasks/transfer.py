@@ -499,7 +499,10 @@ def transfer(cfg: DictConfig) -> dict:
             hparams.pop("hydra", None)
             lg.log_hyperparams({**hparams, "checkpoint": str(setup.checkpoint)})
         run = run_voc if isinstance(dm, VOCDataModule) else run_caltech
-        result = run(cfg, dm, setup, sink, out_dir)
+        from threadpoolctl import threadpool_limits  # scikit-learn's dependency
+
+        with threadpool_limits(limits=t.get("blas_threads")):  # None: the BLAS default (all cores)
+            result = run(cfg, dm, setup, sink, out_dir)
         status = "success"
     finally:
         for lg in loggers:
