@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from zfnet_exp.data.voc import IGNORE, VOC_CLASSES, VOCClassification, find_voc_dir
+from zfnet_exp.data.voc import IGNORE, VOC_CLASSES, VOCClassification, VOCDataModule, find_voc_dir
 from zfnet_exp.diagnostics.transfer_metrics import average_precision
 from zfnet_exp.errors import DataError
 
@@ -83,7 +83,8 @@ def test_targets_from_xml_and_the_difficult_rule(tmp_path):
 
 
 def test_layout_errors(tmp_path):
-    """A missing folder, a missing sub-folder and a missing split list each say what is expected and what to set."""
+    """A missing folder, a missing sub-folder, an unknown split, and evaluation images that are also training
+    images each say what is expected and what to set."""
     with pytest.raises(DataError, match=r"does not exist.*VOCdevkit/VOC2012/\{JPEGImages.*data\.root"):
         find_voc_dir(tmp_path / "nope")
     (tmp_path / "VOCdevkit" / "VOC2012" / "JPEGImages").mkdir(parents=True)
@@ -92,6 +93,8 @@ def test_layout_errors(tmp_path):
     make_voc(tmp_path)
     with pytest.raises(DataError, match=r"VOC image set 'test' is not one of train, val, trainval"):
         VOCClassification(tmp_path, "test")
+    with pytest.raises(DataError, match=r"train_split=trainval and data\.eval_split=val share 3 images"):
+        VOCDataModule(root=str(tmp_path), train_split="trainval", eval_split="val", image_size=32).setup()
 
 
 def test_average_precision_against_sklearn_and_by_hand():

@@ -165,7 +165,15 @@ class VOCDataModule(L.LightningDataModule):
             make = lambda s: VOCClassification(  # noqa: E731
                 self.root, s, self.year, self.include_difficult, eval_transform(self.image_size)
             )
-            self.train_set, self.eval_set = make(self.train_split), make(self.eval_split)
+            train, evaluation = make(self.train_split), make(self.eval_split)
+            shared = {p for p, _ in train.samples} & {p for p, _ in evaluation.samples}
+            if shared:
+                raise DataError(
+                    f"data.train_split={self.train_split} and data.eval_split={self.eval_split} share {len(shared)} "
+                    f"images, so the scores would be measured on training images. Use train_split=train with "
+                    f"eval_split=val (the default; the paper's train+val -> test needs the evaluation server)."
+                )
+            self.train_set, self.eval_set = train, evaluation
 
     @property
     def classes(self) -> list[str]:
