@@ -1,6 +1,6 @@
 """The transfer task (paper Sec. 5.2): layer features, the feature cache, and short end-to-end runs on Caltech-101,
 Caltech-256 and PASCAL VOC fixtures (real JPEG/XML files in their own layouts) from a tiny trained checkpoint whose
-class count (10) differs from the targets'."""
+class count (4) differs from the targets'."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CONF, TINY_DATA, compose_train
+from conftest import CONF, compose_train
 from test_caltech import make_caltech
 from test_voc import make_voc
 
@@ -22,24 +22,27 @@ from zfnet_exp.models import create_model
 
 
 @pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory, data_dir) -> Path:
-    """A real (two-step) training run on the generated shapes data at 64 px: 10 classes."""
-    from zfnet_exp.tasks.runner import run_task
-    from zfnet_exp.tasks.train import train
-
-    run_dir = tmp_path_factory.mktemp("tiny_train")
-    cfg = compose_train(["debug=smoke", *TINY_DATA, "logger=none", "callbacks=model_checkpoint"], run_dir, data_dir)
-    run_task(train, cfg)
-    return run_dir
-
-
-@pytest.fixture(scope="module")
 def datasets(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("transfer_data")
     make_caltech(root / "c101", "101", [8, 8, 8])
     make_caltech(root / "c256", "256", [7, 7, 7, 7])
     make_voc(root / "voc")
     return root
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory, datasets) -> Path:
+    """A real (two-step) ``train.py data=caltech256`` run at 64 px: a 4-class network, trained on split 0 of
+    the Caltech-256 fixture (3 images per class), to transfer to 3-class Caltech-101 and 20-class VOC."""
+    from zfnet_exp.tasks.runner import run_task
+    from zfnet_exp.tasks.train import train
+
+    run_dir = tmp_path_factory.mktemp("tiny_train")
+    overrides = ["debug=smoke", "logger=none", "callbacks=model_checkpoint", "data=caltech256",
+                 f"data.root={datasets / 'c256'}", "data.image_size=64", "data.per_class=3"]  # fmt: skip
+    cfg = compose_train(overrides, run_dir, tmp_path_factory.mktemp("cache"))
+    run_task(train, cfg)
+    return run_dir
 
 
 def _transfer(out: Path, *overrides: str) -> dict:
@@ -61,6 +64,23 @@ def _transfer(out: Path, *overrides: str) -> dict:
 def _csv(path: Path) -> list[dict]:
     with path.open() as f:
         return list(csv.DictReader(f))
+
+
+def test_train_py_on_caltech256(tiny_ckpt, datasets):
+    """``train.py data=caltech256`` trains on the protocol's split 0: the checkpoint's datamodule state names the
+    4 classes without their NNN. prefix, the head has 4 outputs, and the stored mean is the per-channel pixel
+    mean of exactly that split's 12 training files (reference: numpy over the files' RGB pixels)."""
+    from PIL import Image
+
+    from zfnet_exp.tasks.analyze import load_checkpoint
+
+    model, state = load_checkpoint(tiny_ckpt)
+    assert state["classes"] == ["zebra", "accordion", "Faces_easy", "ant"]
+    assert model.classifier.fc8.out_features == 4
+    ds = CaltechDataset(datasets / "c256", "256")
+    train, _ = protocol_split(ds.targets, 3, 50, seed=0)
+    pixels = np.concatenate([np.asarray(Image.open(ds.samples[i][0]).convert("RGB")).reshape(-1, 3) for i in train])
+    assert state["mean"] == pytest.approx((pixels / 255.0).mean(0).tolist(), abs=1e-5)
 
 
 def test_layer_features_match_the_network():
@@ -165,7 +185,7 @@ def test_caltech256_svm_sweep_and_fig9(tiny_ckpt, datasets, tmp_path, capsys):
 )
 def test_caltech101_trained_network_end_to_end(tiny_ckpt, datasets, tmp_path, capsys, mode, label, paper_row):
     """The "non-pretrained" baseline (the checkpoint's architecture re-initialized) and fine-tuning (the pretrained
-    network with its 10-class head replaced by a 3-class one), trained 1 epoch: the row printed beside the
+    network with its 4-class head replaced by a 3-class one), trained 1 epoch: the row printed beside the
     paper's row of the same protocol holds the score of splits.csv."""
     out = tmp_path / "run"
     overrides = [f"transfer.mode={mode}", "transfer.epochs=1", "transfer.per_class=3", "transfer.splits=1"]

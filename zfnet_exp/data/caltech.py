@@ -17,17 +17,18 @@ the mean of per-class accuracies, reported as mean and standard deviation over 5
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import lightning as L
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Subset
 
 from ..errors import DataError
+from .datamodule import ImageFolderDataModule
 from .samples import IMAGE_SUFFIXES, SampleListDataset
+from .stats import channel_stats
 from .transforms import eval_transform, train_transform
 
 VARIANTS = {
@@ -129,74 +130,77 @@ def protocol_split(
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-class CaltechDataModule(L.LightningDataModule):
-    """Caltech-101/256 as a datamodule: ``dataset`` (every image, eval geometry) for feature extraction, and
-    ``split(seed, per_class)`` for the protocol; the loaders serve split ``split_seed`` (uint8 batches)."""
+class CaltechDataModule(ImageFolderDataModule):
+    """Caltech-101/256 as a datamodule.
+
+    transfer.py uses :meth:`scan` (``dataset``: every image, eval geometry, for feature extraction) and
+    :meth:`split`; train.py uses the usual loaders over split ``split_seed`` with ``per_class`` training images
+    per class (its "val" = that split's test images), uint8 batches normalized on the device with the training
+    images' channel statistics (``mean``/``std`` null: computed from them and cached under ``cache_dir``)."""
 
     def __init__(
         self,
         root: str | None = None,
         variant: str = "101",
         exclude: Sequence[str] | None = None,
-        image_size: int | None = 224,
+        image_size: int | None = None,
         per_class: int = 30,
         test_per_class: int | None = 50,
         split_seed: int = 0,
-        batch_size: int = 64,
-        num_workers: int = 4,
+        **kwargs,
     ):
-        super().__init__()
         if root is None:
             raise DataError(f"data.root is not set. Pass data.root=/path/to/caltech. {_layout_help(str(variant))}")
-        self.root = Path(root).expanduser()
+        super().__init__(root=root, image_size=image_size or 224, **kwargs)
         self.variant = str(variant)
         self.exclude = None if exclude is None else list(exclude)
-        self.image_size = None if image_size is None else int(image_size)
         self.per_class, self.test_per_class, self.split_seed = int(per_class), test_per_class, int(split_seed)
-        self.batch_size, self.num_workers = int(batch_size), int(num_workers)
         self.dataset: CaltechDataset | None = None
 
     name = property(lambda self: f"caltech{self.variant}")
 
-    def setup(self, stage: str | None = None) -> None:
+    def scan(self) -> CaltechDataset:
+        """Every image of the dataset (a wrong layout is a DataError here, before anything is built)."""
         if self.dataset is None:
-            if self.image_size is None:
-                raise DataError("data.image_size is not set (transfer.py takes it from the checkpoint).")
             self.dataset = CaltechDataset(self.root, self.variant, self.exclude, eval_transform(self.image_size))
+        return self.dataset
 
     @property
     def classes(self) -> list[str]:
-        self.setup()
-        return list(self.dataset.classes)
+        return list(self.scan().classes)
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
     def split(self, seed: int, per_class: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        self.setup()
-        return protocol_split(
-            self.dataset.targets, per_class or self.per_class, self.test_per_class, seed, self.dataset.classes
-        )
+        ds = self.scan()
+        return protocol_split(ds.targets, per_class or self.per_class, self.test_per_class, seed, ds.classes)
 
-    def train_set(self, indices) -> Subset:
-        """The training images of a split with the paper's augmentation (random crop + flip)."""
-        return Subset(self.dataset.with_transform(train_transform(self.image_size)), list(indices))
+    def augmented(self, indices) -> SampleListDataset:
+        """The given images with the paper's training augmentation (random crop + flip)."""
+        return self.scan().subset(indices, train_transform(self.image_size))
 
-    def _loader(self, dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            pin_memory=torch.cuda.is_available(),
-            persistent_workers=self.num_workers > 0,
-        )
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        train, test = self.split(self.split_seed)
+        self.train_set = self.augmented(train)
+        self.val_set = self.dataset.subset(test, eval_transform(self.image_size))
+        if self.normalizer is None:  # load_state_dict (resume) may have restored it already
+            if self.mean is None or self.std is None:
+                self.mean, self.std = self._train_stats()
+            self._build_normalizer()
 
-    def train_dataloader(self) -> DataLoader:
-        train, _ = self.split(self.split_seed)
-        return self._loader(self.train_set(train), shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        _, test = self.split(self.split_seed)
-        return self._loader(Subset(self.dataset, list(test)), shuffle=False)
+    def _train_stats(self) -> tuple[list[float], list[float]]:
+        files = [p for p, _ in self.train_set.samples]
+        key = hashlib.sha1("\n".join(files).encode()).hexdigest()[:12]
+        cache = self.cache_dir / "stats" / f"{self.name}-{key}.json" if self.cache_dir else None
+        if cache is not None and cache.is_file():
+            m = json.loads(cache.read_text())
+            return m["mean"], m["std"]
+        mean, std = channel_stats(files)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps({"root": str(self.root), "mean": mean, "std": std}))
+        return mean, std

@@ -47,3 +47,10 @@ class SampleListDataset(Dataset):
         other = copy.copy(self)
         other.transform = transform
         return other
+
+    def subset(self, indices, transform: Callable | None = None) -> SampleListDataset:
+        """A dataset of the given samples only (indices renumbered from 0, so an item's index points into it),
+        read with ``transform`` (None: this dataset's)."""
+        other = self.with_transform(self.transform if transform is None else transform)
+        other.samples = [self.samples[int(i)] for i in indices]
+        return other

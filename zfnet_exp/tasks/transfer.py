@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..data.caltech import CaltechDataModule
@@ -274,7 +274,7 @@ def _method_label(t: DictConfig) -> str:
 def run_caltech(cfg: DictConfig, dm: CaltechDataModule, setup: _Setup, sink: ImageSink, out_dir: Path) -> dict:
     t = cfg.transfer
     per_class_list = _check(t)
-    dm.setup()
+    dm.scan()
     targets = np.asarray(dm.dataset.targets)
     num_classes = dm.num_classes
     print(
@@ -311,10 +311,10 @@ def run_caltech(cfg: DictConfig, dm: CaltechDataModule, setup: _Setup, sink: Ima
             else:
                 torch.manual_seed(seed)
                 net, new = setup.fresh_network(num_classes, pretrained=t.mode == "finetune")
-                train_network(net, dm.train_set(train_idx), t, setup.normalize, setup.device, new, int(cfg.num_workers))
+                train_network(net, dm.augmented(train_idx), t, setup.normalize, setup.device, new, int(cfg.num_workers))
                 preds = predict(
                     net,
-                    Subset(dm.dataset, list(test_idx)),
+                    dm.dataset.subset(test_idx),
                     setup.normalize,
                     setup.device,
                     int(cfg.batch_size),
@@ -485,9 +485,11 @@ def transfer(cfg: DictConfig) -> dict:
             f"(its fc6 is sized for them); leave data.image_size unset (null) to use the checkpoint's."
         )
     dm = instantiate(cfg.data)
-    dm.setup()  # a wrong layout stops here, before the network is loaded
+    # a wrong layout stops here, before the network is loaded, and so does a class too small for the largest N
     if isinstance(dm, CaltechDataModule):
-        dm.split(int(t.seed), max(_check(t)))  # and so does a class too small for the largest N
+        dm.split(int(t.seed), max(_check(t)))
+    else:
+        dm.setup()
     setup.load()
     out_dir = Path(cfg.paths.output_dir)
     loggers = instantiate_group(cfg.get("logger"), "logger")
