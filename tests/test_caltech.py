@@ -53,14 +53,15 @@ def test_classes_names_and_items(tmp_path):
     files included, is a uint8 [3,S,S] image whose pixels match PIL's own RGB conversion of the file."""
     make_caltech(tmp_path / "c101", "101", [3, 2, 2])
     ds = CaltechDataset(tmp_path / "c101", "101", transform=eval_transform(32))
-    assert ds.classes == ["Faces_easy", "accordion", "zebra"]  # sorted folder names, case-sensitive like os
+    assert ds.class_names == ds.classes == ["Faces_easy", "accordion", "zebra"]  # sorted folder names (bytewise)
     assert ds.targets == [0, 0, 1, 1, 2, 2, 2]
-    assert len(CaltechDataset(tmp_path / "c101", "101", exclude=[]).classes) == 4
+    assert CaltechDataset(tmp_path / "c101", "101", exclude=[]).classes[0] == "BACKGROUND_Google"
 
     make_caltech(tmp_path / "c256", "256", [2, 2, 2])
     ds256 = CaltechDataset(tmp_path / "c256" / "256_ObjectCategories", "256", transform=eval_transform(32))
-    assert ds256.classes == ["zebra", "accordion", "Faces_easy"]  # 001.zebra, 002.accordion, 003.Faces_easy
-    assert "clutter" in CaltechDataset(tmp_path / "c256", "256", exclude=[]).classes
+    assert ds256.classes == ["001.zebra", "002.accordion", "003.Faces_easy"]
+    assert ds256.class_names == ["zebra", "accordion", "Faces_easy"]
+    assert "clutter" in CaltechDataset(tmp_path / "c256", "256", exclude=[]).class_names
 
     for path in (ds256.samples[0][0], ds256.samples[1][0]):  # the greyscale, then the CMYK file of 001.zebra
         mode = Image.open(path).mode
@@ -69,6 +70,23 @@ def test_classes_names_and_items(tmp_path):
         assert image.dtype == torch.uint8 and image.shape == (3, 32, 32) and label == 0
         oracle = eval_transform(32)(Image.open(path).convert("RGB"))
         assert torch.equal(image, oracle), mode
+
+
+def test_unreadable_file_is_skipped_and_counted(tmp_path):
+    """A truncated JPEG in a class folder is replaced by the next readable image and counted once (the package's
+    shared skip-and-count loader); with strict=True it is a DataError naming the file."""
+    make_caltech(tmp_path, "101", [3, 2])
+    bad = tmp_path / "101_ObjectCategories" / "accordion" / "image_0001.jpg"
+    bad.write_bytes(bad.read_bytes()[:200])
+    ds = CaltechDataset(tmp_path, "101", transform=eval_transform(32))
+    i = [p for p, _ in ds.samples].index(str(bad))
+    with pytest.warns(UserWarning, match="image_0001.jpg"):
+        image, label, index = ds[i]
+    assert index == i + 1 and label == ds.targets[i + 1] and image.shape == (3, 32, 32)
+    ds[i]
+    assert list(ds.skipped) == [str(bad)]
+    with pytest.raises(DataError, match="image_0001.jpg"):
+        CaltechDataset(tmp_path, "101", strict=True)[i]
 
 
 def test_layout_errors_name_the_expected_tree(tmp_path):

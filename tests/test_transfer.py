@@ -69,8 +69,10 @@ def _csv(path: Path) -> list[dict]:
 def test_train_py_on_caltech256(tiny_ckpt, datasets):
     """``train.py data=caltech256`` trains on the protocol's split 0: the checkpoint's datamodule state names the
     4 classes without their NNN. prefix, the head has 4 outputs, and the stored mean is the per-channel pixel
-    mean of exactly that split's 12 training files (reference: numpy over the files' RGB pixels)."""
+    mean of exactly that split's 12 training files in the paper's centre geometry (reference: torchvision's
+    Resize + CenterCrop at 73 px = 64 * 256/224, then numpy)."""
     from PIL import Image
+    from torchvision import transforms as T
 
     from zfnet_exp.tasks.analyze import load_checkpoint
 
@@ -79,7 +81,10 @@ def test_train_py_on_caltech256(tiny_ckpt, datasets):
     assert model.classifier.fc8.out_features == 4
     ds = CaltechDataset(datasets / "c256", "256")
     train, _ = protocol_split(ds.targets, 3, 50, seed=0)
-    pixels = np.concatenate([np.asarray(Image.open(ds.samples[i][0]).convert("RGB")).reshape(-1, 3) for i in train])
+    centre = T.Compose([T.Resize(73), T.CenterCrop(73)])
+    pixels = np.concatenate(
+        [np.asarray(centre(Image.open(ds.samples[i][0]).convert("RGB"))).reshape(-1, 3) for i in train]
+    )
     assert state["mean"] == pytest.approx((pixels / 255.0).mean(0).tolist(), abs=1e-5)
 
 

@@ -17,8 +17,7 @@ the mean of per-class accuracies, reported as mean and standard deviation over 5
 
 from __future__ import annotations
 
-import hashlib
-import json
+import copy
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,8 +26,7 @@ import numpy as np
 
 from ..errors import DataError
 from .datamodule import ImageFolderDataModule
-from .samples import IMAGE_SUFFIXES, SampleListDataset
-from .stats import channel_stats
+from .folder import SampleList, SkipLog, is_image_file
 from .transforms import eval_transform, train_transform
 
 VARIANTS = {
@@ -69,9 +67,22 @@ def find_categories_dir(root: str | Path, variant: str) -> Path:
     raise DataError(f"{root} has no {cats} folder (found: {found or 'nothing'}). {_layout_help(variant)}")
 
 
-class CaltechDataset(SampleListDataset):
+def derived(dataset: SampleList, indices=None, transform: Callable | None = None) -> SampleList:
+    """A copy of ``dataset`` over the given samples only (indices renumbered from 0, so an item's index points
+    into the copy) and/or read with another ``transform``; same skip log, strictness and class names."""
+    other = copy.copy(dataset)
+    if indices is not None:
+        other.samples = [dataset.samples[int(i)] for i in indices]
+        other.targets = [t for _, t in other.samples]
+    if transform is not None:
+        other.transform = transform
+    return other
+
+
+class CaltechDataset(SampleList):
     """Every image of every (non-excluded) class; items ``(image, label, index)``, image as the transform
-    returns it (uint8 [3,H,W] with the default transforms of this package)."""
+    returns it (uint8 [3,H,W] with ``data.transforms``). ``classes`` are the folder names, ``class_names`` the
+    human-readable names. Unreadable files are skipped and counted (``strict``: an error naming the file)."""
 
     def __init__(
         self,
@@ -79,6 +90,9 @@ class CaltechDataset(SampleListDataset):
         variant: str = "101",
         exclude: Sequence[str] | None = None,
         transform: Callable | None = None,
+        *,
+        strict: bool = False,
+        skip_log: SkipLog | None = None,
     ):
         variant = str(variant)
         cats_dir = find_categories_dir(root, variant)
@@ -86,15 +100,20 @@ class CaltechDataset(SampleListDataset):
         folders = sorted(p.name for p in cats_dir.iterdir() if p.is_dir() and p.name not in exclude)
         samples: list[tuple[str, int]] = []
         for label, folder in enumerate(folders):
-            files = sorted(
-                f for f in (cats_dir / folder).iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-            )
+            files = sorted(f for f in (cats_dir / folder).iterdir() if f.is_file() and is_image_file(f))
             samples += [(str(f), label) for f in files]
         if not samples:
             raise DataError(f"{cats_dir} holds no images in class folders. {_layout_help(variant)}")
         self.variant = variant
-        self.folders = folders
-        super().__init__(samples, [class_name(f) for f in folders], transform)
+        super().__init__(
+            samples,
+            folders,
+            transform,
+            class_names=[class_name(f) for f in folders],
+            strict=strict,
+            skip_log=skip_log,
+            root=cats_dir,
+        )
 
 
 def protocol_split(
@@ -136,7 +155,7 @@ class CaltechDataModule(ImageFolderDataModule):
     transfer.py uses :meth:`scan` (``dataset``: every image, eval geometry, for feature extraction) and
     :meth:`split`; train.py uses the usual loaders over split ``split_seed`` with ``per_class`` training images
     per class (its "val" = that split's test images), uint8 batches normalized on the device with the training
-    images' channel statistics (``mean``/``std`` null: computed from them and cached under ``cache_dir``)."""
+    images' statistics. Unreadable files are skipped and counted like everywhere (``data.strict``)."""
 
     def __init__(
         self,
@@ -153,6 +172,7 @@ class CaltechDataModule(ImageFolderDataModule):
             raise DataError(f"data.root is not set. Pass data.root=/path/to/caltech. {_layout_help(str(variant))}")
         super().__init__(root=root, image_size=image_size or 224, **kwargs)
         self.variant = str(variant)
+        self.layout_tree = _layout_help(self.variant)
         self.exclude = None if exclude is None else list(exclude)
         self.per_class, self.test_per_class, self.split_seed = int(per_class), test_per_class, int(split_seed)
         self.dataset: CaltechDataset | None = None
@@ -162,45 +182,31 @@ class CaltechDataModule(ImageFolderDataModule):
     def scan(self) -> CaltechDataset:
         """Every image of the dataset (a wrong layout is a DataError here, before anything is built)."""
         if self.dataset is None:
-            self.dataset = CaltechDataset(self.root, self.variant, self.exclude, eval_transform(self.image_size))
+            self.dataset = CaltechDataset(
+                self.root, self.variant, self.exclude, eval_transform(self.image_size), **self._split_kwargs()
+            )
         return self.dataset
 
     @property
     def classes(self) -> list[str]:
+        return self.scan().class_names
+
+    @property
+    def class_ids(self) -> list[str]:
         return list(self.scan().classes)
 
     @property
     def num_classes(self) -> int:
-        return len(self.classes)
+        return len(self.scan().classes)
 
     def split(self, seed: int, per_class: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         ds = self.scan()
-        return protocol_split(ds.targets, per_class or self.per_class, self.test_per_class, seed, ds.classes)
+        return protocol_split(ds.targets, per_class or self.per_class, self.test_per_class, seed, ds.class_names)
 
-    def augmented(self, indices) -> SampleListDataset:
+    def augmented(self, indices) -> SampleList:
         """The given images with the paper's training augmentation (random crop + flip)."""
-        return self.scan().subset(indices, train_transform(self.image_size))
+        return derived(self.scan(), indices, train_transform(self.image_size))
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
+    def build_splits(self) -> tuple[SampleList, SampleList]:
         train, test = self.split(self.split_seed)
-        self.train_set = self.augmented(train)
-        self.val_set = self.dataset.subset(test, eval_transform(self.image_size))
-        if self.normalizer is None:  # load_state_dict (resume) may have restored it already
-            if self.mean is None or self.std is None:
-                self.mean, self.std = self._train_stats()
-            self._build_normalizer()
-
-    def _train_stats(self) -> tuple[list[float], list[float]]:
-        files = [p for p, _ in self.train_set.samples]
-        key = hashlib.sha1("\n".join(files).encode()).hexdigest()[:12]
-        cache = self.cache_dir / "stats" / f"{self.name}-{key}.json" if self.cache_dir else None
-        if cache is not None and cache.is_file():
-            m = json.loads(cache.read_text())
-            return m["mean"], m["std"]
-        mean, std = channel_stats(files)
-        if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_text(json.dumps({"root": str(self.root), "mean": mean, "std": std}))
-        return mean, std
+        return derived(self.scan(), train), derived(self.scan(), test)

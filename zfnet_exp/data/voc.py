@@ -24,7 +24,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..errors import DataError
-from .samples import SampleListDataset
+from .caltech import derived
+from .folder import SampleList, SkipLog
 from .transforms import eval_transform, train_transform
 
 VOC_CLASSES = (
@@ -91,7 +92,7 @@ def multilabel_target(objects: list[tuple[str, bool]], include_difficult: bool =
     return target
 
 
-class VOCClassification(SampleListDataset):
+class VOCClassification(SampleList):
     """The images of one ``ImageSets/Main`` list with multi-label targets; items ``(image, target[20], index)``."""
 
     def __init__(
@@ -101,6 +102,9 @@ class VOCClassification(SampleListDataset):
         year: str = "2012",
         include_difficult: bool = False,
         transform: Callable | None = None,
+        *,
+        strict: bool = False,
+        skip_log: SkipLog | None = None,
     ):
         if image_set not in SPLITS:
             raise DataError(
@@ -121,7 +125,15 @@ class VOCClassification(SampleListDataset):
             samples.append((str(image), multilabel_target(read_objects(xml), include_difficult)))
         self.image_set = image_set
         self.voc_dir = voc
-        super().__init__(samples, list(VOC_DISPLAY_NAMES), transform)
+        super().__init__(
+            samples,
+            list(VOC_CLASSES),
+            transform,
+            class_names=VOC_DISPLAY_NAMES,
+            strict=strict,
+            skip_log=skip_log,
+            root=voc,
+        )
 
     @property
     def target_matrix(self) -> torch.Tensor:
@@ -146,10 +158,13 @@ class VOCDataModule(L.LightningDataModule):
         image_size: int | None = 224,
         batch_size: int = 64,
         num_workers: int = 4,
+        strict: bool = False,
+        skip_dir: str | None = None,
     ):
         super().__init__()
         if root is None:
             raise DataError(f"data.root is not set. Pass data.root=/path/to/voc. {LAYOUT_HELP}")
+        self.strict, self.skip_log = bool(strict), SkipLog(skip_dir)
         self.root = Path(root).expanduser()
         self.year, self.train_split, self.eval_split = str(year), train_split, eval_split
         self.include_difficult = bool(include_difficult)
@@ -163,7 +178,13 @@ class VOCDataModule(L.LightningDataModule):
             if self.image_size is None:
                 raise DataError("data.image_size is not set (transfer.py takes it from the checkpoint).")
             make = lambda s: VOCClassification(  # noqa: E731
-                self.root, s, self.year, self.include_difficult, eval_transform(self.image_size)
+                self.root,
+                s,
+                self.year,
+                self.include_difficult,
+                eval_transform(self.image_size),
+                strict=self.strict,
+                skip_log=self.skip_log,
             )
             train, evaluation = make(self.train_split), make(self.eval_split)
             shared = {p for p, _ in train.samples} & {p for p, _ in evaluation.samples}
@@ -180,12 +201,17 @@ class VOCDataModule(L.LightningDataModule):
         return list(VOC_DISPLAY_NAMES)
 
     @property
+    def skipped_files(self) -> dict[str, str]:
+        """``{path: reason}`` of every unreadable image skipped so far (DataLoader workers included)."""
+        return self.skip_log.entries()
+
+    @property
     def num_classes(self) -> int:
         return len(VOC_CLASSES)
 
     def augmented_train_set(self) -> VOCClassification:
         self.setup()
-        return self.train_set.with_transform(train_transform(self.image_size))
+        return derived(self.train_set, transform=train_transform(self.image_size))
 
     def _loader(self, dataset, shuffle: bool) -> DataLoader:
         return DataLoader(

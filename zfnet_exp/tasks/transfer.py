@@ -39,7 +39,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..data.caltech import CaltechDataModule
+from ..data.caltech import CaltechDataModule, derived
 from ..data.normalize import Normalizer
 from ..data.voc import IGNORE, VOCDataModule
 from ..diagnostics.features import PAPER_LAYERS, layer_features
@@ -314,7 +314,7 @@ def run_caltech(cfg: DictConfig, dm: CaltechDataModule, setup: _Setup, sink: Ima
                 train_network(net, dm.augmented(train_idx), t, setup.normalize, setup.device, new, int(cfg.num_workers))
                 preds = predict(
                     net,
-                    dm.dataset.subset(test_idx),
+                    derived(dm.dataset, test_idx),
                     setup.normalize,
                     setup.device,
                     int(cfg.batch_size),
@@ -510,5 +510,14 @@ def transfer(cfg: DictConfig) -> dict:
         for lg in loggers:
             lg.finalize(status)
         finish_wandb()
+    skipped = dm.skipped_files
+    result["skipped_files"] = len(skipped)
+    if skipped:
+        write_csv([{"path": p, "reason": r} for p, r in skipped.items()], out_dir / "skipped_files.csv")
+        print(
+            f"Skipped {len(skipped)} unreadable image(s) (each replaced by the next readable one): "
+            f"{out_dir / 'skipped_files.csv'}",
+            flush=True,
+        )
     print(f"Done: results in {out_dir}", flush=True)
     return result
