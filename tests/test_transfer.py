@@ -102,27 +102,33 @@ def test_layer_features_match_the_network():
     assert layer_features(model, x, 1, grid=6).shape == (2, 96 * 36)
 
 
-def test_feature_cache_is_reused(tiny_ckpt, datasets, tmp_path):
+def test_feature_cache_is_reused(tiny_ckpt, tmp_path):
     """The second extraction for the same (checkpoint, layer, images) runs no forward pass (counted by a hook)
-    and returns the first one's features (stored as float16); another layer is another cache file."""
+    and returns the first one's features (stored as float16) and readable mask; another layer is another cache
+    file. A truncated JPEG is marked unreadable (its row holds the next image, so it must be left out)."""
     from zfnet_exp.data.normalize import Normalizer
     from zfnet_exp.tasks.analyze import load_checkpoint
     from zfnet_exp.tasks.transfer import extract_features, feature_cache_path
     from zfnet_exp.utils.checkpoints import resolve_checkpoint
 
+    make_caltech(tmp_path / "c101", "101", [4, 3, 3])
+    bad = tmp_path / "c101" / "101_ObjectCategories" / "accordion" / "image_0002.jpg"
+    bad.write_bytes(bad.read_bytes()[:200])
     ckpt = resolve_checkpoint(tiny_ckpt)
     model, record = load_checkpoint(ckpt)
-    ds = CaltechDataset(datasets / "c101", "101", transform=eval_transform(64))
+    ds = CaltechDataset(tmp_path / "c101", "101", transform=eval_transform(64))
     calls = []
     model.register_forward_pre_hook(lambda *_: calls.append(1))
-    path = feature_cache_path(tmp_path, ckpt, 6, 6, ds, 64)
-    kwargs = dict(normalize=Normalizer.from_record(record), device=torch.device("cpu"), batch_size=10, cache_path=path)
-    first = extract_features(model, ds, 6, **kwargs)
-    assert len(calls) == 3 and path.is_file() and first.shape[0] == len(ds)
-    second = extract_features(model, ds, 6, **kwargs)
-    assert len(calls) == 3
+    path = feature_cache_path(tmp_path / "cache", ckpt, 6, 6, ds, 64)
+    kwargs = dict(normalize=Normalizer.from_record(record), device=torch.device("cpu"), batch_size=4, cache_path=path)
+    with pytest.warns(UserWarning, match="image_0002.jpg"):
+        first, readable = extract_features(model, ds, 6, **kwargs)
+    assert len(calls) == 3 and path.is_file() and first.shape[0] == len(ds) == 10
+    assert readable.tolist() == [i != [p for p, _ in ds.samples].index(str(bad)) for i in range(10)]
+    second, readable2 = extract_features(model, ds, 6, **kwargs)
+    assert len(calls) == 3 and torch.equal(readable2, readable)
     assert torch.allclose(second, first, rtol=1e-3, atol=1e-3)
-    assert feature_cache_path(tmp_path, ckpt, 5, 6, ds, 64) != path
+    assert feature_cache_path(tmp_path / "cache", ckpt, 5, 6, ds, 64) != path
 
 
 def test_caltech101_features_softmax_end_to_end(tiny_ckpt, datasets, tmp_path, capsys):

@@ -162,7 +162,7 @@ class CaltechDataModule(ImageFolderDataModule):
         root: str | None = None,
         variant: str = "101",
         exclude: Sequence[str] | None = None,
-        image_size: int | None = None,
+        image_size: int = 224,
         per_class: int = 30,
         test_per_class: int | None = 50,
         split_seed: int = 0,
@@ -170,7 +170,7 @@ class CaltechDataModule(ImageFolderDataModule):
     ):
         if root is None:
             raise DataError(f"data.root is not set. Pass data.root=/path/to/caltech. {_layout_help(str(variant))}")
-        super().__init__(root=root, image_size=image_size or 224, **kwargs)
+        super().__init__(root=root, image_size=image_size, **kwargs)
         self.variant = str(variant)
         self.layout_tree = _layout_help(self.variant)
         self.exclude = None if exclude is None else list(exclude)

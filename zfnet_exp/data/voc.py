@@ -155,7 +155,7 @@ class VOCDataModule(L.LightningDataModule):
         train_split: str = "train",
         eval_split: str = "val",
         include_difficult: bool = False,
-        image_size: int | None = 224,
+        image_size: int = 224,
         batch_size: int = 64,
         num_workers: int = 4,
         strict: bool = False,
@@ -168,15 +168,13 @@ class VOCDataModule(L.LightningDataModule):
         self.root = Path(root).expanduser()
         self.year, self.train_split, self.eval_split = str(year), train_split, eval_split
         self.include_difficult = bool(include_difficult)
-        self.image_size = None if image_size is None else int(image_size)
+        self.image_size = int(image_size)
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)
         self.train_set: VOCClassification | None = None
         self.eval_set: VOCClassification | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
-            if self.image_size is None:
-                raise DataError("data.image_size is not set (transfer.py takes it from the checkpoint).")
             make = lambda s: VOCClassification(  # noqa: E731
                 self.root,
                 s,

@@ -39,7 +39,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..data.caltech import CaltechDataModule, derived
+from ..data.caltech import CaltechDataModule, derived, protocol_split
 from ..data.normalize import Normalizer
 from ..data.voc import IGNORE, VOCDataModule
 from ..diagnostics.features import PAPER_LAYERS, layer_features
@@ -116,23 +116,30 @@ def extract_features(
     batch_size: int = 64,
     num_workers: int = 0,
     cache_path: Path | None = None,
-) -> torch.Tensor:
-    """``[N, D]`` float32 features of every image of ``dataset`` (in dataset order). With ``cache_path``, a
-    cached file is read instead of running the network, and a fresh extraction is written there (float16:
-    half the disk, far below the precision a linear classifier needs) atomically."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[N, D]`` float32 features of every image of ``dataset`` (in dataset order) and ``readable [N]`` (bool):
+    False where the file could not be read (the loader put the next image in its place; such rows must be
+    left out, not labelled with the unreadable file's class). With ``cache_path``, a cached file is read
+    instead of running the network, and a fresh extraction is written there (float16: half the disk, far below
+    the precision a linear classifier needs) atomically."""
     if cache_path is not None and cache_path.is_file():
         print(f"Features: {cache_path} (cached)", flush=True)
-        return torch.load(cache_path, map_location="cpu")["features"].float()
-    chunks = []
-    for x, _, _ in _progress(_loader(dataset, batch_size, num_workers), desc=f"features layer {layer}", unit="batch"):
+        cached = torch.load(cache_path, map_location="cpu")
+        return cached["features"].float(), cached["readable"]
+    chunks, readable = [], []
+    loader = _loader(dataset, batch_size, num_workers)
+    start = 0
+    for x, _, index in _progress(loader, desc=f"features layer {layer}", unit="batch"):
         chunks.append(layer_features(model, normalize(x.to(device)), layer, grid).cpu())
-    features = torch.cat(chunks)
+        readable.append(index == torch.arange(start, start + len(index)))
+        start += len(index)
+    features, readable = torch.cat(chunks), torch.cat(readable)
     if cache_path is not None:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"features": features.half(), "layer": layer, "grid": grid}, tmp)
+        torch.save({"features": features.half(), "readable": readable, "layer": layer, "grid": grid}, tmp)
         os.replace(tmp, cache_path)
-    return features
+    return features, readable
 
 
 def make_classifier(kind: str, C: float, max_iter: int, seed: int):
@@ -212,9 +219,15 @@ def train_network(
 @torch.no_grad()
 def predict(
     net: nn.Module, dataset: Dataset, normalize: Callable, device: torch.device, batch_size: int, num_workers: int = 0
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits of every item and the dataset index each row actually comes from (an unreadable file's row holds
+    the next readable image, which is then scored against its own target)."""
     net.eval()
-    return torch.cat([net(normalize(x.to(device))).cpu() for x, _, _ in _loader(dataset, batch_size, num_workers)])
+    logits, indices = [], []
+    for x, _, index in _loader(dataset, batch_size, num_workers):
+        logits.append(net(normalize(x.to(device))).cpu())
+        indices.append(index)
+    return torch.cat(logits), torch.cat(indices)
 
 
 class _Setup:
@@ -235,7 +248,7 @@ class _Setup:
             self.arch, self.input_size = hp["arch"], int(hp["input_size"])
             self.build_kwargs = {k: hp[k] for k in ("init", "init_std") if k in hp} | dict(hp.get("overrides") or {})
         else:
-            self.arch, self.input_size = str(t.arch), int(cfg.data.image_size or 224)
+            self.arch, self.input_size = str(t.arch), int(cfg.data.image_size)
             self.build_kwargs = {}
         self.record = DEFAULT_NORMALIZATION
         self.normalize = Normalizer.from_record(self.record).to(self.device)
@@ -281,14 +294,14 @@ def run_caltech(cfg: DictConfig, dm: CaltechDataModule, setup: _Setup, sink: Ima
         f"{dm.name}: {len(dm.dataset)} images, {num_classes} classes; N = {per_class_list}, {t.splits} splits",
         flush=True,
     )
-    features = None
+    features, keep = None, np.arange(len(targets))
     if t.mode == "features":
         cache = None
         if t.cache_dir:
             cache = feature_cache_path(
                 t.cache_dir, setup.checkpoint, int(t.layer), int(t.grid), dm.dataset, dm.image_size
             )
-        features = extract_features(
+        features, readable = extract_features(
             setup.model,
             dm.dataset,
             int(t.layer),
@@ -298,12 +311,18 @@ def run_caltech(cfg: DictConfig, dm: CaltechDataModule, setup: _Setup, sink: Ima
             int(cfg.batch_size),
             int(cfg.num_workers),
             cache,
-        ).numpy()
+        )
+        features, keep = features.numpy(), np.flatnonzero(readable.numpy())
+        if len(keep) < len(targets):
+            print(f"  {len(targets) - len(keep)} unreadable image(s) left out of the splits", flush=True)
     per_split = []
     for n in per_class_list:
         for s in range(int(t.splits)):
             seed = int(t.seed) + s
-            train_idx, test_idx = dm.split(seed, n)
+            # the protocol over the readable images (all of them, unless the feature pass found unreadable ones)
+            train_pos, test_pos = protocol_split(targets[keep], n, dm.test_per_class, seed, dm.classes)
+            train_idx, test_idx = keep[train_pos], keep[test_pos]
+            test_targets = targets[test_idx]
             if features is not None:
                 clf = make_classifier(t.classifier, float(t.C), int(t.max_iter), seed)
                 clf.fit(features[train_idx], targets[train_idx])
@@ -312,15 +331,16 @@ def run_caltech(cfg: DictConfig, dm: CaltechDataModule, setup: _Setup, sink: Ima
                 torch.manual_seed(seed)
                 net, new = setup.fresh_network(num_classes, pretrained=t.mode == "finetune")
                 train_network(net, dm.augmented(train_idx), t, setup.normalize, setup.device, new, int(cfg.num_workers))
-                preds = predict(
+                logits, rows = predict(
                     net,
                     derived(dm.dataset, test_idx),
                     setup.normalize,
                     setup.device,
                     int(cfg.batch_size),
                     int(cfg.num_workers),
-                ).argmax(1)
-            acc = mean_per_class_accuracy(preds, torch.as_tensor(targets[test_idx]), num_classes)
+                )
+                preds, test_targets = logits.argmax(1), targets[test_idx[rows.numpy()]]
+            acc = mean_per_class_accuracy(preds, torch.as_tensor(test_targets), num_classes)
             per_split.append(
                 {
                     "per_class": n,
@@ -406,25 +426,26 @@ def run_voc(cfg: DictConfig, dm: VOCDataModule, setup: _Setup, sink: ImageSink, 
     )
     seed = int(t.seed)
     if t.mode == "features":
-        feats = []
+        feats, readable = [], []
         for ds in (dm.train_set, dm.eval_set):
             cache = None
             if t.cache_dir:
                 cache = feature_cache_path(t.cache_dir, setup.checkpoint, int(t.layer), int(t.grid), ds, dm.image_size)
-            feats.append(
-                extract_features(
-                    setup.model,
-                    ds,
-                    int(t.layer),
-                    setup.normalize,
-                    setup.device,
-                    int(t.grid),
-                    int(cfg.batch_size),
-                    int(cfg.num_workers),
-                    cache,
-                ).numpy()
+            x, ok = extract_features(
+                setup.model,
+                ds,
+                int(t.layer),
+                setup.normalize,
+                setup.device,
+                int(t.grid),
+                int(cfg.batch_size),
+                int(cfg.num_workers),
+                cache,
             )
+            feats.append(x[ok].numpy())  # unreadable images are left out (their row holds another image)
+            readable.append(ok)
         x_train, x_eval = feats
+        y_train, y_eval = y_train[readable[0]], y_eval[readable[1]]
         if t.classifier == "svm":  # one binary SVM per class (multi-label)
             from sklearn.multiclass import OneVsRestClassifier
 
@@ -443,8 +464,10 @@ def run_voc(cfg: DictConfig, dm: VOCDataModule, setup: _Setup, sink: ImageSink, 
         torch.manual_seed(seed)
         net, new = setup.fresh_network(dm.num_classes, pretrained=t.mode == "finetune")
         train_network(net, dm.augmented_train_set(), t, setup.normalize, setup.device, new, int(cfg.num_workers))
-        scores = predict(net, dm.eval_set, setup.normalize, setup.device, int(cfg.batch_size), int(cfg.num_workers))
-        scores = scores.softmax(1).numpy()
+        logits, rows = predict(
+            net, dm.eval_set, setup.normalize, setup.device, int(cfg.batch_size), int(cfg.num_workers)
+        )
+        scores, y_eval = logits.softmax(1).numpy(), y_eval[rows]
     ap = average_precision(torch.as_tensor(scores), y_eval, ignore_index=IGNORE)
     rows = tables.voc_rows(ap.tolist())
     note = (
@@ -476,14 +499,8 @@ def transfer(cfg: DictConfig) -> dict:
     device = _device(cfg.get("device", "auto"))
     torch.manual_seed(int(t.seed))
     setup = _Setup(cfg, device)
-    with open_dict(cfg):
-        if cfg.data.get("image_size") is None:
-            cfg.data.image_size = setup.input_size
-    if int(cfg.data.image_size) != setup.input_size:
-        raise ConfigError(
-            f"data.image_size={cfg.data.image_size} but the network takes {setup.input_size}-px inputs "
-            f"(its fc6 is sized for them); leave data.image_size unset (null) to use the checkpoint's."
-        )
+    with open_dict(cfg):  # images are fed at the network's own input size
+        cfg.data.image_size = setup.input_size
     dm = instantiate(cfg.data)
     # a wrong layout stops here, before the network is loaded, and so does a class too small for the largest N
     if isinstance(dm, CaltechDataModule):
