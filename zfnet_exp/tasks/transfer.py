@@ -55,6 +55,7 @@ from .analyze import load_checkpoint
 from .runner import finish_wandb
 
 MODES = ("features", "finetune", "scratch")
+FEATURE_CACHE_VERSION = 2  # bump when what a cache file holds changes, so older files are not read
 CLASSIFIERS = ("softmax", "svm")
 # normalization for a from-scratch run without a checkpoint to copy it from (ImageNet statistics)
 DEFAULT_NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "normalization": "standard"}
@@ -101,7 +102,16 @@ def feature_cache_path(
     stat = checkpoint.stat()
     files = hashlib.sha1("\n".join(p for p, _ in dataset.samples).encode()).hexdigest()
     key = json.dumps(
-        [str(checkpoint.resolve()), stat.st_size, stat.st_mtime_ns, int(layer), int(grid), int(image_size), files]
+        [
+            FEATURE_CACHE_VERSION,
+            str(checkpoint.resolve()),
+            stat.st_size,
+            stat.st_mtime_ns,
+            int(layer),
+            int(grid),
+            int(image_size),
+            files,
+        ]
     )
     return Path(cache_dir) / f"L{layer}_g{grid}_{image_size}px_{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt"
 
@@ -531,10 +541,6 @@ def transfer(cfg: DictConfig) -> dict:
     result["skipped_files"] = len(skipped)
     if skipped:
         write_csv([{"path": p, "reason": r} for p, r in skipped.items()], out_dir / "skipped_files.csv")
-        print(
-            f"Skipped {len(skipped)} unreadable image(s) (each replaced by the next readable one): "
-            f"{out_dir / 'skipped_files.csv'}",
-            flush=True,
-        )
+        print(f"Skipped {len(skipped)} unreadable image(s): {out_dir / 'skipped_files.csv'}", flush=True)
     print(f"Done: results in {out_dir}", flush=True)
     return result
