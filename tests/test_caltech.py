@@ -91,10 +91,14 @@ def test_unreadable_file_is_skipped_and_counted(tmp_path):
 
 def test_layout_errors_name_the_expected_tree(tmp_path):
     """A missing folder or a wrong layout is one DataError that shows the expected tree and the key to set."""
-    with pytest.raises(DataError, match=r"does not exist.*101_ObjectCategories/<class folder>.*data\.root"):
+    with pytest.raises(
+        DataError, match=r"(?s)nope does not exist.*set data\.root=.*101_ObjectCategories/\n.*accordion/"
+    ):
         find_categories_dir(tmp_path / "nope", "101")
     (tmp_path / "wrong" / "images").mkdir(parents=True)
-    with pytest.raises(DataError, match=r"no 256_ObjectCategories folder \(found: \['images'\]\).*data\.root"):
+    with pytest.raises(
+        DataError, match=r"(?s)no 256_ObjectCategories folder \(found: \['images'\]\).*data\.root.*001\.ak47/"
+    ):
         CaltechDataModule(root=str(tmp_path / "wrong"), variant="256", image_size=32).setup()
 
 

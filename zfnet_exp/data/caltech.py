@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import DataError
 from .datamodule import ImageFolderDataModule
-from .folder import SampleList, SkipLog, is_image_file
+from .folder import SampleList, SkipLog, is_image_file, layout_error
 from .transforms import eval_transform, train_transform
 
 VARIANTS = {
@@ -42,13 +42,26 @@ def class_name(folder: str) -> str:
     return _NUMBERED.sub("", folder)
 
 
-def _layout_help(variant: str) -> str:
-    cats, _ = VARIANTS[variant]
-    example = "001.ak47/001_0001.jpg" if variant == "256" else "accordion/image_0001.jpg"
-    return (
-        f"Expected the Caltech-{variant} layout: <data.root>/{cats}/<class folder>/<image>.jpg "
-        f"(e.g. {cats}/{example}); set data.root to the folder that holds {cats} (or to {cats} itself)."
+def layout_tree(variant: str) -> str:
+    """The expected tree, shown by every layout error (``folder.layout_error``)."""
+    cats, excluded = VARIANTS[variant]
+    a, b = ("001.ak47", "002.american-flag") if variant == "256" else ("accordion", "airplanes")
+    fa, fb = (
+        ("001_0001.jpg  001_0002.jpg ...", "002_0001.jpg ...")
+        if variant == "256"
+        else ("image_0001.jpg  image_0002.jpg ...", "image_0001.jpg ...")
     )
+    return (
+        f"<data.root>/                (or data.root=<data.root>/{cats} itself)\n"
+        f"└── {cats}/\n"
+        f"    ├── {a}/   {fa}\n"
+        f"    ├── {b}/   {fb}\n"
+        f"    └── {excluded[0]}/   (not a class: excluded unless data.exclude=[])"
+    )
+
+
+def _error(problem: str, variant: str) -> DataError:
+    return layout_error(problem, layout_tree(variant))
 
 
 def find_categories_dir(root: str | Path, variant: str) -> Path:
@@ -59,12 +72,12 @@ def find_categories_dir(root: str | Path, variant: str) -> Path:
     cats, _ = VARIANTS[variant]
     root = Path(root).expanduser()
     if not root.exists():
-        raise DataError(f"Dataset folder {root} does not exist. {_layout_help(variant)}")
+        raise _error(f"Dataset folder {root} does not exist.", variant)
     for candidate in (root, root / cats, root / f"caltech{variant}" / cats):
         if candidate.name == cats and candidate.is_dir():
             return candidate
     found = sorted(p.name for p in root.iterdir())[:8]
-    raise DataError(f"{root} has no {cats} folder (found: {found or 'nothing'}). {_layout_help(variant)}")
+    raise _error(f"{root} has no {cats} folder (found: {found or 'nothing'}).", variant)
 
 
 def derived(dataset: SampleList, indices=None, transform: Callable | None = None) -> SampleList:
@@ -103,7 +116,7 @@ class CaltechDataset(SampleList):
             files = sorted(f for f in (cats_dir / folder).iterdir() if f.is_file() and is_image_file(f))
             samples += [(str(f), label) for f in files]
         if not samples:
-            raise DataError(f"{cats_dir} holds no images in class folders. {_layout_help(variant)}")
+            raise _error(f"{cats_dir} holds no images in class folders.", variant)
         self.variant = variant
         super().__init__(
             samples,
@@ -169,10 +182,10 @@ class CaltechDataModule(ImageFolderDataModule):
         **kwargs,
     ):
         if root is None:
-            raise DataError(f"data.root is not set. Pass data.root=/path/to/caltech. {_layout_help(str(variant))}")
+            raise _error("data.root is not set.", str(variant))
         super().__init__(root=root, image_size=image_size, **kwargs)
         self.variant = str(variant)
-        self.layout_tree = _layout_help(self.variant)
+        self.layout_tree = layout_tree(self.variant)
         self.exclude = None if exclude is None else list(exclude)
         self.per_class, self.test_per_class, self.split_seed = int(per_class), test_per_class, int(split_seed)
         self.dataset: CaltechDataset | None = None

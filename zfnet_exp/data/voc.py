@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from ..errors import DataError
 from .caltech import derived
-from .folder import SampleList, SkipLog
+from .folder import SampleList, SkipLog, layout_error
 from .transforms import eval_transform, train_transform
 
 VOC_CLASSES = (
@@ -40,26 +40,31 @@ VOC_DISPLAY_NAMES = (
 IGNORE = -1
 SPLITS = ("train", "val", "trainval")
 
-LAYOUT_HELP = (
-    "Expected the PASCAL VOC layout: <data.root>/VOCdevkit/VOC2012/{JPEGImages/<id>.jpg, Annotations/<id>.xml, "
-    "ImageSets/Main/train.txt|val.txt|trainval.txt}; set data.root to the folder that holds VOCdevkit "
-    "(or to VOCdevkit, or to VOCdevkit/VOC2012)."
-)
+VOC_TREE = """\
+<data.root>/                 (or data.root=<data.root>/VOCdevkit, or .../VOCdevkit/VOC2012)
+└── VOCdevkit/VOC2012/
+    ├── JPEGImages/        2008_000008.jpg ...
+    ├── Annotations/       2008_000008.xml ...   (<object><name>horse</name><difficult>0</difficult>...)
+    └── ImageSets/Main/    train.txt  val.txt  trainval.txt   (one image id per line)"""
+
+
+def _error(problem: str) -> DataError:
+    return layout_error(problem, VOC_TREE)
 
 
 def find_voc_dir(root: str | Path, year: str = "2012") -> Path:
     """The ``VOC<year>`` folder under ``root`` (accepted: it, ``VOCdevkit``, or the folder holding ``VOCdevkit``)."""
     root = Path(root).expanduser()
     if not root.exists():
-        raise DataError(f"Dataset folder {root} does not exist. {LAYOUT_HELP}")
+        raise _error(f"Dataset folder {root} does not exist.")
     for candidate in (root, root / f"VOC{year}", root / "VOCdevkit" / f"VOC{year}"):
         if candidate.name == f"VOC{year}" and candidate.is_dir():
             missing = [d for d in ("JPEGImages", "Annotations", "ImageSets/Main") if not (candidate / d).is_dir()]
             if missing:
-                raise DataError(f"{candidate} lacks {', '.join(missing)}. {LAYOUT_HELP}")
+                raise _error(f"{candidate} lacks {', '.join(missing)}.")
             return candidate
     found = sorted(p.name for p in root.iterdir())[:8]
-    raise DataError(f"{root} has no VOCdevkit/VOC{year} folder (found: {found or 'nothing'}). {LAYOUT_HELP}")
+    raise _error(f"{root} has no VOCdevkit/VOC{year} folder (found: {found or 'nothing'}).")
 
 
 def read_objects(xml_path: str | Path) -> list[tuple[str, bool]]:
@@ -113,15 +118,15 @@ class VOCClassification(SampleList):
         voc = find_voc_dir(root, str(year))
         listing = voc / "ImageSets" / "Main" / f"{image_set}.txt"
         if not listing.is_file():
-            raise DataError(f"{listing} does not exist. {LAYOUT_HELP}")
+            raise _error(f"{listing} does not exist.")
         ids = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
         if not ids:
-            raise DataError(f"{listing} lists no images. {LAYOUT_HELP}")
+            raise _error(f"{listing} lists no images.")
         samples = []
         for image_id in ids:
             image, xml = voc / "JPEGImages" / f"{image_id}.jpg", voc / "Annotations" / f"{image_id}.xml"
             if not xml.is_file():
-                raise DataError(f"{listing} lists {image_id} but {xml} does not exist. {LAYOUT_HELP}")
+                raise _error(f"{listing} lists {image_id} but {xml} does not exist.")
             samples.append((str(image), multilabel_target(read_objects(xml), include_difficult)))
         self.image_set = image_set
         self.voc_dir = voc
@@ -163,7 +168,7 @@ class VOCDataModule(L.LightningDataModule):
     ):
         super().__init__()
         if root is None:
-            raise DataError(f"data.root is not set. Pass data.root=/path/to/voc. {LAYOUT_HELP}")
+            raise _error("data.root is not set.")
         self.strict, self.skip_log = bool(strict), SkipLog(skip_dir)
         self.root = Path(root).expanduser()
         self.year, self.train_split, self.eval_split = str(year), train_split, eval_split

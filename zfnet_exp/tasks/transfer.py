@@ -85,6 +85,9 @@ def _check(t: DictConfig) -> list[int]:
         raise ConfigError(f"transfer.per_class={per_class}: give one or more numbers >= 1 (e.g. 30 or [5,10,15,30]).")
     if int(t.splits) < 1:
         raise ConfigError(f"transfer.splits={t.splits}: need at least one split (the paper uses 5).")
+    for key, value in (("C", t.C), ("grid", t.grid), ("epochs", t.epochs), ("lr", t.lr)):
+        if not float(value) > 0:
+            raise ConfigError(f"transfer.{key}={value} must be > 0.")
     return per_class
 
 
