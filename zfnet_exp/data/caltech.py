@@ -106,6 +106,7 @@ class CaltechDataset(SampleList):
         *,
         strict: bool = False,
         skip_log: SkipLog | None = None,
+        draft_size: int | None = None,
     ):
         variant = str(variant)
         cats_dir = find_categories_dir(root, variant)
@@ -125,6 +126,7 @@ class CaltechDataset(SampleList):
             class_names=[class_name(f) for f in folders],
             strict=strict,
             skip_log=skip_log,
+            draft_size=draft_size,
             root=cats_dir,
         )
 

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from ..errors import DataError
 from .caltech import derived
 from .folder import SampleList, SkipLog, layout_error
-from .transforms import eval_transform, train_transform
+from .transforms import eval_transform, resize_for, train_transform
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -110,6 +110,7 @@ class VOCClassification(SampleList):
         *,
         strict: bool = False,
         skip_log: SkipLog | None = None,
+        draft_size: int | None = None,
     ):
         if image_set not in SPLITS:
             raise DataError(
@@ -137,6 +138,7 @@ class VOCClassification(SampleList):
             class_names=VOC_DISPLAY_NAMES,
             strict=strict,
             skip_log=skip_log,
+            draft_size=draft_size,
             root=voc,
         )
 
@@ -188,6 +190,7 @@ class VOCDataModule(L.LightningDataModule):
                 eval_transform(self.image_size),
                 strict=self.strict,
                 skip_log=self.skip_log,
+                draft_size=resize_for(self.image_size),
             )
             train, evaluation = make(self.train_split), make(self.eval_split)
             shared = {p for p, _ in train.samples} & {p for p, _ in evaluation.samples}

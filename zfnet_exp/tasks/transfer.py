@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -45,7 +46,7 @@ from ..data.voc import IGNORE, VOCDataModule
 from ..diagnostics.features import PAPER_LAYERS, layer_features
 from ..diagnostics.transfer_metrics import average_precision, mean_and_std, mean_per_class_accuracy
 from ..errors import ConfigError, UserError
-from ..models import create_model
+from ..models import LitClassifier
 from ..utils.checkpoints import resolve_checkpoint
 from ..utils.instantiators import instantiate_group
 from ..utils.tables import write_csv
@@ -55,6 +56,7 @@ from .analyze import load_checkpoint
 from .runner import finish_wandb
 
 MODES = ("features", "finetune", "scratch")
+_LIT_ARGS = set(inspect.signature(LitClassifier.__init__).parameters) - {"self"}
 FEATURE_CACHE_VERSION = 2  # bump when what a cache file holds changes, so older files are not read
 CLASSIFIERS = ("softmax", "svm")
 # normalization for a from-scratch run without a checkpoint to copy it from (ImageNet statistics)
@@ -258,11 +260,10 @@ class _Setup:
         self.model = None
         if self.checkpoint is not None:  # the architecture now (cheap, memory-mapped); the weights in load()
             hp = torch.load(self.checkpoint, map_location="cpu", weights_only=False, mmap=True)["hyper_parameters"]
-            self.arch, self.input_size = hp["arch"], int(hp["input_size"])
-            self.build_kwargs = {k: hp[k] for k in ("init", "init_std") if k in hp} | dict(hp.get("overrides") or {})
+            self.hparams, self.input_size = dict(hp), int(hp["input_size"])
         else:
-            self.arch, self.input_size = str(t.arch), int(cfg.data.image_size)
-            self.build_kwargs = {}
+            self.input_size = int(cfg.data.image_size)
+            self.hparams = {"name": str(t.arch), "input_size": self.input_size}
         self.record = DEFAULT_NORMALIZATION
         self.normalize = Normalizer.from_record(self.record).to(self.device)
 
@@ -286,7 +287,9 @@ class _Setup:
             net = replace_head(copy.deepcopy(self.model), num_classes)
             head = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
             return net.to(self.device), {id(p) for p in head.parameters()}
-        net = create_model(self.arch, num_classes=num_classes, input_size=self.input_size, **self.build_kwargs)
+        # the checkpoint's own model config (architecture, init) with the new class count and no weights to load
+        hp = {**self.hparams, "num_classes": num_classes, "checkpoint": None}
+        net = LitClassifier(**{k: v for k, v in hp.items() if k in _LIT_ARGS}).model
         return net.to(self.device), None
 
 
