@@ -1,0 +1,22 @@
+"""Transfer to Caltech-101/256 and PASCAL VOC 2012 (paper Tables 4-7, Fig. 9):
+``python transfer.py ckpt=<checkpoint or run folder> data=caltech101 data.root=... transfer.layer=7`` (see README)."""
+
+import os
+
+import hydra
+from omegaconf import DictConfig
+
+os.environ.setdefault("PROJECT_ROOT", os.path.dirname(os.path.abspath(__file__)))
+
+import zfnet_exp.utils.resolvers  # noqa: E402,F401
+from zfnet_exp.tasks.runner import run_task  # noqa: E402
+from zfnet_exp.tasks.transfer import transfer  # noqa: E402
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="transfer")
+def main(cfg: DictConfig) -> None:
+    run_task(transfer, cfg)
+
+
+if __name__ == "__main__":
+    main()
