@@ -4,17 +4,17 @@ dataset) and the embedded, generated ``shapes`` one, which goes through the very
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
 from ..errors import DataError, UserError
 from .folder import IMAGEFOLDER_TREE, IndexedImageFolder, SkipLog, SkippingDataset, check_split_folder, layout_error
 from .normalize import Normalizer
-from .sampling import ClassBalancedSampler
+from .sampling import ClassBalancedSampler, ShuffleSampler
 from .shapes import SHAPE_CLASSES, ShapesSpec, generate_shapes
 from .stats import cached_statistics, subset
 from .transforms import eval_transform, resize_for, train_transform
@@ -204,32 +204,48 @@ class ImageFolderDataModule(L.LightningDataModule):
         return self.batch_size // world
 
     def _loader(self, dataset, shuffle: bool) -> DataLoader:
-        sampler = None
-        if shuffle and self.balanced_batches:
-            world = self.trainer.world_size if self.trainer is not None else 1
-            if world > 1:
-                rank_zero_warn(
-                    "data.balanced_batches is ignored under DDP (Lightning's distributed sampler "
-                    "interleaves indices across ranks); batches are plainly shuffled."
-                )
-            else:
-                sampler = ClassBalancedSampler(dataset.targets, seed=torch.initial_seed() % 2**31)
-                shuffle = False
         workers = self.num_workers > 0
+        batch_size = self._per_device_batch()
+        # training: a (seed, epoch)-determined order (exact resume, the same global batches on any number of DDP
+        # ranks); the sampler's generator seeds the DataLoader workers per epoch
+        sampler = self._train_sampler(dataset) if shuffle else None
+        generator = sampler.generator if sampler is not None else None
         return DataLoader(
             dataset,
-            batch_size=self._per_device_batch(),
-            shuffle=shuffle,
+            batch_size=batch_size,
             sampler=sampler,
+            generator=generator,
             # equal steps on every rank: training drops the last partial batch; validation keeps every image
             # (under DDP Lightning's DistributedSampler pads the ranks to equal length by repeating up to
             # world_size - 1 images, so every rank runs the same number of validation steps)
             drop_last=shuffle,
             num_workers=self.num_workers,
-            persistent_workers=self.persistent_workers and workers,
+            # training workers restart each epoch so that their seeds derive from (seed, epoch) alone, as on a
+            # resumed run (persistent workers carry RNG state over from the epochs before)
+            persistent_workers=self.persistent_workers and workers and not shuffle,
             prefetch_factor=self.prefetch_factor if workers else None,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
         )
+
+    def _train_sampler(self, dataset) -> ShuffleSampler:
+        trainer = self.trainer
+        world, rank, epoch, skip = 1, 0, 0, 0
+        if trainer is not None:
+            world, rank = trainer.world_size, trainer.global_rank
+            epoch = trainer.current_epoch  # a resumed run starts at its epoch
+            done = trainer.fit_loop.epoch_loop.batch_progress
+            if trainer.fit_loop.restarting and not done.is_last_batch:  # resumed from a mid-epoch checkpoint
+                skip = done.current.processed
+        # the run's seed (seed_everything's, inherited by DDP processes), not torch.initial_seed(): the per-step
+        # reseeding (callbacks.reproducible) changes that one
+        seed = int(os.environ.get("PL_GLOBAL_SEED", torch.initial_seed())) % 2**31
+        if world > 1:  # every rank must cut the same global order (an unseeded run has a random seed per process)
+            seed = trainer.strategy.broadcast(seed, src=0)
+        common = dict(batch_size=self.batch_size, seed=seed, epoch=epoch, num_replicas=world, rank=rank,
+                      skip_batches=skip)
+        if self.balanced_batches:
+            return ClassBalancedSampler(dataset.targets, **common)
+        return ShuffleSampler(len(dataset), **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)
