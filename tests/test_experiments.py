@@ -11,7 +11,7 @@ import pytest
 from conftest import CONF, compose_train
 from omegaconf import OmegaConf
 
-from zfnet_exp.tasks.validate import validate_config
+from zfnet_exp.schemas import validate_config
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
