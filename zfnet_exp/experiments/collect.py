@@ -62,7 +62,7 @@ def collect_run(run: Path) -> dict:
     last = rows[-1] if rows else {}
     hydra = OmegaConf.load(run / ".hydra" / "hydra.yaml") if (run / ".hydra" / "hydra.yaml").is_file() else None
     choices = hydra.hydra.runtime.choices if hydra is not None else {}
-    model = str(cfg.model.get("arch"))
+    model = str(cfg.model.get("name") or cfg.model.get("arch"))
     data = str(choices.get("data") or cfg.data.get("_target_", "?").rsplit(".", 1)[-1])
     out = {
         "run": str(run),
@@ -74,7 +74,7 @@ def collect_run(run: Path) -> dict:
         "val_top1": _pct(last, "val/err_top1"),
         "val_top5": _pct(last, "val/err_top5"),
     }
-    if data == "imagenet" and model in TABLE3 and not (cfg.model.get("overrides") or {}):
+    if data == "imagenet" and model in TABLE3:
         label, train1, val1, val5 = TABLE3[model]
         out.update(paper_row=label, paper_train_top1=train1, paper_val_top1=val1, paper_val_top5=val5)
         if out["val_top1"] is not None:
