@@ -174,6 +174,7 @@ def test_gpu_trainer_configs_turn_the_fast_path_on(trainer, tmp_path, data_dir):
     cfg = compose_train([f"trainer={trainer}"], tmp_path, data_dir)
     assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.accelerator == "gpu"
     assert cfg.model.channels_last is True and cfg.data.channels_last is True and cfg.model.compile is False
-    assert cfg.trainer._target_ == "lightning.pytorch.Trainer" and cfg.trainer.max_epochs == 12  # recipe=fast sets it (conf/recipe/fast.yaml)
+    assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
+    assert cfg.trainer.max_epochs == 12  # recipe=fast sets it (conf/recipe/fast.yaml)
     if trainer == "ddp":
         assert cfg.trainer.strategy == "ddp" and cfg.trainer.devices == -1

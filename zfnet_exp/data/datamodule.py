@@ -4,11 +4,11 @@ dataset) and the embedded, generated ``shapes`` one, which goes through the very
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
 from ..errors import DataError, UserError
@@ -16,7 +16,7 @@ from .backends import resolve_backend
 from .backends.gpu_decode import EncodedImages, collate_encoded, decode_batch
 from .folder import IMAGEFOLDER_TREE, IndexedImageFolder, SkipLog, SkippingDataset, check_split_folder, layout_error
 from .normalize import Normalizer
-from .sampling import ClassBalancedSampler
+from .sampling import ClassBalancedSampler, ShuffleSampler
 from .shapes import SHAPE_CLASSES, ShapesSpec, generate_shapes
 from .stats import cached_statistics, subset
 from .transforms import eval_transform, resize_for, train_transform
@@ -34,6 +34,12 @@ def data_state(checkpoint: dict) -> dict:
             return value
     legacy = checkpoint.get(DATA_STATE_KEY)
     return dict(legacy) if isinstance(legacy, dict) else {}
+
+
+def _run_seed() -> int:
+    """The run's seed (seed_everything's, inherited by DDP processes), not ``torch.initial_seed()``: the per-step
+    reseeding (``callbacks.reproducible``) changes that one."""
+    return int(os.environ.get("PL_GLOBAL_SEED", torch.initial_seed())) % 2**31
 
 
 class ImageFolderDataModule(L.LightningDataModule):
@@ -223,12 +229,13 @@ class ImageFolderDataModule(L.LightningDataModule):
         return self.batch_size // world
 
     def _loader(self, dataset, shuffle: bool) -> DataLoader:
-        train = shuffle
         workers = self.num_workers > 0
         common = dict(
             batch_size=self._per_device_batch(),
             num_workers=self.num_workers,
-            persistent_workers=self.persistent_workers and workers,
+            # training workers restart each epoch so that their seeds derive from (seed, epoch) alone, as on a
+            # resumed run (persistent workers carry RNG state over from the epochs before)
+            persistent_workers=self.persistent_workers and workers and not shuffle,
             prefetch_factor=self.prefetch_factor if workers else None,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
         )
@@ -239,32 +246,50 @@ class ImageFolderDataModule(L.LightningDataModule):
 
             from .shards import streaming_dataset
 
-            stream = streaming_dataset(self.root, "train" if shuffle else "val", dataset.transform, shuffle=shuffle,
-                                       drop_last=True if shuffle else None, seed=torch.initial_seed() % 2**31)
+            stream = streaming_dataset(
+                self.root,
+                "train" if shuffle else "val",
+                dataset.transform,
+                shuffle=shuffle,
+                drop_last=True if shuffle else None,
+                seed=_run_seed(),
+            )
             return StreamingDataLoader(stream, drop_last=shuffle, **common)
-        sampler = None
-        if shuffle and self.balanced_batches:
-            world = self.trainer.world_size if self.trainer is not None else 1
-            if world > 1:
-                rank_zero_warn(
-                    "data.balanced_batches is ignored under DDP (Lightning's distributed sampler "
-                    "interleaves indices across ranks); batches are plainly shuffled."
-                )
-            else:
-                sampler = ClassBalancedSampler(dataset.targets, seed=torch.initial_seed() % 2**31)
-                shuffle = False
+        # training: a (seed, epoch)-determined order (exact resume, the same global batches on any number of DDP
+        # ranks); the sampler's generator seeds the DataLoader workers per epoch
+        sampler = self._train_sampler(dataset) if shuffle else None
+        generator = sampler.generator if sampler is not None else None
         if self.backend == "gpu_decode":  # workers only read bytes; decoded on the GPU after transfer
             dataset, common["collate_fn"] = EncodedImages(dataset.samples), collate_encoded
         return DataLoader(
             dataset,
-            shuffle=shuffle,
             sampler=sampler,
+            generator=generator,
             # equal steps on every rank: training drops the last partial batch; validation keeps every image
             # (under DDP Lightning's DistributedSampler pads the ranks to equal length by repeating up to
             # world_size - 1 images, so every rank runs the same number of validation steps)
-            drop_last=train,
+            drop_last=shuffle,
             **common,
         )
+
+    def _train_sampler(self, dataset) -> ShuffleSampler:
+        trainer = self.trainer
+        world, rank, epoch, skip = 1, 0, 0, 0
+        if trainer is not None:
+            world, rank = trainer.world_size, trainer.global_rank
+            epoch = trainer.current_epoch  # a resumed run starts at its epoch
+            done = trainer.fit_loop.epoch_loop.batch_progress
+            if trainer.fit_loop.restarting and not done.is_last_batch:  # resumed from a mid-epoch checkpoint
+                skip = done.current.processed
+        seed = _run_seed()
+        if world > 1:  # every rank must cut the same global order (an unseeded run has a random seed per process)
+            seed = trainer.strategy.broadcast(seed, src=0)
+        common = dict(
+            batch_size=self.batch_size, seed=seed, epoch=epoch, num_replicas=world, rank=rank, skip_batches=skip
+        )
+        if self.balanced_batches:
+            return ClassBalancedSampler(dataset.targets, **common)
+        return ShuffleSampler(len(dataset), **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

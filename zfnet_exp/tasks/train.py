@@ -9,6 +9,7 @@ not after an epoch.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -18,12 +19,17 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from ..callbacks.plain_progress import PlainProgress
+from ..callbacks.preemption import SaveOnPreemption, children_ignore_preemption, cluster_plugins
+from ..callbacks.reproducible import ResumeDataOrder, StepSeed
 from ..callbacks.skipped_files import SkippedFilesMonitor
 from ..errors import ConfigError
 from ..schemas import check_layer_names, validate_config
+from ..utils.atomic_checkpoint import AtomicCheckpointIO
 from ..utils.checkpoints import resolve_checkpoint
 from ..utils.epoch_csv import EpochCSVLogger
 from ..utils.instantiators import instantiate_group
+from ..utils.launch import check_job_resources, resume_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +42,35 @@ def train(cfg: DictConfig) -> dict[str, float]:
     run_dir = Path(cfg.paths.output_dir)
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True)
-    ckpt_path = str(resolve_checkpoint(cfg.ckpt_path, prefer="last", key="ckpt_path")) if cfg.get("ckpt_path") else None
+    check_job_resources(cfg.trainer)
+    if cfg.get("ckpt_path"):
+        ckpt_path = str(resolve_checkpoint(cfg.ckpt_path, prefer="last", key="ckpt_path"))
+    else:
+        ckpt_path = resume_checkpoint(run_dir, cfg) if cfg.get("auto_resume", True) else None
+        if ckpt_path == "finished":
+            return {}
 
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")  # a missing or malformed dataset fails here, before a model is built
     num_classes = cfg.model.get("num_classes") or datamodule.num_classes
+    if cfg.get("seed") is not None:  # again: the model's init must not depend on whether the data was cached
+        L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     model = instantiate(cfg.model, num_classes=num_classes)
 
     callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
     callbacks.append(SkippedFilesMonitor())  # always on: unreadable files are counted, whatever the dashboards
+    callbacks += _run_control_callbacks(cfg)
     loggers: list[Logger] = instantiate_group(cfg.get("logger"), "logger")
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=[*loggers, EpochCSVLogger(run_dir)])
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=[*loggers, EpochCSVLogger(run_dir)],
+        plugins=[*cluster_plugins(), AtomicCheckpointIO()],
+    )
     _announce(run_dir, loggers)
-    _log_hyperparameters(cfg, model, loggers)
+    with children_ignore_preemption():  # W&B's service process must survive the scheduler's signal
+        _log_hyperparameters(cfg, model, loggers)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
 
@@ -69,6 +90,19 @@ def optimized_metric(cfg: DictConfig, metrics: dict[str, float]) -> float | None
     """The value a Hydra sweeper optimizes (lightning-hydra-template's ``optimized_metric``), or None."""
     name = cfg.get("optimized_metric")
     return metrics.get(name) if name and metrics else None
+
+
+def _run_control_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    """Always on: save-then-requeue on the scheduler's signal; per-step reseeding when the seed is fixed (exact
+    resume); plain progress lines where stdout is a file."""
+    out: list[L.Callback] = [SaveOnPreemption(), ResumeDataOrder()]
+    if cfg.get("seed") is not None:
+        out.append(StepSeed(int(cfg.seed)))
+    progress = cfg.get("progress") or {}
+    plain = progress.get("plain", "auto")
+    if plain is True or (plain == "auto" and not sys.stdout.isatty()):
+        out.append(PlainProgress(every_n_steps=int(progress.get("every_n_steps", 50))))
+    return out
 
 
 @rank_zero_only

@@ -1,0 +1,212 @@
+"""Sweeps through hydra-submitit-launcher: a 2-job grid on a real one-node SLURM cluster (Debian's slurmctld/slurmd,
+started by tests/slurm/start-local-slurm.sh) with one job preempted by the scheduler's USR2 and requeued, the same
+grid through submitit's local executor, and the launcher/trainer mismatch refused before submission.
+
+References: SLURM's own accounting of the jobs (squeue), the run folders Hydra creates, and the offline W&B logs
+read back with ``wandb leet inspect`` (what ``wandb sync`` would upload)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY_DATA
+
+ROOT = Path(__file__).resolve().parents[1]
+START = ROOT / "tests" / "slurm" / "start-local-slurm.sh"
+SLURM_EXES = ("slurmctld", "slurmd", "sbatch", "munged", "mungekey")
+# tiny, fast jobs: 2 steps per epoch, a small fc head, checkpoints on, the image diagnostics off
+GRID = [
+    "trainer=cpu",
+    "debug=smoke",
+    *TINY_DATA,
+    "data.batch_size=10",
+    "model.arch.fc6.units=64",
+    "model.arch.fc7.units=64",
+    "logger=wandb",
+    "~callbacks.top9",
+    "~callbacks.evolution",
+    "~callbacks.occlusion",
+    "~callbacks.filter_health",
+    "~callbacks.train_samples",
+    "seed=1,2",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wandb_run_records(run_dir: Path) -> list[dict]:
+    """The `run` record (id, group, job type, tags, name) of every offline W&B run folder in ``run_dir``."""
+    out = []
+    for folder in sorted((run_dir / "wandb").glob("offline-run-*")):
+        text = subprocess.run(
+            [str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json", str(folder)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+        out += [
+            json.loads(line)["run"]
+            for line in text.splitlines()
+            if line.strip() and '"type":"run"' in line.replace(" ", "")
+        ]
+    return out
+
+
+def _env(data_dir: Path, wandb_home: Path, **extra) -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", **extra}
+
+
+def _check_grid(sweep: Path, requeued: int | None = None) -> None:
+    runs = sorted(p for p in sweep.iterdir() if p.name.isdigit())
+    assert [p.name for p in runs] == ["0", "1"]
+    groups, ids = set(), set()
+    for run in runs:
+        records = wandb_run_records(run)
+        # a requeued job starts twice in the same folder: two offline logs of ONE run (same id, resume=allow),
+        # which `wandb sync` uploads as one run
+        assert len(records) == (2 if run.name == str(requeued) else 1), records
+        assert len({r["run_id"] for r in records}) == 1
+        groups |= {r["run_group"] for r in records}
+        ids.add(records[0]["run_id"])
+        assert {"zfnet", "shapes"} <= set(records[0]["tags"])
+        assert records[0]["job_type"] == "debug"
+        ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+        assert ckpt["global_step"] == 2 * int(ckpt["epoch"] + 1)
+    assert groups == {sweep.name} and len(ids) == 2  # one group = the sweep; one W&B run per job
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    missing = [exe for exe in SLURM_EXES if shutil.which(exe) is None]
+    if missing:
+        pytest.skip(
+            f"SLURM is not installed ({', '.join(missing)} missing): apt-get install -y "
+            "slurmctld slurmd slurm-client munge (.ci/run does)"
+        )
+    if os.geteuid() != 0:
+        pytest.skip("the local SLURM cluster runs its daemons as root")
+    base = Path(tempfile.mkdtemp(prefix="zfnet-slurm-", dir="/tmp"))  # not under a 700 folder (munged refuses)
+    env = {**os.environ, "SLURMCTLD_PORT": str(_free_port()), "SLURMD_PORT": str(_free_port())}
+    r = subprocess.run(["bash", str(START), "start", str(base)], env=env, capture_output=True, text=True, timeout=120)
+    if r.returncode:
+        subprocess.run(["bash", str(START), "stop", str(base)], timeout=60)
+        pytest.fail(f"local SLURM did not start: {r.stderr}")
+    yield {"SLURM_CONF": str(base / "etc" / "slurm.conf"), "PATH": f"{base / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run(["bash", str(START), "stop", str(base)], timeout=60)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.slurm
+def test_slurm_grid_with_a_preempted_job(slurm_cluster, tmp_path, data_dir, wandb_home):
+    """`python train.py -m hydra/launcher=slurm seed=1,2` goes through sbatch (a SLURM job array); job 0 receives
+    USR2 from the scheduler (`scancel --signal=USR2`) mid-training, saves last.ckpt, is requeued by submitit and
+    resumes in the same run folder and W&B run; both jobs finish all their epochs."""
+    sweep = tmp_path / "sweep"
+    env = _env(data_dir, wandb_home, **slurm_cluster)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "train.py",
+            "-m",
+            "hydra/launcher=slurm",
+            *GRID,
+            "trainer.max_epochs=8",
+            f"paths.data_dir={data_dir}",
+            f"hydra.sweep.dir={sweep}",
+            "hydra.launcher.cpus_per_task=1",
+            "hydra.launcher.timeout_min=60",
+        ],  # > 10 min: submitit reports a preemption, not a time-out
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 240
+        while not (sweep / "0" / "checkpoints" / "last.ckpt").exists():
+            assert proc.poll() is None and time.time() < deadline, (
+                proc.stdout.read() if proc.poll() is not None else "timeout"
+            )
+            time.sleep(0.2)
+        queue = subprocess.run(
+            ["squeue", "-h", "-r", "-o", "%F %K"], env=env, capture_output=True, text=True, check=True, timeout=30
+        ).stdout.split()
+        array = dict(zip(queue[1::2], queue[0::2]))["0"]  # array task 0 -> its array job id
+        subprocess.run(["scancel", "--signal=USR2", f"{array}_0"], env=env, check=True, timeout=30)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    log = "".join(p.read_text() for p in (sweep / ".submitit").glob(f"{array}_0/*_0_log.out"))
+    assert "Caught SIGUSR2" in log and "Requeued" in log + out or "requeue" in log.lower(), log[-3000:]
+    assert "Resuming from" in log
+    for run in ("0", "1"):
+        ckpt = torch.load(sweep / run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+        assert (ckpt["epoch"], ckpt["global_step"]) == (7, 16)
+    _check_grid(sweep, requeued=0)
+
+
+def test_local_launcher_grid(tmp_path, data_dir, wandb_home):
+    """The same grid through submitit's local executor: two processes, two run folders, two W&B runs, one group."""
+    sweep = tmp_path / "sweep"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "-m",
+            "hydra/launcher=local",
+            *GRID,
+            f"paths.data_dir={data_dir}",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=ROOT,
+        env=_env(data_dir, wandb_home),
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    _check_grid(sweep)
+
+
+@pytest.mark.parametrize(
+    ("launcher", "overrides", "named"),
+    [
+        ("slurm", ["trainer.devices=2", "hydra.launcher.tasks_per_node=1"], "tasks_per_node=1 but trainer.devices=2"),
+        ("slurm", ["trainer=ddp"], "trainer.devices=-1"),  # "all GPUs" cannot size a SLURM request
+        ("slurm", ["+trainer.num_nodes=2", "hydra.launcher.nodes=1"], "nodes=1 but trainer.num_nodes=2"),
+        ("local", ["hydra.launcher.tasks_per_node=2"], "tasks_per_node=2"),
+    ],
+)
+def test_launcher_trainer_mismatch_is_refused_before_submission(launcher, overrides, named, tmp_path, data_dir, capsys):
+    """The Hydra callback that runs before the launcher submits: one paragraph naming both keys, exit code 2."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from zfnet_exp.utils.launch import CheckLauncher
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"hydra/launcher={launcher}", *overrides], return_hydra_config=True)
+    with pytest.raises(SystemExit) as e:
+        CheckLauncher().on_multirun_start(cfg)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert named in err and err.strip().count("\n") == 0

@@ -1,0 +1,137 @@
+"""Cluster launching: the checks that tie the SLURM request to the trainer, and resuming in a stable run folder.
+
+* :class:`CheckLauncher` (a Hydra callback) checks, before hydra-submitit-launcher submits anything, that
+  ``trainer.devices`` / ``trainer.num_nodes`` match the launcher's ``tasks_per_node`` / ``nodes`` (Lightning
+  under SLURM starts no processes itself: one SLURM task per device, or the job hangs at "Initializing
+  distributed" or trains N unrelated copies into one folder).
+* :func:`check_job_resources` is the same check inside a running SLURM job (someone's own ``sbatch`` script).
+* :func:`resume_checkpoint`: a run folder that already holds ``checkpoints/last.ckpt`` resumes from it (a
+  requeued job, or a sweep re-launched into the same sweep folder: Hydra's sweep dir + job number are stable
+  because the launcher pickles the resolved ``${now:...}``) and a finished one is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from ..errors import ConfigError
+
+GPU_ACCELERATORS = ("gpu", "cuda")
+
+
+def slurm_gpus(accelerator: str, devices) -> int | None:
+    """GPUs to request per node: ``trainer.devices`` for a GPU trainer, none otherwise (``accelerator=auto``
+    requests none: say ``trainer=gpu``/``trainer=ddp`` to get GPUs)."""
+    return int(devices) if str(accelerator) in GPU_ACCELERATORS and isinstance(devices, int) and devices > 0 else None
+
+
+def launcher_mismatch(kind: str, launcher: DictConfig, trainer: DictConfig) -> str | None:
+    """One paragraph naming the mismatch and the fix, or None."""
+    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
+    if kind == "local":
+        if int(launcher.get("tasks_per_node", 1)) != 1 or int(launcher.get("nodes", 1)) != 1:
+            return (
+                f"hydra/launcher=local runs each job as one process on this machine (Lightning starts the "
+                f"trainer.devices={devices} processes itself), but hydra.launcher.tasks_per_node="
+                f"{launcher.get('tasks_per_node')} and hydra.launcher.nodes={launcher.get('nodes')}. Remove those "
+                f"overrides (both must be 1)."
+            )
+        return None
+    if not isinstance(devices, int) or devices < 1:
+        return (
+            f"trainer.devices={devices!r}: under SLURM each device is one SLURM task, so the count must be explicit. "
+            f"Set trainer.devices=<GPUs per node> (e.g. trainer=ddp trainer.devices=4); hydra.launcher.tasks_per_node "
+            f"and gpus_per_node follow it."
+        )
+    problems = []
+    if int(launcher.tasks_per_node) != devices:
+        problems.append(f"hydra.launcher.tasks_per_node={launcher.tasks_per_node} but trainer.devices={devices}")
+    if int(launcher.nodes) != int(nodes):
+        problems.append(f"hydra.launcher.nodes={launcher.nodes} but trainer.num_nodes={nodes}")
+    gpus = launcher.get("gpus_per_node")
+    if gpus is not None and str(trainer.get("accelerator")) in GPU_ACCELERATORS and int(gpus) != devices:
+        problems.append(f"hydra.launcher.gpus_per_node={gpus} but trainer.devices={devices}")
+    if not problems:
+        return None
+    return (
+        f"The SLURM request does not match the trainer: {'; '.join(problems)}. Lightning runs one SLURM task per "
+        f"device and node, so these must be equal: set only trainer.devices and trainer.num_nodes (the launcher "
+        f"config conf/hydra/launcher/slurm.yaml copies them) and drop the hydra.launcher overrides, or make them "
+        f"equal. A sweep cannot vary trainer.devices/num_nodes within one launch (one SLURM array shares one request)."
+    )
+
+
+def _fail(message: str) -> None:
+    print(f"\nerror: {message}\n", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+class CheckLauncher(Callback):
+    """Hydra callback (conf/hydra/default.yaml): before a multirun submits anything, the submitit launcher's request
+    must match the trainer (exit code 2 and one paragraph otherwise, like :func:`zfnet_exp.tasks.runner.run_task`).
+    A per-job mismatch (a sweep over trainer.devices) is caught again at job start by :func:`check_job_resources`."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        target = str(config.hydra.launcher.get("_target_", ""))
+        kind = "slurm" if target.endswith("SlurmLauncher") else "local" if target.endswith("LocalLauncher") else None
+        if kind is None or "submitit" not in target or config.get("trainer") is None:  # eval/analyze: no trainer
+            return
+        problem = launcher_mismatch(kind, config.hydra.launcher, config.trainer)
+        if problem:
+            _fail(str(ConfigError(problem)))
+
+
+def check_job_resources(trainer: DictConfig) -> None:
+    """Inside a SLURM job step (``srun``): the tasks SLURM started must be the processes the trainer expects."""
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    if not SLURMEnvironment.detect():
+        return
+    tasks = os.environ.get("SLURM_NTASKS_PER_NODE") or os.environ.get("SLURM_TASKS_PER_NODE", "1").split("(")[0]
+    nodes = os.environ.get("SLURM_JOB_NUM_NODES") or os.environ.get("SLURM_NNODES", "1")
+    launcher = DictConfig({"tasks_per_node": int(tasks), "nodes": int(nodes), "gpus_per_node": None})
+    problem = launcher_mismatch("slurm", launcher, trainer)
+    if problem:
+        raise ConfigError(
+            problem.replace("hydra.launcher.tasks_per_node", "SLURM --ntasks-per-node").replace(
+                "hydra.launcher.nodes", "SLURM --nodes"
+            )
+        )
+
+
+def resume_checkpoint(run_dir: Path, cfg: DictConfig) -> str | None:
+    """``last.ckpt`` of this run folder if there is one (printed), ``"finished"`` when it already holds the end of
+    training (printed: nothing to do), else None (a fresh start)."""
+
+    from .checkpoints import _read
+
+    last = Path(run_dir) / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return None
+    ckpt = _read(last)
+    epoch, step = int(ckpt.get("epoch", 0)), int(ckpt.get("global_step", 0))
+    batch = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
+    epoch_done = bool(batch.get("is_last_batch", False))
+    max_epochs = cfg.trainer.get("max_epochs")
+    if epoch_done and max_epochs is not None and epoch + 1 >= int(max_epochs):
+        say(
+            f"{run_dir} already finished (epoch {epoch + 1}/{max_epochs}, step {step}): skipping. Pass "
+            f"auto_resume=false (and another hydra.run.dir / hydra.sweep.dir) to train again from scratch."
+        )
+        return "finished"
+    say(f"Resuming from {last} (epoch {epoch + 1}, step {step}) in the same run folder.")
+    return str(last)
+
+
+def say(message: str) -> None:
+    """A line in the job's stdout log (rank 0 only), where a cluster user looks (Lightning's own INFO logger is not
+    always routed there under submitit)."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    if rank_zero_only.rank == 0:
+        print(message, flush=True)
