@@ -21,17 +21,6 @@ from zfnet_exp.diagnostics.geometry import layer_geometry
 from zfnet_exp.diagnostics.layers import capture_activations
 from zfnet_exp.models import create_model
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: a second OpenMP thread costs more in synchronization than it saves, and ~10x when
-    the cores are shared with a training run. Restored after each test."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 SIZE = 80  # ZFNet: conv1 38, pool1 19, conv2 8, pool2 4, conv3-5 4; AlexNet: conv1 19, conv2 9, conv3-5 4
 
 

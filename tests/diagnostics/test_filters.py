@@ -11,7 +11,6 @@ from zfnet_exp.diagnostics.filters import (
     activation_sparsity,
     aliasing_index,
     dead_fraction,
-    filter_grid,
     filter_health,
     filter_rms,
     high_frequency_share,
@@ -19,16 +18,7 @@ from zfnet_exp.diagnostics.filters import (
 )
 from zfnet_exp.diagnostics.layers import capture_activations
 from zfnet_exp.models import create_model
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: a second OpenMP thread costs more in synchronization than it saves, and ~10x when
-    the cores are shared with a training run. Restored after each test."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from zfnet_exp.viz.grids import filter_grid
 
 
 def gaussian(k: int, sigma: float) -> torch.Tensor:

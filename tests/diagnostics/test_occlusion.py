@@ -17,15 +17,6 @@ from zfnet_exp.models import create_model
 SMALL = {1: 16, 2: 24, 3: 24, 4: 24, 5: 16}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and immune to a busy shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def small(name: str, size: int, classes: int = 7) -> nn.Module:
     torch.manual_seed(0)
     return create_model(

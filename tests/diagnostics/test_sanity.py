@@ -10,17 +10,6 @@ import pytest
 import torch
 
 from zfnet_exp.diagnostics.sanity import cascading_randomization, spearman, ssim
-from zfnet_exp.models import create_model
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: a second OpenMP thread costs more in synchronization than it saves, and ~10x when
-    the cores are shared with a training run. Restored after each test."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def loop_ranks(v: list[float]) -> list[float]:
@@ -69,16 +58,8 @@ def test_ssim_matches_window_loop_reference():
 
 
 @pytest.mark.parametrize("similarity", ["ssim", "spearman"])
-def test_cascade_starts_at_one_and_leaves_the_model_alone(similarity):
-    torch.manual_seed(2)
-    model = create_model(
-        "zfnet",
-        num_classes=4,
-        input_size=64,
-        init="kaiming",
-        fc_units=8,
-        conv_widths={1: 16, 2: 16, 3: 16, 4: 16, 5: 16},
-    ).train()
+def test_cascade_starts_at_one_and_leaves_the_model_alone(similarity, tiny_model):
+    model = tiny_model(classes=4, fc_units=8, seed=2).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     images = torch.randn(2, 3, 64, 64)
     rng = torch.get_rng_state()

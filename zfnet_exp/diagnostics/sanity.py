@@ -20,6 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..utils.tensors import argmax_yx
 from .deconvnet import project
 from .geometry import run_until
 from .layers import resolve_layer
@@ -118,9 +119,7 @@ def _unit_positions(model: nn.Module, images: torch.Tensor, layer: str, channel)
     with torch.no_grad():
         (out,) = run_until(model, images, [target])
     ch = torch.as_tensor(channel, dtype=torch.long, device=images.device).expand(images.shape[0])
-    maps = out[torch.arange(images.shape[0], device=images.device), ch]
-    flat = maps.flatten(1).argmax(1)
-    return torch.stack([flat // maps.shape[2], flat % maps.shape[2]], 1)
+    return argmax_yx(out[torch.arange(images.shape[0], device=images.device), ch])
 
 
 def cascading_randomization(

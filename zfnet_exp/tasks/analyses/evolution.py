@@ -18,16 +18,16 @@ from typing import Any
 import torch
 from torch.utils.data import Subset
 
-from ...callbacks._util import pick_maps
-from ...data.normalize import denormalizer
 from ...diagnostics.deconvnet import DeconvnetNotApplicable
 from ...diagnostics.geometry import NoReceptiveField
 from ...diagnostics.layers import conv_layer_names
+from ...diagnostics.projections import topk_projections
 from ...diagnostics.topk import mine_topk
 from ...utils.skips import say_skipped
-from ...viz.grids import evolution_strip, project_units
+from ...utils.tensors import pick_maps, seeded_subset
+from ...viz.grids import evolution_strip
+from ...viz.images import normalize_each
 from ..analyze import build_dataset, load_checkpoint
-from .top9 import base_dataset
 
 
 def _epoch(path: Path) -> int:
@@ -49,9 +49,7 @@ def run(ctx) -> dict[str, Any]:
         raise ValueError("analysis=evolution needs ckpt=<checkpoint or run folder>")
     layers = list(opts.layers) if opts.layers else conv_layer_names(ctx.model)
     ds = build_dataset(ctx.data, str(opts.images))
-    g = torch.Generator().manual_seed(int(opts.seed))
-    subset = Subset(ds, sorted(torch.randperm(len(ds), generator=g)[: min(int(opts.num_images), len(ds))].tolist()))
-    denorm = denormalizer(ctx.data)
+    subset = Subset(ds, seeded_subset(len(ds), int(opts.num_images), int(opts.seed)))
     maps_opt = opts.maps if opts.maps == "all" or isinstance(opts.maps, int) else list(opts.maps)
     ckpts = checkpoints(Path(ctx.checkpoint), opts.get("ckpts"))
     cells: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
@@ -67,20 +65,12 @@ def run(ctx) -> dict[str, Any]:
             t = topk[layer]
             maps = pick_maps(t.values.shape[0], maps_opt, int(opts.seed), layer)
             idx = [int(t.indices[c, 0]) for c in maps]
-            images = torch.stack([base_dataset(ds)[i][0] for i in idx]).to(ctx.device)
             try:
-                proj, _ = project_units(
-                    model,
-                    images,
-                    layer,
-                    torch.tensor(maps, device=ctx.device),
-                    t.positions[maps, 0].to(ctx.device),
-                    denorm,
-                )
+                proj, _, _ = topk_projections(model, ds, layer, t, maps, ctx.device, k=1)
             except (DeconvnetNotApplicable, NoReceptiveField) as err:
                 skipped[layer] = err
                 continue
-            cells[layer].append(proj)
+            cells[layer].append(normalize_each(proj[:, 0]))
             records[layer].append(
                 {
                     "epoch": epochs[-1],

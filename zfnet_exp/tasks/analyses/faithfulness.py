@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ...data.masks import base_folder, load_mask
-from ...diagnostics.attribution import attribute, available_methods
+from ...diagnostics.attribution import attribute, available_methods, method_options
 from ...diagnostics.faithfulness import (
     METRICS,
     baseline_map,
@@ -38,71 +38,35 @@ from ...diagnostics.faithfulness import (
     pointing_accuracy,
     pointing_game,
 )
-from ...diagnostics.occlusion import occlusion_sensitivity
 from ...errors import UserError
 from ...utils.tables import write_csv
-from .occlusion import gather
-
-OCCLUSION_VIEWS = ("occlusion", "occlusion_logit", "occlusion_prob", "occlusion_grid")
-
-
-def occlusion_maps(
-    model,
-    images,
-    labels,
-    patch: int,
-    stride: int,
-    fill: float,
-    views: dict[str, tuple[str, str]],
-    batch_size: int = 64,
-    progress: bool = False,
-) -> dict[str, torch.Tensor]:
-    """{name: [B, H, W]} occlusion maps from one occlusion run per image. ``views[name] = (kind, score)``:
-    kind ``pixel`` = :meth:`OcclusionResult.per_pixel` (Captum's mean over covering positions), ``grid`` =
-    :meth:`OcclusionResult.grid_map` (ZF's per-position drop, interpolated between occluder centres)."""
-    out: dict[str, list] = {name: [] for name in views}
-    for x, y in tqdm(list(zip(images, labels.tolist())), desc="occlusion maps", unit="img", disable=not progress):
-        res = occlusion_sensitivity(
-            model, x, y, patch=patch, stride=stride, fill=fill, layer=None, batch_size=batch_size
-        )
-        for name, (kind, score) in views.items():
-            out[name].append((res.per_pixel(score) if kind == "pixel" else res.grid_map(score)).float())
-    return {name: torch.stack(v) for name, v in out.items()}
-
-
-def occlusion_view(name: str, default_score: str) -> tuple[str, str]:
-    """``occlusion`` -> per-pixel with the configured score; ``occlusion_logit|prob`` -> per-pixel with that
-    score; ``occlusion_grid`` -> ZF's grid view with the configured score."""
-    if name == "occlusion_grid":
-        return "grid", default_score
-    return "pixel", name.split("_", 1)[1] if "_" in name else default_score
+from .probes import gather
 
 
 def compute_maps(model, images, labels, methods, a, batch_size: int = 64, progress: bool = False) -> tuple[dict, dict]:
-    """Heat maps per method and the seconds each took (the occlusion views share one timing)."""
-    maps, secs = {}, {}
-    unknown = [m for m in methods if m not in OCCLUSION_VIEWS and m not in available_methods()]
+    """Heat maps per registered attribution method (occlusion included) and the seconds each took. Each
+    method takes from the analysis settings the options it declared (occlusion: patch, stride, fill, score)."""
+    unknown = [m for m in methods if m not in available_methods()]
     if unknown:
         raise UserError(
-            f"analysis.methods has unknown method(s) {unknown}. Choose from the occlusion methods "
-            f"{', '.join(OCCLUSION_VIEWS)} and the attribution methods {', '.join(available_methods())}."
+            f"analysis.methods has unknown method(s) {unknown}. Choose from the attribution methods "
+            f"{', '.join(available_methods())}."
         )
-    views = {m: occlusion_view(m, str(a.occlusion_score)) for m in methods if m in OCCLUSION_VIEWS}
-    if views:
+    settings = {
+        "patch": a.get("patch"),
+        "stride": a.get("stride"),
+        "fill": a.get("fill"),
+        "score": a.get("occlusion_score"),
+        "batch_size": batch_size,
+    }
+    maps, secs = {}, {}
+    for m in tqdm(methods, desc="heat maps", unit="method", disable=not progress):
         t0 = time.perf_counter()
-        occ = occlusion_maps(
-            model, images, labels, int(a.patch), int(a.stride), float(a.fill), views, batch_size, progress
-        )
-        maps.update({k: v.to(images.device) for k, v in occ.items()})
-        secs.update(dict.fromkeys(occ, time.perf_counter() - t0))
-    for m in methods:
-        if m in views:
-            continue
-        t0 = time.perf_counter()
-        chunks = [attribute(m, model, images[s : s + 16], labels[s : s + 16]) for s in range(0, len(images), 16)]
+        kw = method_options(m, settings)
+        chunks = [attribute(m, model, images[s : s + 16], labels[s : s + 16], **kw) for s in range(0, len(images), 16)]
         maps[m] = torch.cat(chunks)
         secs[m] = time.perf_counter() - t0
-    return {m: maps[m] for m in methods}, secs
+    return maps, secs
 
 
 def run(ctx) -> dict:

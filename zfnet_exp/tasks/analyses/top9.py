@@ -14,24 +14,18 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.utils.data import Subset
 
-from ...callbacks._util import pick_maps
 from ...data.normalize import denormalizer
 from ...diagnostics.deconvnet import DeconvnetNotApplicable
 from ...diagnostics.geometry import NoReceptiveField
 from ...diagnostics.layers import conv_layer_names
+from ...diagnostics.projections import topk_projections
 from ...diagnostics.sanity import cascading_randomization
-from ...diagnostics.topk import mine_topk
+from ...diagnostics.topk import mine_topk, topk_payload
 from ...utils.skips import say_skipped
-from ...viz.grids import evolution_strip, normalize_each, top9_panel
-
-
-def base_dataset(dataset):
-    """Items carry their index in the underlying dataset; a Subset must be unwrapped to look them up."""
-    while isinstance(dataset, Subset):
-        dataset = dataset.dataset
-    return dataset
+from ...utils.tensors import pick_maps, unwrap_subset
+from ...viz.grids import evolution_strip, top9_panel
+from ...viz.images import normalize_each
 
 
 def run(ctx) -> dict[str, Any]:
@@ -48,7 +42,7 @@ def run(ctx) -> dict[str, Any]:
         num_workers=int(ctx.cfg.num_workers),
         device=ctx.device,
     )
-    base = base_dataset(ctx.dataset)
+    base = unwrap_subset(ctx.dataset)
     denorm = denormalizer(ctx.data)
     step = int(opts.get("step", 0))
     maps_opt = opts.maps if opts.maps == "all" or isinstance(opts.maps, int) else list(opts.maps)
@@ -60,12 +54,12 @@ def run(ctx) -> dict[str, Any]:
         if not maps:  # maps=[]: mine (last_result / JSON-free) but draw nothing
             continue
         try:
-            grid, payload = top9_panel(
-                ctx.model, base, layer, t, maps, denorm, device=ctx.device, maps_per_row=int(opts.maps_per_row)
-            )
+            proj, patches, filled = topk_projections(ctx.model, base, layer, t, maps, ctx.device)
         except (DeconvnetNotApplicable, NoReceptiveField) as err:
             skipped[layer] = err
             continue
+        grid = top9_panel(proj, patches, filled, denorm, maps_per_row=int(opts.maps_per_row))
+        payload = topk_payload(t, layer, maps)
         payload["checkpoint"] = str(ctx.checkpoint)
         ctx.sink.log_image(f"diag/{layer}/top9", grid, step=step, caption=f"{layer} top-{opts.k}, maps {maps}")
         ctx.sink.log_json(f"diag/{layer}/top9", payload, step=step)
