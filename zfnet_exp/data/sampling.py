@@ -18,9 +18,11 @@ from torch.utils.data import Sampler
 
 
 class ClassBalancedSampler(Sampler[int]):
-    """An epoch's permutation in which each consecutive block of ``len(classes)`` indices has one image of
-    every class (block order and within-class order shuffled each epoch). Classes with fewer images are
-    cycled; the epoch length is ``num_classes * max images per class``... capped to the dataset size."""
+    """An epoch's indices in which each consecutive block of ``len(classes)`` indices has one image of every
+    class (the class order inside each block and the images drawn per class reshuffled each epoch). Every
+    class contributes as many images as the *smallest* class has: the epoch length is
+    ``num_classes * min images per class``, and a larger class shows a different random subset each epoch
+    (nothing is repeated within an epoch)."""
 
     def __init__(self, targets: Sequence[int], seed: int = 0):
         self.targets = torch.as_tensor(list(targets))
