@@ -77,6 +77,54 @@ def compose_train(overrides: list[str], run_dir: Path, data_dir: Path):
     return cfg
 
 
+# The one tiny training run with the deconvnet diagnostics that several test files read (two epochs, one
+# checkpoint per epoch, W&B offline): trained once per session instead of once per file.
+DIAG_LAYERS = ["conv1", "conv2", "conv5"]
+DIAG_RUN = [
+    "debug=smoke",
+    *TINY_DATA,
+    "trainer.max_epochs=2",
+    "trainer.limit_val_batches=1.0",
+    "trainer.num_sanity_val_steps=1",
+    "callbacks=[model_checkpoint,top9,evolution,filter_health]",
+    "callbacks.model_checkpoint.save_top_k=-1",  # one checkpoint per epoch: the reference weights
+    f"callbacks.top9.layers=[{','.join(DIAG_LAYERS)}]",
+    "callbacks.top9.maps=3",
+    f"callbacks.evolution.layers=[{','.join(DIAG_LAYERS)}]",
+    "callbacks.evolution.maps=3",
+    "callbacks.evolution.num_images=16",
+    "logger=wandb",
+]
+
+
+@pytest.fixture(scope="session")
+def diag_run(tmp_path_factory, data_dir, wandb_home) -> Path:
+    """Run folder of ``train`` with :data:`DIAG_RUN` (read-only for the tests that share it)."""
+    from zfnet_exp.tasks.runner import run_task
+    from zfnet_exp.tasks.train import train
+
+    run_dir = tmp_path_factory.mktemp("diag_run")
+    run_task(train, compose_train(DIAG_RUN, run_dir, data_dir))
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    return run_dir
+
+
+def run_analysis(run_dir: Path, out: Path, *overrides: str, logger: str = "none") -> dict:
+    """``analyze.py ckpt=<run_dir> ...`` in process (composition exactly as the entry point's)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from zfnet_exp.tasks.analyze import analyze
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            "analyze",
+            overrides=[f"ckpt={run_dir}", f"paths.output_dir={out}", "device=cpu", f"logger={logger}", *overrides],
+        )
+    return analyze(cfg)
+
+
 def wandb_history(run_dir: Path) -> dict:
     """Every key logged to the run folder's one offline W&B run (last value wins), read back from the ``.wandb``
     file with ``wandb leet inspect --json``: what a user would see in the W&B UI after ``wandb sync``."""

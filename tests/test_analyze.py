@@ -21,5 +21,11 @@ def test_missing_checkpoint_is_one_clear_paragraph(tmp_path):
 
 
 def test_analysis_must_be_chosen(tmp_path):
+    """No analysis chosen: a failure that names the missing key and lists every analysis config (reference:
+    the files in conf/analysis), without a traceback, before anything is loaded."""
     r = _run(f"ckpt={tmp_path}/x.ckpt", f"paths.output_root={tmp_path}")
-    assert r.returncode != 0 and "analysis" in r.stderr
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "analysis=" in r.stderr
+    names = sorted(p.stem for p in (ROOT / "conf" / "analysis").glob("*.yaml"))
+    assert names and all(n in r.stderr for n in names), (names, r.stderr)
+    assert not list(tmp_path.rglob("*.json"))  # nothing ran

@@ -30,8 +30,9 @@ import math
 from collections.abc import Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
 
 from ..utils.tensors import eval_mode
 from .layers import capture_activations
@@ -58,39 +59,38 @@ def is_identity(kind: str, value: float) -> bool:
 
 
 def transform(images: Tensor, kind: str, value: float, fill: float = 0.0) -> Tensor:
-    """Apply one transform to [B, C, H, W] normalized images (see the module docstring)."""
+    """Apply one transform to [B, C, H, W] normalized images (see the module docstring), with
+    ``torchvision.transforms.v2.functional``: ``affine`` (nearest, integer translation: an exact shift),
+    ``resize`` + ``crop``/``pad`` for the zoom, ``rotate`` (bilinear). Crop and pad offsets are
+    ``(new - old) // 2`` (v2's ``center_crop`` rounds half to even, which would move odd margins by a pixel)."""
     if kind not in TRANSFORMS:
         raise ValueError(f"unknown transform {kind!r}; choose one of {TRANSFORMS}")
-    b, c, h, w = images.shape
-    if kind == "translation":
-        dy = int(round(value))
-        out = torch.full_like(images, fill)
-        if abs(dy) < h:
-            if dy >= 0:
-                out[:, :, dy:] = images[:, :, : h - dy]
-            else:
-                out[:, :, : h + dy] = images[:, :, -dy:]
-        return out
-    if kind == "scale":
-        if value <= 0:
-            raise ValueError("scale must be positive")
-        if is_identity(kind, value):
-            return images.clone()
-        nh, nw = max(1, round(h * value)), max(1, round(w * value))
-        big = F.interpolate(images, size=(nh, nw), mode="bilinear", align_corners=False, antialias=value < 1)
-        out = torch.full_like(images, fill)
-        # centre-crop (value > 1) or centre-pad (value < 1): overlap of the two centred frames
-        top, left = (nh - h) // 2, (nw - w) // 2
-        sy0, dy0 = max(top, 0), max(-top, 0)
-        sx0, dx0 = max(left, 0), max(-left, 0)
-        hh, ww = min(h, nh), min(w, nw)
-        out[:, :, dy0 : dy0 + hh, dx0 : dx0 + ww] = big[:, :, sy0 : sy0 + hh, sx0 : sx0 + ww]
-        return out
+    if kind == "scale" and value <= 0:
+        raise ValueError("scale must be positive")
     if is_identity(kind, value):
         return images.clone()
-    from torchvision.transforms.functional import InterpolationMode, rotate
-
-    return rotate(images, float(value), interpolation=InterpolationMode.BILINEAR, expand=False, fill=[fill] * c)
+    h, w = images.shape[-2:]
+    if kind == "translation":
+        return TF.affine(
+            images,
+            angle=0.0,
+            translate=[0, int(round(value))],
+            scale=1.0,
+            shear=[0.0, 0.0],
+            interpolation=InterpolationMode.NEAREST,
+            fill=fill,
+        )
+    if kind == "scale":
+        nh, nw = max(1, round(h * value)), max(1, round(w * value))
+        out = TF.resize(images, [nh, nw], interpolation=InterpolationMode.BILINEAR, antialias=True)
+        top, left = (nh - h) // 2, (nw - w) // 2
+        if top > 0 or left > 0:  # zoom in: centre crop (an axis that shrank is cropped whole, then padded)
+            out = TF.crop(out, max(top, 0), max(left, 0), min(h, nh), min(w, nw))
+        if top < 0 or left < 0:  # zoom out: centre pad with the fill
+            py, px = max(-top, 0), max(-left, 0)
+            out = TF.pad(out, [px, py, w - out.shape[-1] - px, h - out.shape[-2] - py], fill=fill)
+        return out
+    return TF.rotate(images, float(value), interpolation=InterpolationMode.BILINEAR, expand=False, fill=fill)
 
 
 def invariance_curves(
