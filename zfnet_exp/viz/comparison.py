@@ -6,9 +6,12 @@ from collections.abc import Mapping
 
 from torch import Tensor
 
+from .images import minmax_each
+
 
 def comparison_figure(image: Tensor, maps: Mapping[str, Tensor], title: str | None = None, overlay: bool = True):
-    """The image, then each heat map (min-max normalized per map: the maps' units differ) over a grey copy.
+    """The image, then each heat map (min-max normalized per map: the maps' units differ; a constant map is
+    mid-grey) over a grey copy.
 
     ``image`` is the displayable [3, H, W] image in [0, 1] (de-normalized by the caller with the
     datamodule's denormalizer); ``maps`` are [H, W] (or [1, H, W]). Built on a matplotlib ``Figure``
@@ -25,8 +28,7 @@ def comparison_figure(image: Tensor, maps: Mapping[str, Tensor], title: str | No
     axes[0].set_title("image", fontsize=9)
     grey = shown.mean(-1)
     for ax, (name, m) in zip(axes[1:], maps.items()):
-        m = m.detach().float().cpu().reshape(m.shape[-2:])
-        m = (m - m.min()) / (m.max() - m.min()).clamp(min=1e-12)
+        m = minmax_each(m.detach().cpu().reshape(1, *m.shape[-2:]))[0]
         if overlay:
             ax.imshow(grey.numpy(), cmap="gray")
             ax.imshow(m.numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.utils import make_grid
 
-from .images import normalize_each
+from .images import minmax_each, normalize_each
 
 
 def tile(cells: torch.Tensor, nrow: int, pad: int = 1, pad_value: float = 1.0) -> torch.Tensor:
@@ -42,11 +42,7 @@ def filter_grid(
     w = weight.detach().float().cpu()
     if w.dim() != 4 or w.shape[1] not in (1, 3):
         raise ValueError(f"filter_grid shows [N, 3 or 1, kh, kw] filters (a first layer); got {tuple(w.shape)}")
-    w = w.expand(-1, 3, -1, -1)
-    lo = w.flatten(1).amin(1)[:, None, None, None]
-    hi = w.flatten(1).amax(1)[:, None, None, None]
-    span = hi - lo
-    w = torch.where(span > 0, (w - lo) / span.clamp_min(1e-30), torch.full_like(w, 0.5))
+    w = minmax_each(w.expand(-1, 3, -1, -1))
     if scale > 1:
         w = F.interpolate(w, scale_factor=scale, mode="nearest")
     return tile(w, nrow or math.ceil(math.sqrt(w.shape[0])), pad=padding, pad_value=pad_value)

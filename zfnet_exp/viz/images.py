@@ -39,6 +39,16 @@ def normalize_each(x: torch.Tensor) -> torch.Tensor:
     return (0.5 + 0.5 * x / scale).clamp(0, 1)
 
 
+def minmax_each(x: torch.Tensor) -> torch.Tensor:
+    """Per-item min-max scaling ``[N, ...]`` -> [0, 1] (a constant item becomes mid-grey 0.5): for unsigned
+    displays (first-layer filters, heat maps) whose items differ in scale by orders of magnitude."""
+    x = x.detach().float()
+    lo = x.flatten(1).amin(1).view(-1, *[1] * (x.dim() - 1))
+    hi = x.flatten(1).amax(1).view(-1, *[1] * (x.dim() - 1))
+    span = hi - lo
+    return torch.where(span > 0, (x - lo) / span.clamp_min(1e-30), torch.full_like(x, 0.5))
+
+
 def figure_to_pil(fig) -> Image.Image:
     """A matplotlib ``Figure`` (built without pyplot: no global state, safe inside callbacks) as an RGB
     PIL image, which is what :class:`~zfnet_exp.viz.sink.ImageSink` takes."""
