@@ -11,37 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CONF, TINY_DATA, compose_train, wandb_history
+from conftest import run_analysis, wandb_history
 from PIL import Image
 
-from zfnet_exp.data.masks import eval_point_map, load_mask, map_point, mapped_annotation
+from zfnet_exp.data.masks import load_mask, map_point, map_points, mapped_annotation
 from zfnet_exp.data.transforms import eval_geometry
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, data_dir) -> Path:
-    from zfnet_exp.tasks.runner import run_task
-    from zfnet_exp.tasks.train import train
-
-    run_dir = tmp_path_factory.mktemp("tiny_train")
-    cfg = compose_train(["debug=smoke", *TINY_DATA, "logger=none", "~callbacks.train_samples"], run_dir, data_dir)
-    run_task(train, cfg)
-    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
-    return run_dir
+def tiny_run(diag_run) -> Path:
+    """The session's shared tiny training run (two epochs, top-9/evolution/filter callbacks)."""
+    return diag_run
 
 
-def _analyze(run_dir: Path, out: Path, *overrides: str) -> dict:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from zfnet_exp.tasks.analyze import analyze
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(
-            "analyze", overrides=[f"ckpt={run_dir}", f"paths.output_dir={out}", "device=cpu", "logger=none", *overrides]
-        )
-    return analyze(cfg)
+_analyze = run_analysis
 
 
 def _csv(path: Path) -> list[dict]:
@@ -74,8 +57,8 @@ def test_invariance_analysis(tiny_run, tmp_path):
     rows = _csv(tmp_path / "invariance.csv")
     assert len(rows) == 2 * (3 + 2 + 2)
     assert {"transform", "value", "image", "label", "dist_conv1", "dist_fc7", "prob"} <= set(rows[0])
-    for kind in ("translation", "scale", "rotation"):
-        assert (tmp_path / f"invariance_{kind}.png").is_file()
+    for kind in ("translation", "scale", "rotation"):  # through the sink, like every other figure
+        assert len(list(tmp_path.rglob(f"analysis/invariance/{kind}/step*.png"))) == 1, kind
     ident = [r for r in rows if r["transform"] == "translation" and float(r["value"]) == 0]
     assert all(float(r["dist_fc7"]) == 0 for r in ident)
 
@@ -167,9 +150,22 @@ def test_faithfulness_rejects_unknown_occlusion_view(tiny_run, tmp_path):
     from zfnet_exp.errors import UserError
 
     with pytest.raises(
-        UserError, match=r"analysis\.methods=\[occlusion_max\] is not valid: expected one of occlusion,"
+        UserError, match=r"analysis\.methods=\[occlusion_max\] is not valid: expected one of .*occlusion_grid"
     ):
-        _analyze(tiny_run, tmp_path, "analysis=faithfulness", "num_images=2", "analysis.methods=[occlusion_max]")
+        run_analysis(tiny_run, tmp_path, "analysis=faithfulness", "num_images=2", "analysis.methods=[occlusion_max]")
+
+
+def test_folder_with_another_class_count_is_a_clear_error(tiny_run, tmp_path):
+    """images=<folder> whose class folders do not match the checkpoint's classes (reference: the 10 shapes
+    classes the tiny run trained on, against a 2-class folder of real PNGs) stops before any analysis runs."""
+    from zfnet_exp.errors import UserError
+
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(tmp_path / "imgs" / cls / "x.png")
+    with pytest.raises(UserError, match=r"has 2 class folders, but the checkpoint's model was trained on 10 classes"):
+        run_analysis(tiny_run, tmp_path / "out", "analysis=occlusion", f"images={tmp_path / 'imgs'}")
+    assert not list((tmp_path / "out").rglob("*.png"))  # nothing was drawn
 
 
 # ----------------------------------------------------------------------------------------- masks
@@ -184,8 +180,11 @@ def test_point_map_matches_eval_geometry():
         ys, xs = np.nonzero(out)
         mx, my = map_point((x + 0.5, y + 0.5), size, 64)  # pixel centre
         assert abs(xs.mean() + 0.5 - mx) < 1.0 and abs(ys.mean() + 0.5 - my) < 1.0, (size, xs.mean(), mx)
-    sx, sy, ox, oy = eval_point_map((73, 73), 64)
-    assert (sx, sy, ox, oy) == (1.0, 1.0, 4.0, 4.0)
+    # by hand: 73 px needs no resize (resize_for(64) = 73), the 64 px centre crop starts at round(9 / 2) = 4
+    # (torchvision rounds half to even); points outside the crop keep their (negative) coordinates
+    torch.testing.assert_close(
+        map_points([(10, 20), (2, 1)], (73, 73), 64), torch.tensor([[6.0, 16.0], [-2.0, -3.0]], dtype=torch.float64)
+    )
 
 
 def test_mask_is_where_the_object_is(tiny_run):

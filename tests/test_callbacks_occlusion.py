@@ -8,9 +8,10 @@ import json
 import torch
 from conftest import TINY_DATA, compose_train, wandb_history
 
-from zfnet_exp.callbacks.occlusion import OcclusionSensitivity, probe_indices
+from zfnet_exp.callbacks.occlusion import OcclusionSensitivity
 from zfnet_exp.tasks.runner import run_task
 from zfnet_exp.tasks.train import train
+from zfnet_exp.utils.tensors import seeded_subset
 
 SMOKE = ["debug=smoke", *TINY_DATA]
 FAST = [
@@ -23,9 +24,12 @@ FAST = [
 
 
 def test_probe_indices_are_seeded_and_distinct():
-    a = probe_indices(20, 4, seed=3)
-    assert a == probe_indices(20, 4, seed=3) and len(set(a)) == 4 and all(0 <= i < 20 for i in a)
-    assert probe_indices(3, 10, seed=0) == [0, 1, 2]
+    """Reference: ``torch.randperm`` with a private generator, drawn by hand; the global RNG is untouched."""
+    state = torch.get_rng_state()
+    a = seeded_subset(20, 4, seed=3)
+    assert torch.equal(state, torch.get_rng_state())
+    assert a == sorted(torch.randperm(20, generator=torch.Generator().manual_seed(3))[:4].tolist())
+    assert len(set(a)) == 4 and seeded_subset(3, 10, seed=0) == [0, 1, 2]
 
 
 def test_callback_writes_figure_json_and_wandb(tmp_path, data_dir, wandb_home):
@@ -47,19 +51,39 @@ def test_callback_writes_figure_json_and_wandb(tmp_path, data_dir, wandb_home):
     assert any(k.startswith("diag/occlusion/") for k in logged), sorted(logged)
 
 
-class _Stub:
-    """Just enough of a Trainer for the scheduling logic."""
+class _Untouchable:
+    """A datamodule that fails the test if the callback reads anything from it."""
 
-    def __init__(self, epoch, zero=True, sanity=False):
+    def __getattr__(self, name):
+        raise AssertionError(f"the callback read datamodule.{name}")
+
+
+class _Stub:
+    """Just enough of a Trainer for the scheduling logic (1-based epoch = current_epoch + 1, 10 epochs)."""
+
+    def __init__(self, epoch, zero=True, sanity=False, fn="fit"):
+        from types import SimpleNamespace
+
         self.current_epoch, self.max_epochs, self.is_global_zero, self.sanity_checking = epoch, 10, zero, sanity
-        self.datamodule = None  # touching it would fail: proves the early exit
+        self.state = SimpleNamespace(fn=fn)
+        self.datamodule = _Untouchable()
 
 
 def test_schedule_and_rank_gating():
+    """Runs exactly on 1-based epochs 2, 4, ..., 10 (reference: the list written out by hand), never in the
+    sanity check, never on rank != 0, and does reach the datamodule when due on rank 0 (the gate is live)."""
     cb = OcclusionSensitivity(every_n_epochs=2)
-    assert not cb._due(_Stub(0)) and cb._due(_Stub(1)) and cb._due(_Stub(9))
-    assert not cb._due(_Stub(1, sanity=True))
-    cb.on_validation_epoch_end(_Stub(1, zero=False), None)  # rank != 0: returns without touching anything
+    ran = []
+    for epoch in range(10):
+        try:
+            cb.on_validation_epoch_end(_Stub(epoch), None)
+        except AssertionError:
+            ran.append(epoch + 1)
+    assert ran == [2, 4, 6, 8, 10]
+    cb.on_validation_epoch_end(_Stub(1, zero=False), None)  # due, but rank != 0: touches nothing
+    cb.on_validation_epoch_end(_Stub(1, sanity=True), None)
+    cb.on_validation_epoch_end(_Stub(1, fn="predict"), None)
+    OcclusionSensitivity(every_n_epochs=0).on_validation_epoch_end(_Stub(9), None)
 
 
 def test_model_mode_restored(tmp_path):
@@ -80,6 +104,7 @@ def test_model_mode_restored(tmp_path):
         default_root_dir=str(tmp_path),
         loggers=[],
         global_step=5,
+        state=SimpleNamespace(fn="fit"),
     )
     cb = OcclusionSensitivity(every_n_epochs=1, num_probes=1, patch=32, stride=32)
     with torch.inference_mode():

@@ -108,14 +108,14 @@ def external_run(request, tmp_path_factory, data_dir):
         "+callbacks.model_checkpoint.save_weights_only=true",
     ]
     handler = _Lines()
-    logging.getLogger("lightning").addHandler(handler)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addHandler(handler)
     try:
         metrics = run_task(train, compose_train(overrides, run_dir, data_dir))
         out = tmp_path_factory.mktemp(f"{name}_analysis")
         _analyze(run_dir, out, "analysis=top9", "analysis.maps=2", "num_images=20")
         _analyze(run_dir, out, "analysis=occlusion", "analysis.num_probes=1", "analysis.patch=32", "analysis.stride=16")
     finally:
-        logging.getLogger("lightning").removeHandler(handler)
+        logging.getLogger("lightning.pytorch.utilities.rank_zero").removeHandler(handler)
     return library, name, run_dir, out, metrics, handler.lines
 
 
@@ -147,7 +147,8 @@ def test_external_cnn_trains_and_is_diagnosed(external_run):
     if library == "timm":  # behind a residual add the deconvnet does not apply: one line, figure skipped
         assert not (run_dir / "diagnostics" / "diag" / "layer1.0.act2").exists()
         said = [line for line in lines if line.startswith("top9 figures: skipped")]
-        assert len(said) == 1 and "layer1.0.act2" in said[0] and "not a chain" in said[0]
+        # once per run: the training run and the offline top9 analysis each say it once
+        assert len(said) == 2 and all("layer1.0.act2" in s and "not a chain" in s for s in said), said
     else:  # a VGG is a chain: every conv stage gets its figure, the incremental occlusion path applies
         for layer in layers:
             assert list((run_dir / "diagnostics" / "diag" / layer / "top9").glob("*.png")), layer

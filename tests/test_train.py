@@ -115,3 +115,9 @@ def test_table3_variants_train(model, tmp_path, data_dir):
     assert math.isfinite(metrics["train/loss_step"]) and math.isfinite(metrics["val/loss"])
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["hyper_parameters"]["name"] == model and ckpt["global_step"] == 2
+    # the weights are the named variant's (reference: a fresh create_model of that name loads them strictly)
+    from zfnet_exp.models import create_model
+
+    ref = create_model(model, num_classes=10, input_size=64)
+    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    ref.load_state_dict(state, strict=True)

@@ -3,6 +3,7 @@ reference path), plus shapes, registry and the comparison figure."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,33 +13,10 @@ from zfnet_exp.diagnostics.attribution import (
     _REGISTRY,
     attribute,
     available_methods,
-    comparison_figure,
     reduce_channels,
     register,
 )
-from zfnet_exp.models import create_model
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and immune to a busy shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def zf():
-    torch.manual_seed(0)
-    return create_model(
-        "zfnet",
-        num_classes=6,
-        input_size=64,
-        init="kaiming",
-        conv_widths={1: 16, 2: 24, 3: 24, 4: 24, 5: 16},
-        fc_units=32,
-    ).eval()
+from zfnet_exp.viz.comparison import comparison_figure
 
 
 def small_cnn():
@@ -156,10 +134,18 @@ def test_reduce_channels_and_register():
         _REGISTRY.pop("_test_constant", None)
 
 
-def test_comparison_figure(tmp_path, zf):
-    x = torch.randn(3, 64, 64)
-    maps = {name: attribute(name, zf, x, 1)[0] for name in ("gradcam", "saliency")}
-    fig = comparison_figure(x, maps, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), title="t")
-    assert len(fig.axes) == 3
-    fig.savefig(tmp_path / "cmp.png")
-    assert (tmp_path / "cmp.png").stat().st_size > 1000
+def test_comparison_figure_shows_the_image_and_each_map(tmp_path):
+    """Panel 0 is the given image; each map panel overlays the map min-max scaled to [0, 1] (reference: the
+    hand-scaled map), so a map's hot pixel is where the panel is brightest."""
+    img = torch.rand(3, 32, 32)
+    hot = torch.zeros(32, 32)
+    hot[10, 20] = 5.0
+    ramp = torch.arange(32.0)[None].expand(32, 32) * 3 - 7
+    fig = comparison_figure(img, {"hot": hot, "ramp": ramp}, title="t")
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes] == ["image", "hot", "ramp"]
+    np.testing.assert_allclose(axes[0].images[0].get_array(), img.permute(1, 2, 0).numpy(), rtol=0, atol=1e-7)
+    shown_hot = np.asarray(axes[1].images[-1].get_array())
+    assert shown_hot.max() == 1.0 and shown_hot.argmax() == 10 * 32 + 20 and shown_hot.min() == 0.0
+    np.testing.assert_allclose(axes[2].images[-1].get_array(), ((ramp + 7) / 93).numpy(), atol=1e-6)
+    fig.savefig(tmp_path / "cmp.png")  # renders without pyplot

@@ -17,16 +17,6 @@ from zfnet_exp.diagnostics.correspondence import (
     sign_hamming_delta,
     square_masks,
 )
-from zfnet_exp.models import create_model
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and immune to a busy shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_delta_hand_example():
@@ -105,16 +95,8 @@ def test_keypoint_masks_sit_on_the_keypoints():
         keypoint_masks(anns, "nose", 8, (48, 48))
 
 
-def test_feature_changes_and_table():
-    torch.manual_seed(0)
-    model = create_model(
-        "zfnet",
-        num_classes=10,
-        input_size=48,
-        init="kaiming",
-        conv_widths={1: 8, 2: 16, 3: 16, 4: 16, 5: 16},
-        fc_units=24,
-    ).eval()
+def test_feature_changes_and_table(tiny_model):
+    model = tiny_model(size=48, classes=10, widths={1: 8, 2: 16, 3: 16, 4: 16, 5: 16}, fc_units=24)
     images, anns, obj = render_arrows(6)
     nothing = torch.zeros(6, 48, 48, dtype=torch.bool)
     eps = feature_changes(model, images, nothing)

@@ -19,18 +19,6 @@ from torch import nn
 from zfnet_exp.diagnostics.deconvnet import DeconvnetNotApplicable, project
 from zfnet_exp.diagnostics.geometry import layer_geometry
 from zfnet_exp.diagnostics.layers import capture_activations
-from zfnet_exp.models import create_model
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: a second OpenMP thread costs more in synchronization than it saves, and ~10x when
-    the cores are shared with a training run. Restored after each test."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 SIZE = 80  # ZFNet: conv1 38, pool1 19, conv2 8, pool2 4, conv3-5 4; AlexNet: conv1 19, conv2 9, conv3-5 4
 
@@ -45,14 +33,20 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 NARROW = {1: 24, 2: 32, 3: 48, 4: 48, 5: 32}  # same kernels/strides/pools/LRN as the paper, ~10x fewer FLOPs
 
 
-def make(name: str, seed: int = 0, size: int = SIZE, no_lrn: bool = False) -> nn.Module:
-    torch.manual_seed(seed)
-    m = create_model(name, num_classes=10, input_size=size, init="kaiming", fc_units=64, conv_widths=NARROW).eval()
-    if no_lrn:
-        for n, mod in list(m.features.named_children()):
-            if isinstance(mod, nn.LocalResponseNorm):
-                setattr(m.features, n, nn.Identity())
-    return m
+@pytest.fixture
+def make(tiny_model):
+    """The shared tiny-model builder at this file's sizes; ``no_lrn`` swaps LRN for the identity (for
+    comparisons with Captum, which back-propagates LRN's true Jacobian)."""
+
+    def build(name: str, seed: int = 0, size: int = SIZE, no_lrn: bool = False) -> nn.Module:
+        m = tiny_model(name, size=size, classes=10, widths=NARROW, fc_units=64, seed=seed)
+        if no_lrn:
+            for n, mod in list(m.features.named_children()):
+                if isinstance(mod, nn.LocalResponseNorm):
+                    setattr(m.features, n, nn.Identity())
+        return m
+
+    return build
 
 
 def reference_project(features: nn.Sequential, image: torch.Tensor, stop: str, channel: int) -> torch.Tensor:
@@ -108,7 +102,7 @@ def strong_channels(model: nn.Module, x: torch.Tensor, layer: str, n: int) -> li
 
 
 @pytest.mark.parametrize("name", ["zfnet", "alexnet"])
-def test_matches_bruteforce_reference(name):
+def test_matches_bruteforce_reference(name, make):
     model = make(name)
     torch.manual_seed(1)
     x = torch.randn(1, 3, SIZE, SIZE)
@@ -130,7 +124,7 @@ def _captum(model, module, x, c, y, xx):
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize("no_lrn", [True, False])
-def test_matches_captum(no_lrn):
+def test_matches_captum(no_lrn, make):
     """Without LRN: the ZF default equals Captum x activation. With LRN: skip_norm=False equals Captum."""
     model = make("zfnet", no_lrn=no_lrn)
     torch.manual_seed(2)
@@ -153,7 +147,7 @@ def test_matches_captum(no_lrn):
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_unit_map_matches_captum_map_selector():
+def test_unit_map_matches_captum_map_selector(make):
     """unit='map' seeds every unit with its activation a: the deconvnet 'gradient' of sum(a^2)/2."""
     from captum.attr import NeuronDeconvolution
 
@@ -186,7 +180,7 @@ def test_overlapping_pool_switches_add_up():
 
 
 @pytest.mark.parametrize("name", ["zfnet", "alexnet"])
-def test_batched_equals_per_unit_loop_and_crop_equals_full(name):
+def test_batched_equals_per_unit_loop_and_crop_equals_full(name, make):
     model = make(name, seed=3)
     torch.manual_seed(4)
     images = torch.randn(3, 3, SIZE, SIZE)
@@ -216,7 +210,7 @@ def test_batched_equals_per_unit_loop_and_crop_equals_full(name):
         assert rel_err(mx, project(model, images, layer, c3, positions=argpos)) < 1e-5
 
 
-def test_projection_lives_in_the_receptive_field():
+def test_projection_lives_in_the_receptive_field(make):
     model = make("alexnet", seed=7)
     x = torch.randn(4, 3, SIZE, SIZE)
     for layer in ("conv2", "conv5"):
@@ -309,7 +303,7 @@ def test_other_activations_warn():
         project(model, torch.randn(1, 3, 10, 10), "2", 0)
 
 
-def test_model_left_untouched():
+def test_model_left_untouched(make):
     model = make("zfnet").train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     project(model, torch.randn(2, 3, SIZE, SIZE), "conv3", torch.tensor([1, 2]))
@@ -320,7 +314,7 @@ def test_model_left_untouched():
         assert not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks
 
 
-def test_bad_arguments():
+def test_bad_arguments(make):
     model = make("zfnet")
     x = torch.randn(2, 3, SIZE, SIZE)
     with pytest.raises(ValueError, match="unit"):

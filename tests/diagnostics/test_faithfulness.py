@@ -25,17 +25,8 @@ from zfnet_exp.diagnostics.faithfulness import (
     rise_kernel,
     trapezoid_auc,
     wilson_interval,
-    write_csv,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and immune to a busy shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from zfnet_exp.utils.tables import write_csv
 
 
 def test_rise_kernel_matches_scipy_construction():

@@ -15,17 +15,6 @@ from torch import nn
 from zfnet_exp.diagnostics.geometry import layer_geometry, receptive_field, receptive_field_patch, trace_chain
 from zfnet_exp.models import create_model
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: a second OpenMP thread costs more in synchronization than it saves, and ~10x when
-    the cores are shared with a training run. Restored after each test."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 NARROW = {1: 8, 2: 8, 3: 8, 4: 8, 5: 8}
 
 

@@ -11,32 +11,15 @@ import torch
 from zfnet_exp.diagnostics.invariance import (
     default_values,
     invariance_curves,
-    run_invariance,
     transform,
 )
-from zfnet_exp.models import create_model
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and immune to a busy shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from zfnet_exp.utils.tables import write_csv
+from zfnet_exp.viz.invariance_figure import invariance_figures
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return create_model(
-        "zfnet",
-        num_classes=5,
-        input_size=48,
-        init="kaiming",
-        conv_widths={1: 8, 2: 16, 3: 16, 4: 16, 5: 16},
-        fc_units=24,
-    ).eval()
+def model(tiny_model):
+    return tiny_model(size=48, classes=5, widths={1: 8, 2: 16, 3: 16, 4: 16, 5: 16}, fc_units=24)
 
 
 def test_translation_is_an_exact_shift():
@@ -102,19 +85,28 @@ def test_curves_zero_at_identity_and_tidy(model):
     torch.testing.assert_close(torch.tensor(got, dtype=torch.float64), ref, rtol=1e-5, atol=1e-6)
 
 
-def test_csv_and_plots(model, tmp_path):
+def test_csv_and_figures_show_the_rows(model, tmp_path):
+    """The CSV reads back as the rows, and every plotted line is exactly one image's curve from the rows
+    (reference: the rows themselves, filtered by hand)."""
     images = torch.randn(2, 3, 48, 48)
     values = {"translation": [-4, 0, 4], "scale": [1.0, 1.2], "rotation": [0.0, 30.0]}
-    rows, csv_path, pngs = run_invariance(model, images, [1, 3], tmp_path, values=values, names=["a", "b"])
-    assert csv_path.exists() and [p.name for p in pngs] == [
-        "invariance_translation.png",
-        "invariance_scale.png",
-        "invariance_rotation.png",
-    ]
-    assert all(p.stat().st_size > 1000 for p in pngs)
+    rows = invariance_curves(model, images, [1, 3], values=values)
+    csv_path = write_csv(rows, tmp_path / "invariance.csv")
     with csv_path.open() as f:
         read = list(csv.DictReader(f))
     assert len(read) == len(rows) == 14 and float(read[0]["value"]) == -4.0
+    figs = invariance_figures(rows, names=["a", "b"])
+    assert list(figs) == ["translation", "scale", "rotation"]
+    metrics = ["dist_conv1", "dist_fc7", "prob"]
+    for kind, fig in figs.items():
+        axes = fig.axes
+        assert len(axes) == len(metrics)
+        for ax, metric in zip(axes, metrics):
+            assert [line.get_label() for line in ax.lines] == ["a", "b"]
+            for i, line in enumerate(ax.lines):
+                want = sorted((r["value"], r[metric]) for r in rows if r["transform"] == kind and r["image"] == i)
+                assert list(line.get_xdata()) == [v for v, _ in want]
+                assert list(line.get_ydata()) == [m for _, m in want]
 
 
 def test_default_values_follow_the_paper():

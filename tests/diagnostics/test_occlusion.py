@@ -12,25 +12,18 @@ from captum.attr import Occlusion
 from torch import nn
 
 from zfnet_exp.diagnostics.occlusion import grid_shape, occlusion_sensitivity
-from zfnet_exp.models import create_model
 
 SMALL = {1: 16, 2: 24, 3: 24, 4: 24, 5: 16}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and immune to a busy shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+@pytest.fixture
+def small(tiny_model):
+    """The shared tiny-model builder at this file's widths."""
 
+    def build(name: str, size: int, classes: int = 7) -> nn.Module:
+        return tiny_model(name, size=size, classes=classes, widths=SMALL, fc_units=32)
 
-def small(name: str, size: int, classes: int = 7) -> nn.Module:
-    torch.manual_seed(0)
-    return create_model(
-        name, num_classes=classes, input_size=size, init="kaiming", conv_widths=SMALL, fc_units=32
-    ).eval()
+    return build
 
 
 def brute_force(model, image, target, patch, stride, fill, module=None, channel=None):
@@ -89,7 +82,7 @@ def assert_matches_brute(model, image, target, patch, stride, fill, layer, modul
         ("alexnet", 70, 16, 6, -1.0),
     ],
 )
-def test_incremental_equals_brute_force(name, size, patch, stride, fill):
+def test_incremental_equals_brute_force(name, size, patch, stride, fill, small):
     model = small(name, size)
     torch.manual_seed(1)
     image = torch.randn(3, size, size)
@@ -97,7 +90,7 @@ def test_incremental_equals_brute_force(name, size, patch, stride, fill):
     assert res.method == "incremental" and res.fallback_reason is None
 
 
-def test_full_path_equals_brute_force():
+def test_full_path_equals_brute_force(small):
     model = small("zfnet", 64)
     image = torch.randn(3, 64, 64)
     res = assert_matches_brute(model, image, 2, 12, 7, 0.0, "conv2", model.features.relu2, "full")
@@ -105,7 +98,7 @@ def test_full_path_equals_brute_force():
 
 
 @pytest.mark.parametrize("layer", ["conv1", "conv3", "features.pool2", "fc7", None])
-def test_incremental_equals_full(layer):
+def test_incremental_equals_full(layer, small):
     """The two paths agree to 1e-5 for layers inside features, in the classifier, and with none."""
     model = small("zfnet", 72)
     image = torch.randn(3, 72, 72)
@@ -211,7 +204,7 @@ def test_spot_check_catches_forward_that_bypasses_features():
 
 
 @pytest.mark.parametrize("method", ["incremental", "full"])
-def test_per_pixel_equals_captum(method):
+def test_per_pixel_equals_captum(method, small):
     """Window (3,p,p), strides (3,s,s), baselines=fill, target; (H - p) % s == 0 so no clipped windows."""
     model = small("zfnet", 64)
     image = torch.randn(3, 64, 64)
@@ -230,7 +223,7 @@ def test_per_pixel_equals_captum(method):
     assert res.per_pixel("prob").shape == (64, 64)
 
 
-def test_grid_geometry_and_bookkeeping():
+def test_grid_geometry_and_bookkeeping(small):
     model = small("zfnet", 64)
     image = torch.randn(1, 3, 64, 64)
     res = occlusion_sensitivity(model, image, 0, 20, 6, layer="conv5")
@@ -246,7 +239,7 @@ def test_grid_geometry_and_bookkeeping():
     assert torch.all(pix[:, 62:] == 0) and torch.all(pix[62:, :] == 0)
 
 
-def test_grid_map_is_bilinear_between_occluder_centres():
+def test_grid_map_is_bilinear_between_occluder_centres(small):
     """Reference: torch's bilinear ``interpolate(align_corners=True)`` of the drop grid onto the pixels between
     the first and last occluder centres (odd patch: centres on pixels), edge values replicated outside."""
     import torch.nn.functional as F
@@ -270,7 +263,7 @@ def test_grid_map_is_bilinear_between_occluder_centres():
         res.grid_map("softmax")
 
 
-def test_restores_training_mode_and_validates_arguments():
+def test_restores_training_mode_and_validates_arguments(small):
     model = small("zfnet", 48).train()
     image = torch.randn(3, 48, 48)
     res = occlusion_sensitivity(model, image, 0, 8, 8, layer="conv5")

@@ -7,24 +7,12 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import numpy as np
-import pytest
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
 from zfnet_exp.diagnostics.layers import capture_activations
 from zfnet_exp.diagnostics.topk import TopK, TopKAccumulator, mine_topk
-from zfnet_exp.models import create_model
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: a second OpenMP thread costs more in synchronization than it saves, and ~10x when
-    the cores are shared with a training run. Restored after each test."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 class Images(Dataset):
@@ -82,19 +70,12 @@ def test_matches_bruteforce_with_ties():
         assert bool((got.values[:, :-1] >= got.values[:, 1:]).all())
 
 
-def test_matches_bruteforce_on_zfnet_and_without_index():
-    torch.manual_seed(1)
-    model = create_model(
-        "zfnet",
-        num_classes=10,
-        input_size=64,
-        init="kaiming",
-        fc_units=32,
-        conv_widths={1: 16, 2: 16, 3: 16, 4: 16, 5: 16},
-    )
+def test_matches_bruteforce_on_zfnet_and_without_index(tiny_model):
+    model = tiny_model(classes=10, seed=1).train()  # mine_topk must evaluate it in eval mode and restore train
     images = torch.randn(17, 3, 64, 64)
     layers = ["conv1", "conv3", "features.pool5"]
     got = mine_topk(model, Images(images), layers, k=4, batch_size=6)
+    assert model.training  # the caller's mode is restored
     with torch.no_grad(), capture_activations(model.eval(), layers) as acts:
         model(images)
     for layer in layers:

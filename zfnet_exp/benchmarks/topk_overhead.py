@@ -3,7 +3,7 @@
 ``python -m zfnet_exp.benchmarks.topk_overhead [--size 224] [--images 256] [--batch 64]``
 
 Runs the same validation forward passes twice in one process: plain, and with exactly what the top-9
-callback adds per batch (forward hooks on every conv layer via ``capture_first`` and
+callback adds per batch (forward hooks on every conv layer via ``capture_activations(keep="first")`` and
 ``TopKAccumulator.update`` with the batch's dataset indices). Images are a fixed random tensor held in memory,
 so data loading does not dilute the overhead (a real epoch's loading makes the percentage smaller). The
 projection and drawing at epoch end are a separate, once-per-epoch cost measured by the deconvnet benchmark.
@@ -16,8 +16,7 @@ import time
 
 import torch
 
-from ..callbacks._util import capture_first
-from ..diagnostics.layers import conv_layer_names
+from ..diagnostics.layers import capture_activations, conv_layer_names
 from ..diagnostics.topk import TopKAccumulator
 from ..models import create_model
 
@@ -54,7 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
     for _ in range(args.repeats):  # interleaved, best of N: robust to other load on the machine
         plain.append(_epoch(model, images, args.batch))
         acc = TopKAccumulator(layers, args.k)
-        with capture_first(model, layers) as acts:
+        with capture_activations(model, layers, keep="first") as acts:
             mined.append(_epoch(model, images, args.batch, acc, acts))
         acc.result()
     p, m = min(plain), min(mined)

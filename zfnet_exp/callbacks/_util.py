@@ -1,5 +1,5 @@
-"""Helpers shared by the diagnostic callbacks: which maps to show, de-normalizing for figures, the
-schedule, and gathering top-k buffers across DDP ranks."""
+"""Helpers shared by the diagnostic callbacks: de-normalizing for figures, the one schedule check, sizing
+and gathering top-k buffers across DDP ranks. (Which maps/images to show: :mod:`zfnet_exp.utils.tensors`.)"""
 
 from __future__ import annotations
 
@@ -10,19 +10,7 @@ import torch
 from ..data.normalize import denormalizer as make_denormalizer
 from ..diagnostics.layers import capture_activations, resolve_layer
 from ..diagnostics.topk import TopK, TopKAccumulator
-
-
-def pick_maps(num_channels: int, maps: int | str | Sequence[int] | None, seed: int, layer: str = "") -> list[int]:
-    """Channels to draw: ``"all"``/None -> all; an int N -> a fixed seeded subset of N (sorted; the same
-    every epoch and run, so figures can be compared); a list -> those channels."""
-    if maps is None or maps == "all":
-        return list(range(num_channels))
-    if isinstance(maps, int):
-        if maps >= num_channels:
-            return list(range(num_channels))
-        g = torch.Generator().manual_seed(int(seed) + sum(map(ord, layer)))
-        return sorted(torch.randperm(num_channels, generator=g)[:maps].tolist())
-    return [int(c) for c in maps]
+from ..utils.tensors import eval_mode
 
 
 def denormalizer(datamodule) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -36,13 +24,8 @@ def layer_channels(model: torch.nn.Module, layers: Sequence[str], probe: torch.T
     even a rank that will see no batch)."""
     for layer in layers:
         resolve_layer(model, layer)  # fail early with the list of valid names
-    was = model.training
-    model.eval()
-    try:
-        with capture_activations(model, layers) as acts:
-            model(probe)
-    finally:
-        model.train(was)
+    with eval_mode(model), capture_activations(model, layers) as acts:
+        model(probe)
     return {layer: int(acts[layer].shape[1]) for layer in layers}
 
 
@@ -79,10 +62,11 @@ def capture_first(model: torch.nn.Module, layers: Sequence[str]):
 
 
 def diagnostic_due(trainer, every_n_epochs: int) -> bool:
-    """Whether a validation-time diagnostic runs this epoch: not the sanity check, during fit or
-    validate, and on its schedule (1-based epochs; the last epoch always)."""
+    """Whether a validation-time diagnostic runs this epoch: not the sanity check, during fit or validate, and
+    on its schedule (1-based epochs; the last epoch always). ``every_n_epochs < 1`` never runs."""
     return (
-        not trainer.sanity_checking
+        every_n_epochs >= 1
+        and not trainer.sanity_checking
         and trainer.state.fn in ("fit", "validate")
         and epoch_scheduled(trainer.current_epoch + 1, every_n_epochs, trainer.max_epochs)
     )

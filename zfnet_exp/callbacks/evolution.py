@@ -24,11 +24,13 @@ from ..data.normalize import NormalizedView
 from ..diagnostics.deconvnet import DeconvnetNotApplicable
 from ..diagnostics.geometry import NoReceptiveField
 from ..diagnostics.layers import conv_layer_names
+from ..diagnostics.projections import topk_projections
 from ..diagnostics.topk import mine_topk
 from ..utils.skips import say_skipped
+from ..utils.tensors import pick_maps, seeded_subset
 from ..viz import ImageSink
-from ..viz.grids import evolution_strip, project_units
-from ._util import denormalizer, pick_maps
+from ..viz.grids import evolution_strip
+from ..viz.images import normalize_each
 
 DEFAULT_EPOCHS = (1, 2, 5, 10, 20, 30, 40, 64)
 
@@ -93,15 +95,12 @@ class FeatureEvolution(L.Callback):
             return
         dm = trainer.datamodule
         ds = self._dataset(dm)
-        n = len(ds)
-        g = torch.Generator().manual_seed(self.seed)
-        subset_idx = sorted(torch.randperm(n, generator=g)[: min(self.num_images, n)].tolist())
+        subset_idx = seeded_subset(len(ds), self.num_images, self.seed)
         model = pl_module.model
         topk = mine_topk(
             model, Subset(ds, subset_idx), self.layers, k=1, batch_size=self.batch_size, device=pl_module.device
         )
         channels = {layer: t.values.shape[0] for layer, t in topk.items()}
-        denorm = denormalizer(dm)
         sink = ImageSink.from_trainer(trainer)
         self.logged_epochs.append(epoch)
         skipped = {}
@@ -109,20 +108,12 @@ class FeatureEvolution(L.Callback):
             maps = pick_maps(channels[layer], self.maps, self.seed, layer)
             t = topk[layer]
             idx = [int(t.indices[c, 0]) for c in maps]
-            images = torch.stack([ds[i][0] for i in idx]).to(pl_module.device)
             try:
-                proj, _ = project_units(
-                    model,
-                    images,
-                    layer,
-                    torch.tensor(maps, device=pl_module.device),
-                    t.positions[maps, 0].to(pl_module.device),
-                    denorm,
-                )
+                proj, _, _ = topk_projections(model, ds, layer, t, maps, pl_module.device, k=1)
             except (DeconvnetNotApplicable, NoReceptiveField) as err:
                 skipped[layer] = err
                 continue
-            self.cells.setdefault(layer, []).append(proj)
+            self.cells.setdefault(layer, []).append(normalize_each(proj[:, 0]))
             self.records.setdefault(layer, []).append(
                 {
                     "epoch": epoch,

@@ -17,9 +17,10 @@ from contextlib import ExitStack
 import lightning as L
 import torch
 
-from ..diagnostics.filters import filter_grid, filter_health
+from ..diagnostics.filters import filter_health
 from ..diagnostics.layers import conv_layer_names
 from ..viz import ImageSink
+from ..viz.grids import filter_grid
 from ._util import capture_first, diagnostic_due
 
 

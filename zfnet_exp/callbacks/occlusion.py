@@ -18,22 +18,18 @@ at 224 px use ``patch=56, stride=8`` (22x22 positions; the paper's grey square i
 from __future__ import annotations
 
 import lightning as L
-import torch
 
-from ..data.normalize import denormalizer, normalized_split
+from ..data.normalize import normalized_split
 from ..diagnostics.autograd import input_gradients_only
 from ..diagnostics.deconvnet import DeconvnetNotApplicable
 from ..diagnostics.geometry import NoReceptiveField
 from ..diagnostics.occlusion import occlusion_sensitivity
+from ..diagnostics.projections import strongest_unit_projection
 from ..utils.skips import say_skipped
+from ..utils.tensors import seeded_subset
 from ..viz import ImageSink
-from ..viz.occlusion_figure import occlusion_figure, projection_image, result_payload
-
-
-def probe_indices(n: int, num_probes: int, seed: int) -> list[int]:
-    """``num_probes`` distinct indices in ``range(n)`` from a private generator: identical on every rank."""
-    g = torch.Generator().manual_seed(int(seed))
-    return sorted(torch.randperm(n, generator=g)[: min(num_probes, n)].tolist())
+from ..viz.occlusion_figure import occlusion_figure, result_payload
+from ._util import denormalizer, diagnostic_due
 
 
 class OcclusionSensitivity(L.Callback):
@@ -57,14 +53,8 @@ class OcclusionSensitivity(L.Callback):
         self.batch_size = int(batch_size)
         self.seed = int(seed)
 
-    def _due(self, trainer) -> bool:
-        if trainer.sanity_checking or self.every_n_epochs < 1:
-            return False
-        epoch = trainer.current_epoch + 1
-        return epoch % self.every_n_epochs == 0 or epoch == trainer.max_epochs
-
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if not self._due(trainer) or not trainer.is_global_zero:
+        if not diagnostic_due(trainer, self.every_n_epochs) or not trainer.is_global_zero:
             return
         dm = trainer.datamodule
         val_set = normalized_split(dm, "val")  # items as the network sees them
@@ -72,24 +62,24 @@ class OcclusionSensitivity(L.Callback):
             return
         model = getattr(pl_module, "model", pl_module)
         device = next(model.parameters()).device
-        params = getattr(dm, "normalizer", None)
+        denorm = denormalizer(dm)
         classes = list(getattr(dm, "classes", None) or []) or None
         sink = ImageSink.from_trainer(trainer)
         with input_gradients_only(model):
-            for idx in probe_indices(len(val_set), self.num_probes, self.seed):
-                self._probe(model, val_set, idx, device, params, classes, sink, trainer.global_step)
+            for idx in seeded_subset(len(val_set), self.num_probes, self.seed):
+                self._probe(model, val_set, idx, device, denorm, classes, sink, trainer.global_step)
 
-    def _probe(self, model, val_set, idx, device, params, classes, sink: ImageSink, step: int) -> None:
+    def _probe(self, model, val_set, idx, device, denorm, classes, sink: ImageSink, step: int) -> None:
         x, y, index = val_set[idx]
         x = x.to(device)
         res = occlusion_sensitivity(model, x, int(y), self.patch, self.stride, self.fill, self.layer, self.batch_size)
         proj = None
-        if self.projection:
+        if self.projection and res.channel is not None:
             try:
-                proj = projection_image(model, x, res)
+                proj = strongest_unit_projection(model, x, res.layer, res.channel)
             except (DeconvnetNotApplicable, NoReceptiveField) as err:
                 say_skipped("occlusion deconvnet panel", {res.layer: err})
-        shown = denormalizer(params)(x.cpu())
+        shown = denorm(x.cpu())
         name = classes[int(y)] if classes else str(int(y))
         key = f"diag/occlusion/{int(index):06d}"
         fig = occlusion_figure(shown, res, classes, proj, title=f"val image {int(index)} ({name}), step {step}")

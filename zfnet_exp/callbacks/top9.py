@@ -19,18 +19,13 @@ from ..data.normalize import normalized_split
 from ..diagnostics.deconvnet import DeconvnetNotApplicable
 from ..diagnostics.geometry import NoReceptiveField
 from ..diagnostics.layers import conv_layer_names
-from ..diagnostics.topk import TopKAccumulator
+from ..diagnostics.projections import topk_projections
+from ..diagnostics.topk import TopKAccumulator, topk_payload
 from ..utils.skips import say_skipped
+from ..utils.tensors import pick_maps
 from ..viz import ImageSink
 from ..viz.grids import top9_panel
-from ._util import (
-    capture_first,
-    denormalizer,
-    diagnostic_due,
-    gather_topk,
-    layer_channels,
-    pick_maps,
-)
+from ._util import capture_first, denormalizer, diagnostic_due, gather_topk, layer_channels
 
 
 class Top9Deconv(L.Callback):
@@ -102,22 +97,14 @@ class Top9Deconv(L.Callback):
             if not maps:  # maps=[]: mine (last_result / JSON-free) but draw nothing
                 continue
             try:
-                grid, payload = top9_panel(
-                    pl_module.model,
-                    normalized_split(dm, "val"),
-                    layer,
-                    topk,
-                    maps,
-                    denorm,
-                    device=pl_module.device,
-                    maps_per_row=self.maps_per_row,
+                proj, patches, filled = topk_projections(
+                    pl_module.model, normalized_split(dm, "val"), layer, topk, maps, pl_module.device
                 )
-            except (
-                DeconvnetNotApplicable,
-                NoReceptiveField,
-            ) as err:  # mined (last_result) but no ZF projection of this layer
+            except (DeconvnetNotApplicable, NoReceptiveField) as err:  # mined (last_result), not projected
                 skipped[layer] = err
                 continue
+            grid = top9_panel(proj, patches, filled, denorm, maps_per_row=self.maps_per_row)
+            payload = topk_payload(topk, layer, maps)
             payload["epoch"] = trainer.current_epoch + 1
             sink.log_image(
                 f"diag/{layer}/top9",

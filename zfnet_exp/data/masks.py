@@ -2,8 +2,10 @@
 
 Why: the pointing game and the correspondence analysis compare heat maps ([H, W] at the crop size) with
 annotations that live in the original image's pixels. The eval transform resizes and centre-crops, so the
-masks go through the same deterministic geometry (:func:`~zfnet_exp.data.transforms.eval_geometry`, nearest
-interpolation) and points through the equivalent affine map (:func:`eval_point_map`).
+masks go through the same deterministic PIL geometry as the images (:func:`~zfnet_exp.data.transforms.eval_geometry`,
+nearest interpolation: a tensor ``tv_tensors.Mask`` resize samples pixel centres differently from PIL and
+would shift mask edges by a pixel against the image), and points as ``tv_tensors.KeyPoints`` through the
+same resize/crops in ``torchvision.transforms.v2`` (:func:`map_points`).
 """
 
 from __future__ import annotations
@@ -14,16 +16,16 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
+from ..utils.tensors import unwrap_subset
 from .folder import IndexedImageFolder
 from .transforms import eval_geometry, resize_for
 
 
 def base_folder(dataset: Dataset) -> IndexedImageFolder:
     """The IndexedImageFolder under (nested) Subsets; dataset items carry *its* indices."""
-    while isinstance(dataset, Subset):
-        dataset = dataset.dataset
+    dataset = unwrap_subset(dataset)
     if not isinstance(dataset, IndexedImageFolder):
         raise TypeError(f"expected an IndexedImageFolder (or a Subset of one), got {type(dataset).__name__}")
     return dataset
@@ -40,34 +42,38 @@ def load_mask(folder: IndexedImageFolder, index: int, crop_size: int) -> Tensor:
     """BoolTensor [crop, crop]: the object mask of image ``index`` mapped into the network input."""
     path = mask_path(folder, index)
     if not path.is_file():
-        raise FileNotFoundError(f"no mask for {folder.samples[index][0]} (expected {path}); masks exist for the "
-                                "generated shapes dataset only")
+        raise FileNotFoundError(
+            f"no mask for {folder.samples[index][0]} (expected {path}); masks exist for the "
+            "generated shapes dataset only"
+        )
     m = eval_geometry(crop_size)(Image.open(path).convert("L"))
     return torch.from_numpy(np.asarray(m) > 127)
 
 
-def eval_point_map(orig_size: tuple[int, int], crop_size: int) -> tuple[float, float, float, float]:
-    """(sx, sy, ox, oy) so that a point (x, y) in the original image (w, h = ``orig_size``) lands at
-    (x * sx - ox, y * sy - oy) in the network input: torchvision's Resize(shorter side) then the two
-    centre crops of :func:`eval_geometry` (same rounding as ``CenterCrop``)."""
-    w, h = orig_size
+def eval_keypoint_geometry(crop_size: int):
+    """The eval geometry (:func:`~zfnet_exp.data.transforms.eval_geometry`: resize the shorter side, centre
+    square, centre crop) as a ``torchvision.transforms.v2`` pipeline, which moves ``tv_tensors.KeyPoints``
+    with the same sizes and crop offsets as the images (torchvision's own box/point geometry, not ours)."""
+    from torchvision.transforms import v2
+
     size = resize_for(crop_size)
-    if w <= h:
-        nw, nh = size, int(size * h / w)
-    else:
-        nh, nw = size, int(size * w / h)
-    sx, sy = nw / w, nh / h
-    oy = int(round((nh - size) / 2.0))
-    ox = int(round((nw - size) / 2.0))
-    oy += int(round((size - crop_size) / 2.0))
-    ox += int(round((size - crop_size) / 2.0))
-    return sx, sy, float(ox), float(oy)
+    return v2.Compose([v2.Resize(size), v2.CenterCrop(size), v2.CenterCrop(crop_size)])
+
+
+def map_points(points, orig_size: tuple[int, int], crop_size: int) -> Tensor:
+    """Annotation points ``[N, 2]`` (x, y) in original pixels (``orig_size`` = (w, h)) -> (x, y) in the
+    network input, float64. Points may fall outside the crop (negative or >= crop_size)."""
+    from torchvision import tv_tensors
+
+    w, h = orig_size
+    kp = tv_tensors.KeyPoints(torch.as_tensor(points, dtype=torch.float64).reshape(-1, 2), canvas_size=(h, w))
+    return eval_keypoint_geometry(crop_size)(kp).as_subclass(Tensor).double()
 
 
 def map_point(xy, orig_size: tuple[int, int], crop_size: int) -> tuple[float, float]:
-    """An annotation point (x, y) in original pixels -> (x, y) in the network input."""
-    sx, sy, ox, oy = eval_point_map(orig_size, crop_size)
-    return float(xy[0]) * sx - ox, float(xy[1]) * sy - oy
+    """One annotation point (x, y) in original pixels -> (x, y) in the network input (:func:`map_points`)."""
+    x, y = map_points([xy], orig_size, crop_size)[0].tolist()
+    return x, y
 
 
 def mapped_annotation(folder: IndexedImageFolder, index: int, crop_size: int) -> dict | None:
@@ -80,8 +86,18 @@ def mapped_annotation(folder: IndexedImageFolder, index: int, crop_size: int) ->
     out = dict(ann)
     if "center" in ann:
         out["center"] = list(map_point(ann["center"], size, crop_size))
-    out["keypoints"] = {k: list(map_point(v, size, crop_size)) for k, v in ann.get("keypoints", {}).items()}
+    names = list(ann.get("keypoints", {}))
+    mapped = map_points([ann["keypoints"][k] for k in names], size, crop_size).tolist() if names else []
+    out["keypoints"] = dict(zip(names, mapped))
     return out
 
 
-__all__ = ["base_folder", "eval_point_map", "load_mask", "map_point", "mapped_annotation", "mask_path"]
+__all__ = [
+    "base_folder",
+    "eval_keypoint_geometry",
+    "load_mask",
+    "map_point",
+    "map_points",
+    "mapped_annotation",
+    "mask_path",
+]

@@ -23,6 +23,12 @@ Conventions (all maps are raw, not normalized; normalize for display only):
                         of the strongest map (largest spatial sum) of ``layer`` (default ``"conv5"``) in
                         each image, as in the paper's Fig. 7(c); *not* class-specific (target ignored);
                         |.| then max over colour channels.
+``occlusion``           ZF occlusion (:func:`zfnet_exp.diagnostics.occlusion.occlusion_sensitivity`, grey
+                        square of ``patch``/``stride``/``fill``), as Captum's per-pixel view
+                        (:meth:`~zfnet_exp.diagnostics.occlusion.OcclusionResult.per_pixel`, mean drop of
+                        the target's ``score``, logit by default); ``occlusion_logit``/``occlusion_prob``
+                        fix the score; ``occlusion_grid`` is ZF's per-position view
+                        (:meth:`~zfnet_exp.diagnostics.occlusion.OcclusionResult.grid_map`).
 ``integrated_gradients``Captum ``IntegratedGradients`` from ``baseline`` (default 0.0: the dataset mean,
                         i.e. grey, in normalized space), ``n_steps=50`` Gauss-Legendre,
                         ``internal_batch_size=16`` (bounded memory); signed, summed over colour channels
@@ -37,29 +43,43 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..utils.tensors import eval_mode
 from .layers import resolve_layer
-from .occlusion import eval_mode
 
 AttributionFn = Callable[..., Tensor]
 REDUCTIONS = ("max_abs", "sum_abs", "sum", "l2")
-_REGISTRY: dict[str, tuple[AttributionFn, str]] = {}
+_REGISTRY: dict[str, tuple[AttributionFn, str, tuple[str, ...]]] = {}
 
 
-def register(name: str, description: str = "", overwrite: bool = False) -> Callable[[AttributionFn], AttributionFn]:
-    """Decorator adding ``fn(model, images [B,C,H,W], target LongTensor[B], **kw) -> [B,H,W]``."""
+def register(
+    name: str, description: str = "", overwrite: bool = False, options: Sequence[str] = ()
+) -> Callable[[AttributionFn], AttributionFn]:
+    """Decorator adding ``fn(model, images [B,C,H,W], target LongTensor[B], **kw) -> [B,H,W]``.
+
+    ``options`` names the keyword arguments a caller may take from a shared settings mapping
+    (:func:`method_options`): an analysis holds one set of settings (occlusion patch and stride, say) and
+    each method picks the ones it declares, so the caller needs no per-method case."""
 
     def deco(fn: AttributionFn) -> AttributionFn:
         if name in _REGISTRY and not overwrite:
             raise ValueError(f"attribution method {name!r} is already registered (pass overwrite=True)")
-        _REGISTRY[name] = (fn, description or (fn.__doc__ or "").strip().splitlines()[0])
+        _REGISTRY[name] = (fn, description or (fn.__doc__ or "").strip().splitlines()[0], tuple(options))
         return fn
 
     return deco
+
+
+def method_options(method: str, settings: Mapping[str, object]) -> dict:
+    """The entries of ``settings`` that ``method`` declared as its ``options`` when registered."""
+    if method not in _REGISTRY:
+        raise ValueError(f"unknown attribution method {method!r}; available: {', '.join(sorted(_REGISTRY))}")
+    return {k: settings[k] for k in _REGISTRY[method][2] if k in settings and settings[k] is not None}
 
 
 def available_methods() -> dict[str, str]:
@@ -104,7 +124,7 @@ def attribute(method: str, model: nn.Module, images: Tensor, target: int | Seque
     with eval_mode(model), torch.enable_grad(), warnings.catch_warnings():
         # Captum announces its ReLU hooks on every call; that is the documented mechanism, not news
         warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
-        out = fn(model, images.detach().clone().requires_grad_(True), t, **kw)
+        out = fn(model, images.detach().clone().requires_grad_(True), t, **kw).to(images.device)
     if out.shape != (images.shape[0], *images.shape[-2:]):
         raise RuntimeError(f"{method} returned shape {tuple(out.shape)}; expected [B, H, W]")
     return out.detach().float()
@@ -191,58 +211,45 @@ def _integrated_gradients(
     return reduce_channels(attr, reduce)
 
 
-# ----------------------------------------------------------------------------------------- the figure
+_OCCLUSION_OPTIONS = ("patch", "stride", "fill", "batch_size")
 
 
-def _display_image(image: Tensor, mean: Sequence[float] | None, std: Sequence[float] | None) -> Tensor:
-    img = image.detach().float().cpu()
-    if img.dim() == 4:
-        img = img[0]
-    if mean is not None and std is not None:
-        img = img * torch.tensor(std).view(-1, 1, 1) + torch.tensor(mean).view(-1, 1, 1)
-        img = img.clamp(0, 1)
-    else:  # per-image min-max: the normalization constants are not known here
-        img = (img - img.min()) / (img.max() - img.min()).clamp(min=1e-12)
-    return img.permute(1, 2, 0) if img.shape[0] == 3 else img[0]
+def _occlusion(
+    model: nn.Module,
+    images: Tensor,
+    target: Tensor,
+    patch: int = 16,
+    stride: int = 4,
+    fill: float = 0.0,
+    score: str = "logit",
+    view: str = "pixel",
+    batch_size: int = 64,
+) -> Tensor:
+    from .occlusion import occlusion_sensitivity
+
+    maps = []
+    for x, t in zip(images.detach(), target.tolist()):
+        res = occlusion_sensitivity(model, x, t, patch, stride, fill, layer=None, batch_size=batch_size)
+        maps.append(res.per_pixel(score) if view == "pixel" else res.grid_map(score))
+    return torch.stack(maps).float()
 
 
-def comparison_figure(
-    image: Tensor,
-    maps: Mapping[str, Tensor],
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    title: str | None = None,
-    overlay: bool = True,
-):
-    """One row: the image, then each heat map (min-max normalized per map) over a grey copy of it.
-
-    ``image`` is the normalized [3,H,W] input (``mean``/``std`` undo the normalization for display,
-    otherwise it is min-max scaled); ``maps`` are [H,W] (or [1,H,W]). Returns a matplotlib ``Figure``
-    built without pyplot (no global state; safe in callbacks and threads): ``fig.savefig(path)``.
-    """
-    from matplotlib.figure import Figure
-
-    shown = _display_image(image, mean, std)
-    n = 1 + len(maps)
-    fig = Figure(figsize=(2.4 * n, 2.7), dpi=100, layout="constrained")
-    axes = fig.subplots(1, n, squeeze=False)[0]
-    axes[0].imshow(shown.numpy(), cmap=None if shown.dim() == 3 else "gray")
-    axes[0].set_title("image", fontsize=9)
-    grey = shown.mean(-1) if shown.dim() == 3 else shown
-    for ax, (name, m) in zip(axes[1:], maps.items()):
-        m = m.detach().float().cpu().reshape(m.shape[-2:])
-        m = (m - m.min()) / (m.max() - m.min()).clamp(min=1e-12)
-        if overlay:
-            ax.imshow(grey.numpy(), cmap="gray")
-            ax.imshow(m.numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
-        else:
-            ax.imshow(m.numpy(), cmap="jet", vmin=0, vmax=1)
-        ax.set_title(name, fontsize=9)
-    for ax in axes:
-        ax.set_axis_off()
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return fig
+register(
+    "occlusion",
+    "ZF occlusion, Captum's per-pixel mean drop of the target's score (logit)",
+    options=(*_OCCLUSION_OPTIONS, "score"),
+)(_occlusion)
+register("occlusion_logit", "ZF occlusion, per-pixel mean drop of the target's logit", options=_OCCLUSION_OPTIONS)(
+    partial(_occlusion, score="logit")
+)
+register("occlusion_prob", "ZF occlusion, per-pixel mean drop of the target's probability", options=_OCCLUSION_OPTIONS)(
+    partial(_occlusion, score="prob")
+)
+register(
+    "occlusion_grid",
+    "ZF occlusion, per-position drop interpolated between occluder centres",
+    options=(*_OCCLUSION_OPTIONS, "score"),
+)(partial(_occlusion, view="grid"))
 
 
-__all__ = ["REDUCTIONS", "attribute", "available_methods", "comparison_figure", "reduce_channels", "register"]
+__all__ = ["REDUCTIONS", "attribute", "available_methods", "method_options", "reduce_channels", "register"]

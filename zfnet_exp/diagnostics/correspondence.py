@@ -34,8 +34,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..utils.tensors import eval_mode
 from .layers import capture_activations
-from .occlusion import eval_mode
 
 # ----------------------------------------------------------------------------------------- the pure core
 

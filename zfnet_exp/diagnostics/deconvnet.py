@@ -52,6 +52,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from ..utils.tensors import argmax_yx, eval_mode
 from .geometry import NotAChain, SpatialOp, input_ranges, run_until, trace_chain
 from .layers import resolve_layer
 
@@ -186,16 +187,6 @@ def _deconv_mode(model: nn.Module, deconv: bool, skip_norm: bool) -> Iterator[No
         )
 
 
-@contextmanager
-def _eval(model: nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
 def _as_channels(channel: int | torch.Tensor, b: int, device) -> torch.Tensor:
     ch = torch.as_tensor(channel, dtype=torch.long, device=device)
     if ch.dim() == 0:
@@ -230,8 +221,7 @@ def _seed(
         seed[rows, ch] = value[rows, ch]
         return seed
     if pos is None:
-        flat = maps.flatten(1).argmax(1)  # first maximum in row-major order
-        ys, xs = flat // maps.shape[2], flat % maps.shape[2]
+        ys, xs = argmax_yx(maps).unbind(1)  # first maximum in row-major order
     else:
         ys, xs = pos[:, 0], pos[:, 1]
         if bool((ys < 0).any() or (xs < 0).any() or (ys >= maps.shape[1]).any() or (xs >= maps.shape[2]).any()):
@@ -338,9 +328,7 @@ def _max_positions(model: nn.Module, target: nn.Module, images: torch.Tensor, ch
         (out,) = run_until(model, images, [target])
     _check_channels(ch, out)
     rows = torch.arange(images.shape[0], device=images.device)
-    maps = out[rows, ch]
-    flat = maps.flatten(1).argmax(1)
-    return torch.stack([flat // maps.shape[2], flat % maps.shape[2]], 1)
+    return argmax_yx(out[rows, ch])
 
 
 def project(
@@ -382,7 +370,7 @@ def project(
     if pos is not None and pos.shape != (b, 2):
         raise ValueError(f"positions must be [B, 2] (y, x) with B={b}; got shape {tuple(pos.shape)}")
     images = images.detach()
-    with _eval(model):
+    with eval_mode(model):
         ops = None
         if chain_only or (crop and unit == "max"):
             try:

@@ -33,8 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..utils.tables import write_csv
-from .occlusion import eval_mode
+from ..utils.tensors import argmax_yx, eval_mode
 
 MODES = ("deletion", "insertion")
 
@@ -86,7 +85,7 @@ def trapezoid_auc(curve: Tensor) -> Tensor:
     n = curve.shape[-1] - 1
     if n < 1:
         raise ValueError("a curve needs at least 2 points")
-    return (curve.sum(-1) - 0.5 * (curve[..., 0] + curve[..., -1])) / n
+    return torch.trapezoid(curve, dx=1.0 / n, dim=-1)
 
 
 def causal_curve(
@@ -158,9 +157,7 @@ def insertion_auc(
 
 def max_point(saliency: Tensor) -> Tensor:
     """[B, H, W] -> [B, 2] (y, x) of the first maximum in raster order."""
-    w = saliency.shape[-1]
-    flat = saliency.flatten(1).argmax(1)
-    return torch.stack([flat // w, flat % w], 1)
+    return argmax_yx(saliency)
 
 
 def pointing_game(saliency: Tensor, masks: Tensor, tolerance: float = 15) -> Tensor:
@@ -300,5 +297,4 @@ __all__ = [
     "saliency_order",
     "trapezoid_auc",
     "wilson_interval",
-    "write_csv",
 ]

@@ -13,46 +13,12 @@ this visually; these functions measure it so it can be plotted over training:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .layers import conv_layer_names, stage_conv
-
-
-def filter_grid(
-    weight: torch.Tensor, nrow: int | None = None, padding: int = 1, scale: int = 1, pad_value: float = 1.0
-) -> torch.Tensor:
-    """First-layer filters ``[N, 3 (or 1), kh, kw]`` as one RGB image ``[3, H, W]`` in [0, 1], for display.
-
-    Each filter is contrast-normalized on its own (min -> 0, max -> 1 over its three channels), as in
-    the paper's figures: filter norms differ by orders of magnitude, so one shared scale would show only
-    the strongest few. A constant filter becomes mid-grey. ``scale`` enlarges each pixel (nearest).
-    """
-    w = weight.detach().float().cpu()
-    if w.dim() != 4 or w.shape[1] not in (1, 3):
-        raise ValueError(f"filter_grid shows [N, 3 or 1, kh, kw] filters (a first layer); got {tuple(w.shape)}")
-    if w.shape[1] == 1:
-        w = w.expand(-1, 3, -1, -1)
-    n, _, kh, kw = w.shape
-    lo = w.flatten(1).amin(1)[:, None, None, None]
-    hi = w.flatten(1).amax(1)[:, None, None, None]
-    span = hi - lo
-    w = torch.where(span > 0, (w - lo) / span.clamp_min(1e-30), torch.full_like(w, 0.5))
-    if scale > 1:
-        w = F.interpolate(w, scale_factor=scale, mode="nearest")
-        kh, kw = kh * scale, kw * scale
-    nrow = nrow or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / nrow)
-    grid = torch.full((3, rows * (kh + padding) + padding, nrow * (kw + padding) + padding), pad_value)
-    for i in range(n):
-        r, c = divmod(i, nrow)
-        y, x = padding + r * (kh + padding), padding + c * (kw + padding)
-        grid[:, y : y + kh, x : x + kw] = w[i]
-    return grid
 
 
 def high_frequency_share(weight: torch.Tensor, cutoff: float = 0.5, size: int = 64) -> torch.Tensor:
@@ -162,7 +128,6 @@ __all__ = [
     "activation_sparsity",
     "aliasing_index",
     "dead_fraction",
-    "filter_grid",
     "filter_health",
     "filter_rms",
     "high_frequency_share",

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from ..utils.tensors import eval_mode, pair
 from .layers import resolve_layer
 
 # Leaf modules that act on each spatial position independently (in eval mode). GroupNorm / InstanceNorm /
@@ -119,31 +120,27 @@ class SpatialOp:
     out_size: tuple[int, int]
 
 
-def _pair(v) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
-
-
 def _as_op(name: str, m: nn.Module, in_size: tuple[int, int], out_size: tuple[int, int]) -> SpatialOp | None:
     one = (1, 1)
     if isinstance(m, nn.Conv2d):
         if m.padding_mode != "zeros":
             return None
-        k, s, d = _pair(m.kernel_size), _pair(m.stride), _pair(m.dilation)
+        k, s, d = pair(m.kernel_size), pair(m.stride), pair(m.dilation)
         if m.padding == "valid":
             p = (0, 0)
         elif m.padding == "same":
             p = tuple((d[i] * (k[i] - 1)) // 2 for i in range(2))
         else:
-            p = _pair(m.padding)
+            p = pair(m.padding)
         return SpatialOp(name, "conv", k, s, p, d, in_size, out_size)
     if isinstance(m, nn.MaxPool2d):
-        k = _pair(m.kernel_size)
-        s = _pair(m.stride if m.stride is not None else m.kernel_size)
-        return SpatialOp(name, "maxpool", k, s, _pair(m.padding), _pair(m.dilation), in_size, out_size)
+        k = pair(m.kernel_size)
+        s = pair(m.stride if m.stride is not None else m.kernel_size)
+        return SpatialOp(name, "maxpool", k, s, pair(m.padding), pair(m.dilation), in_size, out_size)
     if isinstance(m, nn.AvgPool2d):
-        k = _pair(m.kernel_size)
-        s = _pair(m.stride if m.stride is not None else m.kernel_size)
-        return SpatialOp(name, "avgpool", k, s, _pair(m.padding), one, in_size, out_size)
+        k = pair(m.kernel_size)
+        s = pair(m.stride if m.stride is not None else m.kernel_size)
+        return SpatialOp(name, "avgpool", k, s, pair(m.padding), one, in_size, out_size)
     if isinstance(m, POINTWISE_TYPES):
         return SpatialOp(name, "pointwise", one, one, (0, 0), one, in_size, out_size)
     return None
@@ -298,12 +295,8 @@ def layer_geometry(
     model: nn.Module, layer: str, input_size: int | tuple[int, int] = 224, in_channels: int = 3
 ) -> LayerGeometry:
     """Trace ``model`` on a zero probe of ``input_size`` and return the receptive-field geometry of ``layer``."""
-    was_training = model.training
-    model.eval()
-    try:
-        ops = trace_chain(model, layer, (1, in_channels, *_pair(input_size)))
-    finally:
-        model.train(was_training)
+    with eval_mode(model):
+        ops = trace_chain(model, layer, (1, in_channels, *pair(input_size)))
     return geometry_from_ops(layer, ops)
 
 

@@ -42,6 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..utils.tensors import pair
+
 POINTWISE: tuple[type[nn.Module], ...] = (
     nn.ReLU,
     nn.ReLU6,
@@ -72,10 +74,6 @@ class NotApplicable(RuntimeError):
     """The incremental path cannot reproduce this model exactly; the message says why."""
 
 
-def _pair(v) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
-
-
 def _module_reason(name: str, m: nn.Module) -> str | None:
     if isinstance(m, nn.Conv2d):
         if m.padding_mode != "zeros":
@@ -92,7 +90,7 @@ def _module_reason(name: str, m: nn.Module) -> str | None:
             return f"features.{name}: AvgPool2d with ceil_mode (border divisors)"
         if m.divisor_override is not None:
             return f"features.{name}: AvgPool2d with divisor_override"
-        if any(p > 0 for p in _pair(m.padding)) and not m.count_include_pad:
+        if any(p > 0 for p in pair(m.padding)) and not m.count_include_pad:
             return f"features.{name}: AvgPool2d padding with count_include_pad=False"
         return None
     if isinstance(m, POINTWISE):
@@ -251,7 +249,7 @@ def _conv_padding(m: nn.Conv2d) -> tuple[int, int]:
         if m.padding == "valid":
             return 0, 0
         return tuple((d * (k - 1)) // 2 for k, d in zip(m.kernel_size, m.dilation))  # 'same', odd kernel
-    return _pair(m.padding)
+    return pair(m.padding)
 
 
 class IncrementalOcclusion:
@@ -310,10 +308,10 @@ class IncrementalOcclusion:
                     k, s, d, p = m.kernel_size, m.stride, m.dilation, _conv_padding(m)
                 else:
                     k, s, d, p = (
-                        _pair(m.kernel_size),
-                        _pair(m.stride or m.kernel_size),
-                        _pair(getattr(m, "dilation", 1)),
-                        _pair(m.padding),
+                        pair(m.kernel_size),
+                        pair(m.stride or m.kernel_size),
+                        pair(getattr(m, "dilation", 1)),
+                        pair(m.padding),
                     )
                 axes = []
                 for a in range(2):

@@ -3,7 +3,8 @@
 For each transform and amount, the paper plots (per example image) the Euclidean distance between the
 feature vectors of the original and the transformed image at layer 1 and layer 7, and the probability
 of the true class. Here the layers are configurable (default ``"conv1"`` = rectified conv1 output and
-``"fc7"``, each flattened), and the curves come back as tidy rows, a CSV and one PNG per transform.
+``"fc7"``, each flattened), and the curves come back as tidy rows (the analysis task writes them as a
+CSV and draws them with :func:`zfnet_exp.viz.invariance_figure.invariance_figures`).
 
 Transform conventions (inputs are *normalized* tensors [B, C, H, W]; the output keeps H x W):
 
@@ -27,15 +28,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
 
-from ..utils.tables import write_csv  # noqa: F401  (re-exported: analyses write their tables with it)
+from ..utils.tensors import eval_mode
 from .layers import capture_activations
-from .occlusion import eval_mode
 
 TRANSFORMS = ("translation", "scale", "rotation")
 
@@ -59,39 +59,38 @@ def is_identity(kind: str, value: float) -> bool:
 
 
 def transform(images: Tensor, kind: str, value: float, fill: float = 0.0) -> Tensor:
-    """Apply one transform to [B, C, H, W] normalized images (see the module docstring)."""
+    """Apply one transform to [B, C, H, W] normalized images (see the module docstring), with
+    ``torchvision.transforms.v2.functional``: ``affine`` (nearest, integer translation: an exact shift),
+    ``resize`` + ``crop``/``pad`` for the zoom, ``rotate`` (bilinear). Crop and pad offsets are
+    ``(new - old) // 2`` (v2's ``center_crop`` rounds half to even, which would move odd margins by a pixel)."""
     if kind not in TRANSFORMS:
         raise ValueError(f"unknown transform {kind!r}; choose one of {TRANSFORMS}")
-    b, c, h, w = images.shape
-    if kind == "translation":
-        dy = int(round(value))
-        out = torch.full_like(images, fill)
-        if abs(dy) < h:
-            if dy >= 0:
-                out[:, :, dy:] = images[:, :, : h - dy]
-            else:
-                out[:, :, : h + dy] = images[:, :, -dy:]
-        return out
-    if kind == "scale":
-        if value <= 0:
-            raise ValueError("scale must be positive")
-        if is_identity(kind, value):
-            return images.clone()
-        nh, nw = max(1, round(h * value)), max(1, round(w * value))
-        big = F.interpolate(images, size=(nh, nw), mode="bilinear", align_corners=False, antialias=value < 1)
-        out = torch.full_like(images, fill)
-        # centre-crop (value > 1) or centre-pad (value < 1): overlap of the two centred frames
-        top, left = (nh - h) // 2, (nw - w) // 2
-        sy0, dy0 = max(top, 0), max(-top, 0)
-        sx0, dx0 = max(left, 0), max(-left, 0)
-        hh, ww = min(h, nh), min(w, nw)
-        out[:, :, dy0 : dy0 + hh, dx0 : dx0 + ww] = big[:, :, sy0 : sy0 + hh, sx0 : sx0 + ww]
-        return out
+    if kind == "scale" and value <= 0:
+        raise ValueError("scale must be positive")
     if is_identity(kind, value):
         return images.clone()
-    from torchvision.transforms.functional import InterpolationMode, rotate
-
-    return rotate(images, float(value), interpolation=InterpolationMode.BILINEAR, expand=False, fill=[fill] * c)
+    h, w = images.shape[-2:]
+    if kind == "translation":
+        return TF.affine(
+            images,
+            angle=0.0,
+            translate=[0, int(round(value))],
+            scale=1.0,
+            shear=[0.0, 0.0],
+            interpolation=InterpolationMode.NEAREST,
+            fill=fill,
+        )
+    if kind == "scale":
+        nh, nw = max(1, round(h * value)), max(1, round(w * value))
+        out = TF.resize(images, [nh, nw], interpolation=InterpolationMode.BILINEAR, antialias=True)
+        top, left = (nh - h) // 2, (nw - w) // 2
+        if top > 0 or left > 0:  # zoom in: centre crop (an axis that shrank is cropped whole, then padded)
+            out = TF.crop(out, max(top, 0), max(left, 0), min(h, nh), min(w, nw))
+        if top < 0 or left < 0:  # zoom out: centre pad with the fill
+            py, px = max(-top, 0), max(-left, 0)
+            out = TF.pad(out, [px, py, w - out.shape[-1] - px, h - out.shape[-2] - py], fill=fill)
+        return out
+    return TF.rotate(images, float(value), interpolation=InterpolationMode.BILINEAR, expand=False, fill=fill)
 
 
 def invariance_curves(
@@ -173,63 +172,4 @@ def invariance_curves(
     return sorted(rows, key=lambda r: (order[r["transform"]], r["value"], r["image"]))
 
 
-_XLABEL = {"translation": "vertical translation (px)", "scale": "scale ratio", "rotation": "rotation (degrees)"}
-
-
-def plot_invariance(rows: Sequence[Mapping], out_dir: str | Path, names: Sequence[str] | None = None) -> list[Path]:
-    """One PNG per transform (``invariance_<transform>.png``): a panel per feature distance, then the
-    true-class probability, one line per image (the layout of the paper's Fig. 5 columns 2-4)."""
-    from matplotlib.figure import Figure
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    metrics = [k for k in rows[0] if k.startswith("dist_")] + ["prob"]
-    paths = []
-    for kind in [t for t in TRANSFORMS if any(r["transform"] == t for r in rows)]:
-        sub = [r for r in rows if r["transform"] == kind]
-        images = sorted({r["image"] for r in sub})
-        fig = Figure(figsize=(3.6 * len(metrics), 3.0), dpi=100, layout="constrained")
-        axes = fig.subplots(1, len(metrics), squeeze=False)[0]
-        for ax, metric in zip(axes, metrics):
-            for i in images:
-                pts = sorted((r["value"], r[metric]) for r in sub if r["image"] == i)
-                label = names[i] if names is not None else f"image {i}"
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label=label)
-            ax.set_xlabel(_XLABEL[kind])
-            ax.set_ylabel("P(true class)" if metric == "prob" else f"||f - f'|| at {metric[5:]}")
-            ax.grid(alpha=0.3)
-        axes[-1].legend(fontsize=7)
-        fig.suptitle(f"invariance to {kind}", fontsize=10)
-        path = out_dir / f"invariance_{kind}.png"
-        fig.savefig(path)
-        paths.append(path)
-    return paths
-
-
-def run_invariance(
-    model: nn.Module,
-    images: Tensor,
-    labels,
-    out_dir: str | Path,
-    layers: Sequence[str] = ("conv1", "fc7"),
-    values: Mapping[str, Sequence[float]] | None = None,
-    fill: float = 0.0,
-    batch_size: int = 64,
-    names: Sequence[str] | None = None,
-):
-    """Curves + ``invariance.csv`` + one PNG per transform in ``out_dir``; returns (rows, csv, pngs)."""
-    rows = invariance_curves(model, images, labels, layers, values, fill, batch_size)
-    csv_path = write_csv(rows, Path(out_dir) / "invariance.csv")
-    return rows, csv_path, plot_invariance(rows, out_dir, names)
-
-
-__all__ = [
-    "TRANSFORMS",
-    "default_values",
-    "invariance_curves",
-    "is_identity",
-    "plot_invariance",
-    "run_invariance",
-    "transform",
-    "write_csv",
-]
+__all__ = ["TRANSFORMS", "default_values", "invariance_curves", "is_identity", "transform"]

@@ -19,14 +19,14 @@ otherwise; ``result.method`` and ``result.fallback_reason`` say what ran and why
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..utils.tensors import eval_mode, pair
 from .incremental import IncrementalOcclusion, NotApplicable
 from .layers import layer_label, resolve_layer
 
@@ -34,32 +34,9 @@ METHODS = ("auto", "incremental", "full")
 SCORES = ("logit", "prob")
 
 
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Run ``model`` in eval mode inside the block and restore each module's mode afterwards.
-
-    Diagnostics are called from training callbacks too; dropout or batch statistics would make
-    "occlude and re-run" ill-defined, so every diagnostic evaluates the deterministic network.
-    """
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
-
-
-def _pair(v: int | Sequence[int], name: str) -> tuple[int, int]:
-    out = (int(v), int(v)) if isinstance(v, int) else tuple(int(a) for a in v)
-    if len(out) != 2 or min(out) < 1:
-        raise ValueError(f"{name}={v!r}: expected a positive int or a pair of positive ints")
-    return out  # type: ignore[return-value]
-
-
 def grid_shape(size: tuple[int, int], patch: int | Sequence[int], stride: int | Sequence[int]) -> tuple[int, int]:
     """Number of occluder positions per axis; the square always lies fully inside the image."""
-    (H, W), (ph, pw), (sh, sw) = size, _pair(patch, "patch"), _pair(stride, "stride")
+    (H, W), (ph, pw), (sh, sw) = size, pair(patch, "patch"), pair(stride, "stride")
     if ph > H or pw > W:
         raise ValueError(f"patch {ph}x{pw} does not fit in a {H}x{W} image")
     return (H - ph) // sh + 1, (W - pw) // sw + 1
@@ -77,7 +54,7 @@ def fill_tensor(fill: float | Sequence[float] | Tensor, channels: int, like: Ten
 
 def occlude(image: Tensor, corners: Tensor, patch: int | Sequence[int], fill: Tensor) -> Tensor:
     """Copies of ``image`` [C,H,W] with a ``patch`` square of ``fill`` at each corner (y, x) of ``corners`` [N,2]."""
-    ph, pw = _pair(patch, "patch")
+    ph, pw = pair(patch, "patch")
     C, H, W = image.shape
     ys = torch.arange(H, device=image.device)
     xs = torch.arange(W, device=image.device)
@@ -235,7 +212,7 @@ def occlusion_sensitivity(
         image = image[0]
     if image.dim() != 3:
         raise ValueError(f"image must be [C,H,W] or [1,C,H,W], got shape {tuple(image.shape)}")
-    patch_, stride_ = _pair(patch, "patch"), _pair(stride, "stride")
+    patch_, stride_ = pair(patch, "patch"), pair(stride, "stride")
     h, w = grid_shape(tuple(image.shape[-2:]), patch_, stride_)
     target = int(target)
     layer_module = None if layer is None else resolve_layer(model, layer)[1]

@@ -20,6 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..utils.tensors import argmax_yx
 from .deconvnet import project
 from .geometry import run_until
 from .layers import resolve_layer
@@ -38,6 +39,11 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5)
     Gaussian window (11, sigma 1.5; shrunk to the image if smaller), constants ``(0.01)^2`` and
     ``(0.03)^2`` for data range 1, only windows fully inside the image, averaged over channels. Scaling
     each map first makes the score ignore the overall scale, which a randomized network changes freely.
+
+    Why not ``torchmetrics``' SSIM: it reflect-pads the maps and averages the SSIM map over *every* pixel,
+    so border windows see mirrored content (Wang et al.'s reference code and scikit-image average only the
+    windows fully inside). Measured on random [3, 64, 64] maps: 0.01207 here vs 0.01266 there; on 13x13
+    maps -0.095 vs -0.124. The test checks that the two agree exactly on the interior windows.
     """
     a, b = _minmax(a.detach().double()), _minmax(b.detach().double())
     if a.dim() == 2:
@@ -62,19 +68,16 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5)
     return float(s.mean())
 
 
-def _average_ranks(x: torch.Tensor) -> torch.Tensor:
-    """Ranks 1..n with ties given their average rank (as scipy.stats.rankdata)."""
-    _, inverse, counts = torch.unique(x, sorted=True, return_inverse=True, return_counts=True)
-    ends = counts.cumsum(0).double()
-    return (ends - (counts.double() - 1) / 2)[inverse]
-
-
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Spearman rank correlation of two maps (all elements); NaN if either map is constant."""
-    ra, rb = _average_ranks(a.detach().flatten().double()), _average_ranks(b.detach().flatten().double())
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    den = ra.norm() * rb.norm()
-    return float((ra * rb).sum() / den) if den > 0 else float("nan")
+    """Spearman rank correlation of two maps (all elements, ties at their average rank):
+    ``torchmetrics``' ``spearman_corrcoef``, except that a constant map gives NaN (undefined) where
+    torchmetrics warns and returns 0, which would read as "no correlation"."""
+    from torchmetrics.functional.regression import spearman_corrcoef
+
+    a, b = a.detach().flatten().double(), b.detach().flatten().double()
+    if bool((a == a[0]).all() or (b == b[0]).all()):
+        return float("nan")
+    return float(spearman_corrcoef(a, b))
 
 
 _SIMILARITIES: dict[str, Similarity] = {"ssim": ssim, "spearman": spearman}
@@ -118,9 +121,7 @@ def _unit_positions(model: nn.Module, images: torch.Tensor, layer: str, channel)
     with torch.no_grad():
         (out,) = run_until(model, images, [target])
     ch = torch.as_tensor(channel, dtype=torch.long, device=images.device).expand(images.shape[0])
-    maps = out[torch.arange(images.shape[0], device=images.device), ch]
-    flat = maps.flatten(1).argmax(1)
-    return torch.stack([flat // maps.shape[2], flat % maps.shape[2]], 1)
+    return argmax_yx(out[torch.arange(images.shape[0], device=images.device), ch])
 
 
 def cascading_randomization(

@@ -21,6 +21,7 @@ Empty slots (fewer than k images seen) have ``index = -1``, ``value = -inf`` and
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..utils.tensors import argmax_yx, eval_mode
 from .geometry import run_until
 from .layers import capture_activations, resolve_layer
 
@@ -103,11 +105,7 @@ def image_maxima(acts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         acts = acts[:, :, None, None]
     if acts.dim() != 4:
         raise ValueError(f"activations must be [B, C, H, W] or [B, C]; got {tuple(acts.shape)}")
-    flat = acts.flatten(2)
-    arg = flat.argmax(2)  # documented to return the first maximal index
-    val = flat.gather(2, arg.unsqueeze(-1)).squeeze(-1)
-    w = acts.shape[3]
-    return val, torch.stack([arg // w, arg % w], -1)
+    return acts.flatten(2).amax(2), argmax_yx(acts)
 
 
 class TopKAccumulator:
@@ -212,19 +210,28 @@ def mine_topk(
     modules = [resolve_layer(model, layer)[1] for layer in layers]
     acc = TopKAccumulator(layers, k)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    was_training = model.training
-    model.eval()
     offset = 0
-    try:
-        with capture_activations(model, layers) as acts:
-            for batch in loader:
-                images, idx = _split_batch(batch, offset)
-                offset += images.shape[0]
-                run_until(model, images.to(device, non_blocking=True), modules)
-                acc.update(acts, idx.to(device))
-    finally:
-        model.train(was_training)
+    with eval_mode(model), capture_activations(model, layers) as acts:
+        for batch in loader:
+            images, idx = _split_batch(batch, offset)
+            offset += images.shape[0]
+            run_until(model, images.to(device, non_blocking=True), modules)
+            acc.update(acts, idx.to(device))
     return acc.result()
 
 
-__all__ = ["TopK", "TopKAccumulator", "image_maxima", "mine_topk", "select_topk"]
+def topk_payload(topk: TopK, layer: str, maps: Sequence[int]) -> dict:
+    """JSON-ready record of ``maps`` of a mined :class:`TopK` (values, dataset indices, positions; an
+    empty slot's value -inf becomes null), logged next to every top-9 figure."""
+    maps = [int(c) for c in maps]
+    return {
+        "layer": layer,
+        "k": topk.k,
+        "maps": maps,
+        "values": [[v if math.isfinite(v) else None for v in row] for row in topk.values[maps].tolist()],
+        "indices": topk.indices[maps].tolist(),
+        "positions": topk.positions[maps].tolist(),
+    }
+
+
+__all__ = ["TopK", "TopKAccumulator", "image_maxima", "mine_topk", "select_topk", "topk_payload"]

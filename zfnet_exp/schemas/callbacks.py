@@ -143,4 +143,8 @@ SCHEMAS = {
         OcclusionSensitivity,
     )
 }
-SUBSET_SCHEMAS = {"ModelCheckpoint": ModelCheckpoint, "LearningRateMonitor": LearningRateMonitor}
+SUBSET_SCHEMAS = {
+    "ModelCheckpoint": ModelCheckpoint,
+    "RunCheckpoint": ModelCheckpoint,  # zfnet_exp.callbacks.checkpoint: ModelCheckpoint writing last.ckpt every epoch
+    "LearningRateMonitor": LearningRateMonitor,
+}

@@ -31,6 +31,7 @@ from ..models import LitClassifier
 from ..schemas import check_layer_names, validate_config
 from ..utils.checkpoints import resolve_checkpoint
 from ..utils.instantiators import instantiate_group
+from ..utils.skips import forget_skips
 from ..viz import ImageSink
 from .runner import finish_wandb
 
@@ -81,6 +82,13 @@ def build_dataset(data: dict[str, Any], images: str, num_images: int | None = No
     else:
         folder = Path(images).expanduser()
     dataset: Dataset = IndexedImageFolder(folder, transform=transform)
+    trained = data.get("classes")
+    if trained and len(dataset.classes) != len(trained):
+        raise UserError(
+            f"images={images}: {folder} has {len(dataset.classes)} class folders, but the checkpoint's model was "
+            f"trained on {len(trained)} classes; its outputs would not line up with this folder's labels. Pass a "
+            f"folder with the same class sub-folders as training (or images=val / images=train)."
+        )
     if num_images is not None and num_images < len(dataset):
         picks = torch.linspace(0, len(dataset) - 1, int(num_images)).round().long().unique().tolist()
         dataset = Subset(dataset, picks)
@@ -95,6 +103,7 @@ def _device(name: str) -> torch.device:
 
 def analyze(cfg: DictConfig) -> dict[str, Any]:
     validate_config(cfg)
+    forget_skips()  # "skipped layers" lines: once per analysis run
     run = instantiate(cfg.analysis, _convert_="all")  # the analysis function with its options bound
     name = cfg.analysis._target_.rsplit(".", 2)[-2]  # the analysis module
     device = _device(cfg.device)

@@ -30,6 +30,7 @@ from ..utils.checkpoints import resolve_checkpoint
 from ..utils.epoch_csv import EpochCSVLogger
 from ..utils.instantiators import instantiate_group
 from ..utils.launch import check_job_resources, resume_checkpoint
+from ..utils.skips import forget_skips
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,14 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and return the final scalar metrics (``cfg.optimized_metric`` among them, for Hydra sweepers)."""
     validate_config(cfg)
-    with torch.device("meta"):  # the model's structure only (no memory, no init): layer names fail before data
-        check_layer_names(cfg, instantiate(cfg.model, num_classes=cfg.model.get("num_classes") or 2).model)
+    forget_skips()  # "skipped layers" lines: once per run, also when a multirun's jobs share the process
+    try:  # the model's structure only (no memory, no init): wrong layer names fail before any data is read
+        with torch.device("meta"):
+            meta_model = instantiate(cfg.model, num_classes=cfg.model.get("num_classes") or 2).model
+    except Exception:  # noqa: BLE001 - an init that needs real values (torchvision VGG): checked once built
+        meta_model = None
+    if meta_model is not None:
+        check_layer_names(cfg, meta_model)
     run_dir = Path(cfg.paths.output_dir)
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True)
@@ -57,6 +64,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("seed") is not None:  # again: the model's init must not depend on whether the data was cached
         L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     model = instantiate(cfg.model, num_classes=num_classes)
+    if meta_model is None:
+        check_layer_names(cfg, model.model)
 
     callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
     callbacks.append(SkippedFilesMonitor())  # always on: unreadable files are counted, whatever the dashboards

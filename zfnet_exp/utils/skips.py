@@ -22,3 +22,8 @@ def say_skipped(what: str, skipped: Mapping[str, Exception | str]) -> None:
     names = ", ".join(layers[:4]) + (f", ... ({len(layers)} in all)" if len(layers) > 4 else "")
     reason = str(next(iter(skipped.values()))).splitlines()[0]
     rank_zero_info(f"{what}: skipped {names} ({reason})")
+
+
+def forget_skips() -> None:
+    """Start a new run: every skip is said again once (a multirun's jobs may share one process)."""
+    _said.clear()

@@ -1,7 +1,8 @@
 """Figure layouts of the deconvnet diagnostics: the paper's Fig. 2 panel (per feature map, a 3x3 grid of
 deconvnet projections beside the 3x3 receptive-field patches of the same images) and the Fig. 4 evolution
-strip (maps x epochs). Pure tensor -> tensor code; the callbacks and offline analyses both call
-:func:`top9_panel` so the online and offline figures are made the same way.
+strip (maps x epochs). Pure tensor -> tensor code that draws what it is given (the projections come from
+:mod:`zfnet_exp.diagnostics.projections`); the callbacks and offline analyses both call :func:`top9_panel`
+so the online and offline figures are made the same way.
 
 Display conventions: each projection is contrast-normalized on its own, symmetrically around grey
 (0 -> 0.5, the largest |value| -> 0 or 1), because projection magnitudes differ by orders of magnitude
@@ -12,35 +13,39 @@ Patches are shown de-normalized, as the network's input looked.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torch.utils.data import Dataset
+from torchvision.utils import make_grid
 
-from ..diagnostics.autograd import input_gradients_only
-from ..diagnostics.deconvnet import project
-from ..diagnostics.geometry import layer_geometry, receptive_field_patches
-from ..diagnostics.topk import TopK
+from .images import minmax_each, normalize_each
 
 
-def normalize_each(x: torch.Tensor) -> torch.Tensor:
-    """Per-image symmetric contrast normalization ``[N, C, H, W]`` -> [0, 1] (0 stays mid-grey)."""
-    x = x.detach().float()
-    scale = x.flatten(1).abs().amax(1).clamp_min(1e-12)[:, None, None, None]
-    return (0.5 + 0.5 * x / scale).clamp(0, 1)
+def tile(cells: torch.Tensor, nrow: int, pad: int = 1, pad_value: float = 1.0) -> torch.Tensor:
+    """``[N, 3, h, w]`` -> one image ``[3, H, W]`` with ``nrow`` cells per row, ``pad`` pixels of
+    ``pad_value`` around every cell (``torchvision.utils.make_grid``, which also pads a short last row)."""
+    if cells.shape[0] == 1:  # make_grid returns a single cell as it is, without the border
+        return F.pad(cells[0], (pad,) * 4, value=pad_value)
+    return make_grid(cells, nrow=nrow, padding=pad, pad_value=pad_value)
 
 
-def _tile(cells: torch.Tensor, nrow: int, pad: int = 1, pad_value: float = 1.0) -> torch.Tensor:
-    """``[N, 3, h, w]`` -> one image ``[3, H, W]`` with ``nrow`` cells per row."""
-    n, c, h, w = cells.shape
-    rows = math.ceil(n / nrow)
-    out = torch.full((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), pad_value)
-    for i in range(n):
-        r, q = divmod(i, nrow)
-        out[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = cells[i]
-    return out
+def filter_grid(
+    weight: torch.Tensor, nrow: int | None = None, padding: int = 1, scale: int = 1, pad_value: float = 1.0
+) -> torch.Tensor:
+    """First-layer filters ``[N, 3 (or 1), kh, kw]`` as one RGB image ``[3, H, W]`` in [0, 1] (paper Fig. 6).
+
+    Each filter is contrast-normalized on its own (min -> 0, max -> 1 over its three channels), as in
+    the paper's figures: filter norms differ by orders of magnitude, so one shared scale would show only
+    the strongest few. A constant filter becomes mid-grey. ``scale`` enlarges each pixel (nearest).
+    """
+    w = weight.detach().float().cpu()
+    if w.dim() != 4 or w.shape[1] not in (1, 3):
+        raise ValueError(f"filter_grid shows [N, 3 or 1, kh, kw] filters (a first layer); got {tuple(w.shape)}")
+    w = minmax_each(w.expand(-1, 3, -1, -1))
+    if scale > 1:
+        w = F.interpolate(w, scale_factor=scale, mode="nearest")
+    return tile(w, nrow or math.ceil(math.sqrt(w.shape[0])), pad=padding, pad_value=pad_value)
 
 
 def upscale(cells: torch.Tensor, min_size: int = 32) -> torch.Tensor:
@@ -66,108 +71,41 @@ def top9_grid(
     panels = [
         torch.cat(
             [
-                _tile(projections[i], side),
-                torch.ones(3, _tile(projections[i], side).shape[1], 2),
-                _tile(patches[i], side),
+                tile(projections[i], side),
+                torch.ones(3, tile(projections[i], side).shape[1], 2),
+                tile(patches[i], side),
             ],
             2,
         )
         for i in range(m)
     ]
-    return _tile(torch.stack(panels), min(maps_per_row, m), pad=gap)
+    return tile(torch.stack(panels), min(maps_per_row, m), pad=gap)
 
 
 def evolution_strip(cells: torch.Tensor, pad: int = 2, min_cell: int = 32) -> torch.Tensor:
     """Fig. 4 layout: ``cells [M, E, 3, h, w]`` (maps x epochs, in [0, 1]) -> rows = maps, columns = epochs."""
     cells = upscale(cells, min_cell)
     e = cells.shape[1]
-    return _tile(cells.flatten(0, 1), e, pad=pad)
-
-
-def project_units(
-    model: nn.Module,
-    images: torch.Tensor,
-    layer: str,
-    channels: torch.Tensor,
-    positions: torch.Tensor,
-    denorm: Callable[[torch.Tensor], torch.Tensor],
-    chunk: int = 64,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Deconvnet projections and input patches of units ``(channels[i], positions[i])`` of ``images[i]``,
-    both cut to the unit's receptive field: (projections normalized for display, patches de-normalized),
-    each ``[N, 3, Rh, Rw]`` on the CPU. Works under ``inference_mode`` (tensors are cloned, autograd is
-    re-enabled locally); the model's train/eval mode is restored by :func:`project`."""
-    with input_gradients_only(model):
-        images = images.clone()
-        geom = layer_geometry(model, layer, tuple(images.shape[-2:]), images.shape[1])
-        projs = []
-        for s in range(0, images.shape[0], chunk):
-            projs.append(
-                project(
-                    model,
-                    images[s : s + chunk],
-                    layer,
-                    channels[s : s + chunk].clone(),
-                    positions=positions[s : s + chunk].clone(),
-                ).detach()
-            )
-        proj = torch.cat(projs) if projs else images[:0]
-        proj_rf = receptive_field_patches(model, proj, layer, positions, geometry=geom)
-        patch_rf = receptive_field_patches(model, images, layer, positions, geometry=geom)
-    return normalize_each(proj_rf).cpu(), denorm(patch_rf.detach()).cpu()
+    return tile(cells.flatten(0, 1), e, pad=pad)
 
 
 def top9_panel(
-    model: nn.Module,
-    dataset: Dataset,
-    layer: str,
-    topk: TopK,
-    maps: Sequence[int],
+    projections: torch.Tensor,
+    patches: torch.Tensor,
+    filled: torch.Tensor,
     denorm: Callable[[torch.Tensor], torch.Tensor],
-    device: torch.device | str = "cpu",
     maps_per_row: int = 4,
-) -> tuple[torch.Tensor, dict]:
-    """One Fig. 2 panel for ``maps`` of ``layer`` from a mined :class:`TopK` (indices into ``dataset``,
-    whose items are ``(image, label, index)``): the grid image ``[3, H, W]`` and a JSON-ready payload of
-    the values, dataset indices and positions of those maps. Empty top-k slots are drawn grey."""
-    k = topk.k
-    imgs, chans, poss, slots = [], [], [], []
-    for mi, c in enumerate(maps):
-        for j in range(k):
-            idx = int(topk.indices[c, j])
-            if idx < 0:
-                continue
-            imgs.append(dataset[idx][0])
-            chans.append(c)
-            poss.append(topk.positions[c, j])
-            slots.append((mi, j))
-    if imgs:
-        proj, patch = project_units(
-            model,
-            torch.stack(imgs).to(device),
-            layer,
-            torch.tensor(chans, dtype=torch.long, device=device),
-            torch.stack(poss).to(device),
-            denorm,
-        )
-        h, w = proj.shape[-2:]
-    else:
-        probe = dataset[0][0]
-        with input_gradients_only(model):  # tracing records tensor versions: not possible on inference tensors
-            h, w = layer_geometry(model, layer, tuple(probe.shape[-2:]), probe.shape[0]).rf_size
-    P = torch.full((len(maps), k, 3, h, w), 0.5)
-    Q = torch.full((len(maps), k, 3, h, w), 0.5)
-    for n, (mi, j) in enumerate(slots):
-        P[mi, j], Q[mi, j] = proj[n], patch[n]
-    payload = {
-        "layer": layer,
-        "k": k,
-        "maps": [int(c) for c in maps],
-        "values": [[v if math.isfinite(v) else None for v in row] for row in topk.values[list(maps)].tolist()],
-        "indices": topk.indices[list(maps)].tolist(),
-        "positions": topk.positions[list(maps)].tolist(),
-    }
-    return top9_grid(P, Q, maps_per_row=maps_per_row), payload
+) -> torch.Tensor:
+    """One Fig. 2 panel from :func:`zfnet_exp.diagnostics.projections.topk_projections` output
+    (raw projections and normalized-input patches ``[M, k, 3, h, w]``, ``filled [M, k]``): projections
+    contrast-normalized each on its own, patches de-normalized by ``denorm``, empty slots grey."""
+    m, k = filled.shape
+    grey = torch.full((3, *projections.shape[-2:]), 0.5)
+    P = torch.where(
+        filled[:, :, None, None, None], normalize_each(projections.flatten(0, 1)).view_as(projections), grey
+    )
+    Q = torch.where(filled[:, :, None, None, None], denorm(patches.flatten(0, 1)).view_as(patches).float(), grey)
+    return top9_grid(P, Q, maps_per_row=maps_per_row)
 
 
-__all__ = ["evolution_strip", "normalize_each", "project_units", "top9_grid", "top9_panel"]
+__all__ = ["evolution_strip", "filter_grid", "tile", "top9_grid", "top9_panel", "upscale"]

@@ -9,29 +9,17 @@ as a PIL image, which is what :class:`~zfnet_exp.viz.sink.ImageSink` takes.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from PIL import Image
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..diagnostics.occlusion import OcclusionResult
+from .images import figure_to_pil, normalize_each
 
-
-def projection_image(model: nn.Module, image: Tensor, result: OcclusionResult) -> Tensor | None:
-    """[3, H, W] in [0, 1]: ZF deconvnet projection of the strongest unit of ``result.channel`` of
-    ``result.layer`` (the map tracked in the activation grid), contrast-stretched for display."""
-    if result.channel is None or result.layer is None:
-        return None
-    from ..diagnostics.deconvnet import project
-
-    x = image[None] if image.dim() == 3 else image
-    param = next(model.parameters())
-    proj = project(model, x.to(param.device, param.dtype), result.layer, result.channel, unit="max")[0]
-    proj = proj.detach().float().cpu()
-    scale = proj.abs().max().clamp(min=1e-12)
-    return (proj / scale * 0.5 + 0.5).clamp(0, 1)
+if TYPE_CHECKING:  # the type only: viz draws results, it calls no diagnostic
+    from ..diagnostics.occlusion import OcclusionResult
 
 
 def occlusion_figure(
@@ -42,7 +30,8 @@ def occlusion_figure(
     title: str | None = None,
 ) -> Image.Image:
     """The five-panel figure. ``display`` is the de-normalized [3, H, W] image in [0, 1]; ``projection``
-    an optional [3, H, W] image in [0, 1] (see :func:`projection_image`)."""
+    the optional raw deconvnet projection [3, H, W] of panel (c)
+    (:func:`zfnet_exp.diagnostics.projections.strongest_unit_projection`), contrast-normalized here."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -75,7 +64,7 @@ def occlusion_figure(
     else:
         axes[1].set_title("(b) no layer tracked", fontsize=9)
     if projection is not None:
-        axes[2].imshow(projection.permute(1, 2, 0).numpy())
+        axes[2].imshow(normalize_each(projection.detach().cpu()[None])[0].permute(1, 2, 0).numpy())
         axes[2].set_title(f"(c) deconv of {result.layer} map {result.channel}", fontsize=9)
     else:
         axes[2].set_title("(c) no projection", fontsize=9)
@@ -110,10 +99,7 @@ def occlusion_figure(
         ax.set_yticks([])
     if title:
         fig.suptitle(title, fontsize=10)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    buf.seek(0)
-    return Image.open(buf).convert("RGB")
+    return figure_to_pil(fig)
 
 
 def result_payload(result: OcclusionResult, classes: Sequence[str] | None = None, **extra) -> dict:
@@ -137,4 +123,4 @@ def result_payload(result: OcclusionResult, classes: Sequence[str] | None = None
     return out
 
 
-__all__ = ["occlusion_figure", "projection_image", "result_payload"]
+__all__ = ["occlusion_figure", "result_payload"]

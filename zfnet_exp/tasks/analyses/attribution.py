@@ -5,16 +5,14 @@ what the paper's visualizations show can be judged against them (``diagnostics/a
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PIL import Image
-
-from ...diagnostics.attribution import comparison_figure
 from ...utils.tables import write_csv
+from ...utils.tensors import argmax_yx
+from ...viz.comparison import comparison_figure
 from .faithfulness import compute_maps
-from .occlusion import gather
+from .probes import display, gather
 
 if TYPE_CHECKING:
     from ..analyze import AnalysisContext
@@ -46,25 +44,13 @@ def run(
         ctx.model, images, labels, list(methods), patch, stride, fill, occlusion_score, ctx.batch_size
     )
     classes = ctx.data.get("classes")
-    d = ctx.data
     rows = []
     for k, (x, y, i) in enumerate(zip(images, labels.tolist(), indices)):
         name = classes[y] if classes else str(y)
-        fig = comparison_figure(
-            x.cpu(),
-            {m: v[k] for m, v in maps.items()},
-            d["mean"] if d.get("normalization", "standard") == "standard" else None,
-            d["std"] if d.get("normalization", "standard") == "standard" else None,
-            title=f"image {i} ({name})",
-        )
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        buf.seek(0)
-        ctx.sink.log_image(f"analysis/attribution/{i:06d}", Image.open(buf).convert("RGB"), step=0, caption=name)
+        fig = comparison_figure(display(ctx, x), {m: v[k] for m, v in maps.items()}, title=f"image {i} ({name})")
+        ctx.sink.log_image(f"analysis/attribution/{i:06d}", fig, step=0, caption=name)
         for m, v in maps.items():
-            flat = int(v[k].flatten().argmax())
-            rows.append(
-                {"index": i, "label": y, "method": m, "peak_y": flat // v.shape[-1], "peak_x": flat % v.shape[-1]}
-            )
+            py, px = argmax_yx(v[k]).tolist()
+            rows.append({"index": i, "label": y, "method": m, "peak_y": py, "peak_x": px})
     path = write_csv(rows, Path(ctx.out_dir) / "attribution_peaks.csv")
     return {"csv": str(path), "n": len(indices)}

@@ -18,16 +18,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.utils.data import Subset
 
-from ...callbacks._util import pick_maps
-from ...data.normalize import denormalizer
 from ...diagnostics.deconvnet import DeconvnetNotApplicable
 from ...diagnostics.geometry import NoReceptiveField
 from ...diagnostics.layers import conv_layer_names
+from ...diagnostics.projections import topk_projections
 from ...diagnostics.topk import mine_topk
 from ...utils.skips import say_skipped
-from ...viz.grids import evolution_strip, project_units
+from ...utils.tensors import pick_maps, seeded_subset
+from ...viz.grids import evolution_strip
+from ...viz.images import normalize_each
 from ..analyze import build_dataset, load_checkpoint
-from .top9 import base_dataset
 
 if TYPE_CHECKING:
     from ..analyze import AnalysisContext
@@ -64,9 +64,7 @@ def run(
         raise ValueError("analysis=evolution needs ckpt=<checkpoint or run folder>")
     layers = layers or conv_layer_names(ctx.model)
     ds = build_dataset(ctx.data, images)
-    g = torch.Generator().manual_seed(seed)
-    subset = Subset(ds, sorted(torch.randperm(len(ds), generator=g)[: min(num_images, len(ds))].tolist()))
-    denorm = denormalizer(ctx.data)
+    subset = Subset(ds, seeded_subset(len(ds), num_images, seed))
     maps_opt = maps
     ckpts = checkpoints(Path(ctx.checkpoint), ckpts)
     cells: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
@@ -82,20 +80,12 @@ def run(
             t = topk[layer]
             maps = pick_maps(t.values.shape[0], maps_opt, seed, layer)
             idx = [int(t.indices[c, 0]) for c in maps]
-            images = torch.stack([base_dataset(ds)[i][0] for i in idx]).to(ctx.device)
             try:
-                proj, _ = project_units(
-                    model,
-                    images,
-                    layer,
-                    torch.tensor(maps, device=ctx.device),
-                    t.positions[maps, 0].to(ctx.device),
-                    denorm,
-                )
+                proj, _, _ = topk_projections(model, ds, layer, t, maps, ctx.device, k=1)
             except (DeconvnetNotApplicable, NoReceptiveField) as err:
                 skipped[layer] = err
                 continue
-            cells[layer].append(proj)
+            cells[layer].append(normalize_each(proj[:, 0]))
             records[layer].append(
                 {
                     "epoch": epochs[-1],

@@ -31,7 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ...data.masks import base_folder, load_mask
-from ...diagnostics.attribution import attribute, available_methods
+from ...diagnostics.attribution import attribute, available_methods, method_options
 from ...diagnostics.faithfulness import (
     METRICS,
     baseline_map,
@@ -39,52 +39,17 @@ from ...diagnostics.faithfulness import (
     pointing_accuracy,
     pointing_game,
 )
-from ...diagnostics.occlusion import occlusion_sensitivity
 from ...errors import UserError
 from ...utils.tables import write_csv
-from .occlusion import gather
+from .probes import gather
 
 if TYPE_CHECKING:
     from ..analyze import AnalysisContext
 
-OCCLUSION_VIEWS = ("occlusion", "occlusion_logit", "occlusion_prob", "occlusion_grid")
-
 
 def method_choices() -> list[str]:
-    """Every heat-map method name ``methods`` accepts: the occlusion views and the attribution methods."""
-    return [*OCCLUSION_VIEWS, *available_methods()]
-
-
-def occlusion_maps(
-    model,
-    images,
-    labels,
-    patch: int,
-    stride: int,
-    fill: float,
-    views: dict[str, tuple[str, str]],
-    batch_size: int = 64,
-    progress: bool = False,
-) -> dict[str, torch.Tensor]:
-    """{name: [B, H, W]} occlusion maps from one occlusion run per image. ``views[name] = (kind, score)``:
-    kind ``pixel`` = :meth:`OcclusionResult.per_pixel` (Captum's mean over covering positions), ``grid`` =
-    :meth:`OcclusionResult.grid_map` (ZF's per-position drop, interpolated between occluder centres)."""
-    out: dict[str, list] = {name: [] for name in views}
-    for x, y in tqdm(list(zip(images, labels.tolist())), desc="occlusion maps", unit="img", disable=not progress):
-        res = occlusion_sensitivity(
-            model, x, y, patch=patch, stride=stride, fill=fill, layer=None, batch_size=batch_size
-        )
-        for name, (kind, score) in views.items():
-            out[name].append((res.per_pixel(score) if kind == "pixel" else res.grid_map(score)).float())
-    return {name: torch.stack(v) for name, v in out.items()}
-
-
-def occlusion_view(name: str, default_score: str) -> tuple[str, str]:
-    """``occlusion`` -> per-pixel with the configured score; ``occlusion_logit|prob`` -> per-pixel with that
-    score; ``occlusion_grid`` -> ZF's grid view with the configured score."""
-    if name == "occlusion_grid":
-        return "grid", default_score
-    return "pixel", name.split("_", 1)[1] if "_" in name else default_score
+    """Every heat-map method name ``methods`` accepts: the registered attribution methods (occlusion included)."""
+    return list(available_methods())
 
 
 def compute_maps(
@@ -99,26 +64,20 @@ def compute_maps(
     batch_size: int = 64,
     progress: bool = False,
 ) -> tuple[dict, dict]:
-    """Heat maps per method and the seconds each took (the occlusion views share one timing). ``patch``,
-    ``stride``, ``fill`` and ``occlusion_score`` configure the occlusion views."""
-    maps, secs = {}, {}
+    """Heat maps per registered attribution method (occlusion included) and the seconds each took. Each
+    method takes from these settings the options it declared (occlusion: patch, stride, fill, score)."""
     unknown = [m for m in methods if m not in method_choices()]
     if unknown:
         raise UserError(f"analysis.methods has unknown method(s) {unknown}; choose from {', '.join(method_choices())}.")
-    views = {m: occlusion_view(m, occlusion_score) for m in methods if m in OCCLUSION_VIEWS}
-    if views:
+    settings = {"patch": patch, "stride": stride, "fill": fill, "score": occlusion_score, "batch_size": batch_size}
+    maps, secs = {}, {}
+    for m in tqdm(methods, desc="heat maps", unit="method", disable=not progress):
         t0 = time.perf_counter()
-        occ = occlusion_maps(model, images, labels, patch, stride, fill, views, batch_size, progress)
-        maps.update({k: v.to(images.device) for k, v in occ.items()})
-        secs.update(dict.fromkeys(occ, time.perf_counter() - t0))
-    for m in methods:
-        if m in views:
-            continue
-        t0 = time.perf_counter()
-        chunks = [attribute(m, model, images[s : s + 16], labels[s : s + 16]) for s in range(0, len(images), 16)]
+        kw = method_options(m, settings)
+        chunks = [attribute(m, model, images[s : s + 16], labels[s : s + 16], **kw) for s in range(0, len(images), 16)]
         maps[m] = torch.cat(chunks)
         secs[m] = time.perf_counter() - t0
-    return {m: maps[m] for m in methods}, secs
+    return maps, secs
 
 
 def run(

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PIL import Image
-
-from ...diagnostics.invariance import default_values, run_invariance
-from .occlusion import gather
+from ...diagnostics.invariance import default_values, invariance_curves
+from ...utils.tables import write_csv
+from ...viz.invariance_figure import invariance_figures
+from .probes import gather
 
 if TYPE_CHECKING:
     from ..analyze import AnalysisContext
@@ -37,18 +37,18 @@ def run(
     values = {k: list(amounts[k]) if amounts.get(k) is not None else v for k, v in values.items() if k in transforms}
     classes = ctx.data.get("classes")
     names = [f"{i} ({classes[y]})" if classes else str(i) for i, y in zip(indices, labels.tolist())]
-    rows, csv_path, pngs = run_invariance(
+    rows = invariance_curves(
         ctx.model,
         images,
         labels,
-        Path(ctx.out_dir),
         layers=list(layers),
         values=values,
         fill=fill,
         batch_size=ctx.batch_size,
-        names=names,
     )
-    for p in pngs:
-        with Image.open(p) as im:
-            ctx.sink.log_image(f"analysis/invariance/{p.stem.removeprefix('invariance_')}", im.convert("RGB"), step=0)
+    csv_path = write_csv(rows, Path(ctx.out_dir) / "invariance.csv")
+    pngs = [
+        ctx.sink.log_image(f"analysis/invariance/{kind}", fig, step=0)
+        for kind, fig in invariance_figures(rows, names).items()
+    ]
     return {"csv": str(csv_path), "pngs": [str(p) for p in pngs], "n_rows": len(rows)}

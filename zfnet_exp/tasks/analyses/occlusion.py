@@ -2,7 +2,6 @@
 
 One figure + one JSON of the grids per probe image (``diagnostics/analysis/occlusion/<probe>/``) and a
 summary CSV (``occlusion.csv``: clean probability, the lowest occluded probability and where it happened).
-Also holds the small helpers the other offline analyses share (picking probe images).
 """
 
 from __future__ import annotations
@@ -10,46 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
-from torch.utils.data import Dataset
-
-from ...data.normalize import denormalizer
 from ...diagnostics.deconvnet import DeconvnetNotApplicable
 from ...diagnostics.geometry import NoReceptiveField
 from ...diagnostics.occlusion import occlusion_sensitivity
+from ...diagnostics.projections import strongest_unit_projection
 from ...utils.skips import say_skipped
 from ...utils.tables import write_csv
-from ...viz.occlusion_figure import occlusion_figure, projection_image, result_payload
+from ...viz.occlusion_figure import occlusion_figure, result_payload
+from .probes import display, gather
 
 if TYPE_CHECKING:
     from ..analyze import AnalysisContext
-
-
-def probe_indices(n_total: int, num: int | None) -> list[int]:
-    """``num`` evenly spaced positions in a dataset of ``n_total`` (all when None): every class shows up
-    in a class-sorted ImageFolder, and the choice is the same on every run."""
-    if num is None or num >= n_total:
-        return list(range(n_total))
-    return torch.linspace(0, n_total - 1, int(num)).round().long().unique().tolist()
-
-
-def gather(dataset: Dataset, num: int | None) -> tuple[Tensor, Tensor, list[int]]:
-    """(images [N,3,H,W], labels [N], dataset indices) of ``num`` evenly spaced items of ``dataset``."""
-    if dataset is None:
-        raise ValueError("this analysis needs images: pass images=val (or a folder)")
-    xs, ys, idx = [], [], []
-    for p in probe_indices(len(dataset), num):
-        x, y, i = dataset[p]
-        xs.append(x)
-        ys.append(int(y))
-        idx.append(int(i))
-    return torch.stack(xs), torch.tensor(ys), idx
-
-
-def display(ctx, x: Tensor) -> Tensor:
-    """A normalized input back to [0, 1] RGB for figures."""
-    return denormalizer(ctx.data)(x.detach().cpu())
 
 
 def run(
@@ -81,9 +51,9 @@ def run(
             batch_size=ctx.batch_size,
         )
         proj = None
-        if projection:
+        if projection and res.channel is not None:
             try:
-                proj = projection_image(ctx.model, x, res)
+                proj = strongest_unit_projection(ctx.model, x, res.layer, res.channel)
             except (DeconvnetNotApplicable, NoReceptiveField) as err:
                 say_skipped("occlusion deconvnet panel", {res.layer: err})
         name = classes[y] if classes else str(y)

@@ -14,27 +14,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch.utils.data import Subset
 
-from ...callbacks._util import pick_maps
 from ...data.normalize import denormalizer
 from ...diagnostics.deconvnet import DeconvnetNotApplicable
 from ...diagnostics.geometry import NoReceptiveField
 from ...diagnostics.layers import conv_layer_names
+from ...diagnostics.projections import topk_projections
 from ...diagnostics.sanity import cascading_randomization
-from ...diagnostics.topk import mine_topk
+from ...diagnostics.topk import mine_topk, topk_payload
 from ...utils.skips import say_skipped
-from ...viz.grids import evolution_strip, normalize_each, top9_panel
+from ...utils.tensors import pick_maps, unwrap_subset
+from ...viz.grids import evolution_strip, top9_panel
+from ...viz.images import normalize_each
 
 if TYPE_CHECKING:
     from ..analyze import AnalysisContext
-
-
-def base_dataset(dataset):
-    """Items carry their index in the underlying dataset; a Subset must be unwrapped to look them up."""
-    while isinstance(dataset, Subset):
-        dataset = dataset.dataset
-    return dataset
 
 
 def run(
@@ -63,7 +57,7 @@ def run(
         num_workers=ctx.num_workers,
         device=ctx.device,
     )
-    base = base_dataset(ctx.dataset)
+    base = unwrap_subset(ctx.dataset)
     denorm = denormalizer(ctx.data)
     maps_opt = maps
     out: dict[str, Any] = {}
@@ -74,12 +68,12 @@ def run(
         if not maps:  # maps=[]: mine (last_result / JSON-free) but draw nothing
             continue
         try:
-            grid, payload = top9_panel(
-                ctx.model, base, layer, t, maps, denorm, device=ctx.device, maps_per_row=maps_per_row
-            )
+            proj, patches, filled = topk_projections(ctx.model, base, layer, t, maps, ctx.device)
         except (DeconvnetNotApplicable, NoReceptiveField) as err:
             skipped[layer] = err
             continue
+        grid = top9_panel(proj, patches, filled, denorm, maps_per_row=maps_per_row)
+        payload = topk_payload(t, layer, maps)
         payload["checkpoint"] = str(ctx.checkpoint)
         ctx.sink.log_image(f"diag/{layer}/top9", grid, step=step, caption=f"{layer} top-{k}, maps {maps}")
         ctx.sink.log_json(f"diag/{layer}/top9", payload, step=step)
