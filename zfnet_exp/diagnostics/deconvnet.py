@@ -54,7 +54,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..utils.tensors import argmax_yx, eval_mode
 from .geometry import NotAChain, SpatialOp, input_ranges, run_until, trace_chain
-from .layers import resolve_layer
+from .layers import ELEMENTWISE_ACTIVATIONS, resolve_layer
 
 # Leaf modules whose backward becomes the identity when skip_norm=True.
 NORM_TYPES: tuple[type[nn.Module], ...] = (
@@ -67,23 +67,7 @@ NORM_TYPES: tuple[type[nn.Module], ...] = (
 )
 _RELU_FUNCS = {"relu", "relu_", "relu6"}
 # Activation modules the deconvnet rule does not cover: they back-propagate their true gradient (warned).
-_OTHER_ACTIVATIONS: tuple[type[nn.Module], ...] = (
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.PReLU,
-    nn.RReLU,
-    nn.ELU,
-    nn.SELU,
-    nn.CELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Mish,
-    nn.Hardswish,
-    nn.Hardtanh,
-    nn.Softplus,
-    nn.Sigmoid,
-    nn.Tanh,
-)
+_OTHER_ACTIVATIONS = tuple(t for t in ELEMENTWISE_ACTIVATIONS if t is not nn.ReLU)
 _CROP_MAX_AREA = 0.8  # below this crop/image area ratio the cropped pass is worth its bookkeeping
 
 

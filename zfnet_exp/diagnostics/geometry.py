@@ -26,36 +26,9 @@ from torch import nn
 from torch.func import functional_call
 
 from ..utils.tensors import eval_mode, pair
-from .layers import resolve_layer
+from .layers import POINTWISE_MODULES, resolve_layer
 
-# Leaf modules that act on each spatial position independently (in eval mode). GroupNorm / InstanceNorm /
-# LayerNorm are *not* here: their statistics mix positions, so a unit would depend on the whole map.
-POINTWISE_TYPES: tuple[type[nn.Module], ...] = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.PReLU,
-    nn.ELU,
-    nn.SELU,
-    nn.CELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Mish,
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.Hardswish,
-    nn.Hardsigmoid,
-    nn.Hardtanh,
-    nn.Softplus,
-    nn.LocalResponseNorm,
-    nn.CrossMapLRN2d,
-    nn.BatchNorm2d,
-    nn.SyncBatchNorm,
-    nn.Dropout,
-    nn.Dropout2d,
-    nn.AlphaDropout,
-    nn.Identity,
-)
+POINTWISE_TYPES = POINTWISE_MODULES  # (zfnet_exp.diagnostics.layers)
 
 
 class NoReceptiveField(ValueError):

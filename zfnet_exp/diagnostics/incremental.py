@@ -43,30 +43,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..utils.tensors import pair
+from .layers import POINTWISE_MODULES
 
-POINTWISE: tuple[type[nn.Module], ...] = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.PReLU,
-    nn.ELU,
-    nn.SELU,
-    nn.CELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Mish,
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.Hardtanh,
-    nn.Hardswish,
-    nn.Hardsigmoid,
-    nn.Softplus,
-    nn.LocalResponseNorm,
-    nn.BatchNorm2d,
-    nn.Dropout,
-    nn.Dropout2d,
-    nn.Identity,
-)
+POINTWISE = POINTWISE_MODULES  # (zfnet_exp.diagnostics.layers)
 SPATIAL: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 
 
@@ -94,7 +73,7 @@ def _module_reason(name: str, m: nn.Module) -> str | None:
             return f"features.{name}: AvgPool2d padding with count_include_pad=False"
         return None
     if isinstance(m, POINTWISE):
-        if isinstance(m, (nn.BatchNorm2d, nn.Dropout, nn.Dropout2d)) and m.training:
+        if isinstance(m, (nn.BatchNorm2d, nn.SyncBatchNorm, nn.Dropout, nn.Dropout2d, nn.AlphaDropout)) and m.training:
             return f"features.{name}: {type(m).__name__} in training mode is not pointwise/deterministic"
         return None
     return f"features.{name}: {type(m).__name__} is not a supported conv/pool/pointwise module"

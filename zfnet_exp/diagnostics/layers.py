@@ -31,6 +31,7 @@ ACTIVATIONS: tuple[type[nn.Module], ...] = (
     nn.ReLU6,
     nn.LeakyReLU,
     nn.PReLU,
+    nn.RReLU,
     nn.ELU,
     nn.SELU,
     nn.CELU,
@@ -38,6 +39,30 @@ ACTIVATIONS: tuple[type[nn.Module], ...] = (
     nn.SiLU,
     nn.Mish,
     nn.Hardswish,
+)
+# Every elementwise activation module (the gates too). The deconvnet rectifies nn.ReLU only; the others
+# back-propagate their true gradient.
+ELEMENTWISE_ACTIVATIONS: tuple[type[nn.Module], ...] = (
+    *ACTIVATIONS,
+    nn.Hardsigmoid,
+    nn.Hardtanh,
+    nn.Softplus,
+    nn.Sigmoid,
+    nn.Tanh,
+)
+# Leaf modules that act on each spatial position independently (in eval mode): receptive-field arithmetic and
+# incremental occlusion pass through them. GroupNorm / InstanceNorm / LayerNorm are *not* here: their
+# statistics mix positions, so a unit would depend on the whole map.
+POINTWISE_MODULES: tuple[type[nn.Module], ...] = (
+    *ELEMENTWISE_ACTIVATIONS,
+    nn.LocalResponseNorm,
+    nn.CrossMapLRN2d,
+    nn.BatchNorm2d,
+    nn.SyncBatchNorm,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.AlphaDropout,
+    nn.Identity,
 )
 
 
