@@ -300,6 +300,25 @@ def _method_label(t: DictConfig) -> str:
     return "Ours: fine-tuned" if t.mode == "finetune" else "Ours: from scratch"
 
 
+def _layer_features(cfg: DictConfig, setup: _Setup, dataset, image_size: int):
+    """(features, readable) of ``dataset`` at ``transfer.layer``, through the on-disk cache when one is set."""
+    t = cfg.transfer
+    cache = None
+    if t.cache_dir:
+        cache = feature_cache_path(t.cache_dir, setup.checkpoint, int(t.layer), int(t.grid), dataset, image_size)
+    return extract_features(
+        setup.model,
+        dataset,
+        int(t.layer),
+        setup.normalize,
+        setup.device,
+        int(t.grid),
+        int(cfg.batch_size),
+        int(cfg.num_workers),
+        cache,
+    )
+
+
 def run_caltech(cfg: DictConfig, dm: CaltechDataModule, setup: _Setup, sink: ImageSink, out_dir: Path) -> dict:
     t = cfg.transfer
     per_class_list = _check(t)
@@ -312,22 +331,7 @@ def run_caltech(cfg: DictConfig, dm: CaltechDataModule, setup: _Setup, sink: Ima
     )
     features, keep = None, np.arange(len(targets))
     if t.mode == "features":
-        cache = None
-        if t.cache_dir:
-            cache = feature_cache_path(
-                t.cache_dir, setup.checkpoint, int(t.layer), int(t.grid), dm.dataset, dm.image_size
-            )
-        features, readable = extract_features(
-            setup.model,
-            dm.dataset,
-            int(t.layer),
-            setup.normalize,
-            setup.device,
-            int(t.grid),
-            int(cfg.batch_size),
-            int(cfg.num_workers),
-            cache,
-        )
+        features, readable = _layer_features(cfg, setup, dm.dataset, dm.image_size)
         features, keep = features.numpy(), np.flatnonzero(readable.numpy())
         if len(keep) < len(targets):
             print(f"  {len(targets) - len(keep)} unreadable image(s) left out of the splits", flush=True)
@@ -444,20 +448,7 @@ def run_voc(cfg: DictConfig, dm: VOCDataModule, setup: _Setup, sink: ImageSink, 
     if t.mode == "features":
         feats, readable = [], []
         for ds in (dm.train_set, dm.eval_set):
-            cache = None
-            if t.cache_dir:
-                cache = feature_cache_path(t.cache_dir, setup.checkpoint, int(t.layer), int(t.grid), ds, dm.image_size)
-            x, ok = extract_features(
-                setup.model,
-                ds,
-                int(t.layer),
-                setup.normalize,
-                setup.device,
-                int(t.grid),
-                int(cfg.batch_size),
-                int(cfg.num_workers),
-                cache,
-            )
+            x, ok = _layer_features(cfg, setup, ds, dm.image_size)
             feats.append(x[ok].numpy())  # unreadable images are left out (their row holds another image)
             readable.append(ok)
         x_train, x_eval = feats
