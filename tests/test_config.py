@@ -75,7 +75,8 @@ def test_missing_dataset_folder_is_one_clear_paragraph(tmp_path):
 # What `recipe=fast` / `recipe=paper` resolved to before the recipe became a `# @package _global_` config
 # (composed from main at 8a70b03, when model/data/trainer/callbacks read `${recipe.*}`). The full resolved
 # model/data/trainer/callbacks groups of fast, paper, both paper experiments and debug=smoke were compared once
-# at the change and were identical; these are the values the recipes own.
+# at the change and were identical; these are the values the recipes own. Issue 10 added the first-layer settings
+# (model.first_conv, gradient centralization without conv1: README "Default recipe" has their measurements).
 RECIPE_REFERENCE = {
     "fast": {
         "model.init": "kaiming",
@@ -95,7 +96,9 @@ RECIPE_REFERENCE = {
         "trainer.max_epochs": 12,
         "trainer.gradient_clip_val": 2.0,
         "callbacks.grad_centralization.enabled": True,
+        "callbacks.grad_centralization.skip_first_conv": True,
         "callbacks.filter_renorm.radius": 0.1,
+        "model.first_conv": {"init_std": 0.01, "lr_scale": 1.0, "weight_decay": 5.0},
     },
     "paper": {
         "model.init": "paper",
@@ -123,6 +126,7 @@ RECIPE_REFERENCE = {
         "trainer.gradient_clip_val": None,
         "callbacks.grad_centralization.enabled": False,
         "callbacks.filter_renorm.radius": 0.1,
+        "model.first_conv": {"init_std": None, "lr_scale": 1.0, "weight_decay": None},  # every layer N(0, 0.01^2)
     },
 }
 

@@ -355,6 +355,8 @@ class ShapesDataModule(ImageFolderDataModule):
         seed: int = 0,
         min_radius: float = ShapesSpec.min_radius,
         max_radius: float = ShapesSpec.max_radius,
+        pixel_noise: float = ShapesSpec.pixel_noise,
+        blur_probability: float = ShapesSpec.blur_probability,
         generate_workers: int | None = None,
         **kwargs,
     ):
@@ -375,6 +377,8 @@ class ShapesDataModule(ImageFolderDataModule):
             safe_size=image_size,
             min_radius=min_radius,
             max_radius=max_radius,
+            pixel_noise=pixel_noise,
+            blur_probability=blur_probability,
         )
         self.generate_workers = generate_workers
 

@@ -72,6 +72,10 @@ class ShapesSpec:
     # BatchNorm ResNet-18 sit at chance for 100+ steps, measured)
     texture_strength: float = 0.12  # relative amplitude of the object's texture modulation
     clutter_opacity: float = 0.45  # clutter is blended with the background at this opacity
+    # camera-like degradations: per-pixel Gaussian noise (std, 0..255 units) and a light Gaussian blur
+    # (radius 0.3-0.8 px) on this share of the images
+    pixel_noise: float = 4.0
+    blur_probability: float = 0.3
 
     def key(self) -> str:
         blob = json.dumps({**asdict(self), "version": GENERATOR_VERSION}, sort_keys=True)
@@ -239,9 +243,9 @@ def render(spec: ShapesSpec, label: int, rng: np.random.Generator) -> tuple[Imag
     bg = np.asarray(background, dtype=np.float32)
     fg = _texture(rng, size, _contrasting_colour(rng, bg), spec.texture_strength)
     img = bg * (1 - alpha[..., None]) + fg * alpha[..., None]
-    img = np.clip(img + rng.normal(0, 4.0, img.shape), 0, 255).astype(np.uint8)
+    img = np.clip(img + rng.normal(0, spec.pixel_noise, img.shape), 0, 255).astype(np.uint8)
     image = Image.fromarray(img)
-    if rng.random() < 0.3:
+    if rng.random() < spec.blur_probability:
         image = image.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.3, 0.8))))
 
     mask = Image.fromarray(((alpha >= 0.5) * 255).astype(np.uint8))

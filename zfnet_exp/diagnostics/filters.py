@@ -28,7 +28,7 @@ def high_frequency_share(weight: torch.Tensor, cutoff: float = 0.5, size: int = 
         raise ValueError(f"expected conv weights [N, C, kh, kw]; got {tuple(w.shape)}")
     size = max(size, w.shape[-2], w.shape[-1])
     power = torch.fft.fft2(w, s=(size, size)).abs().pow(2).sum(1)  # [N, size, size], summed over input channels
-    f = torch.fft.fftfreq(size, dtype=torch.float64)  # cycles per pixel, Nyquist = 0.5
+    f = torch.fft.fftfreq(size, dtype=torch.float64, device=w.device)  # cycles per pixel, Nyquist = 0.5
     radius = (f[:, None] ** 2 + f[None, :] ** 2).sqrt()
     high = radius > cutoff * 0.5
     total = power.flatten(1).sum(1)

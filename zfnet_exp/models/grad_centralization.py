@@ -16,14 +16,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .init import first_conv
+
 
 @torch.no_grad()
-def centralize_gradients(model: nn.Module) -> int:
+def centralize_gradients(model: nn.Module, skip_first_conv: bool = False) -> int:
     """Subtract, in place, the mean over all but the output dimension from the gradient of every conv and
-    linear weight; returns the number of tensors changed."""
+    linear weight (but the first conv's with ``skip_first_conv``); returns the number of tensors changed."""
     changed = 0
+    first = first_conv(model) if skip_first_conv else None
     for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)) and module.weight.grad is not None:
+        if module is not first and isinstance(module, (nn.Conv2d, nn.Linear)) and module.weight.grad is not None:
             g = module.weight.grad
             g.sub_(g.mean(dim=tuple(range(1, g.ndim)), keepdim=True))
             changed += 1

@@ -39,3 +39,26 @@ def init_weights(
     if zero_head and linears:  # a network whose classifier is a 1x1 conv keeps its head as built
         nn.init.zeros_(linears[-1].weight)
     return model
+
+
+def first_conv(model: nn.Module) -> nn.Conv2d | None:
+    """The network's first convolution (the one whose filters Fig. 6 shows), in module order."""
+    return next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+
+
+def init_first_conv(model: nn.Module, std: float) -> nn.Module:
+    """Re-draw the first convolution's weights from N(0, std^2) (bias 0), whatever the scheme of the rest.
+
+    Why a separate scale for the first layer: Kaiming's fan-in rule gives a 7x7x3 filter an RMS of
+    sqrt(2/147) = 0.117, above the paper's renormalization radius 0.1, so every conv1 filter starts (and, under
+    Adam, stays) on the radius as white noise that the first layer's small, structured gradient never
+    outgrows. A small first-layer scale (the paper's own 0.01) lets the learned part dominate (README
+    "Default recipe" has the measurements).
+    """
+    conv = first_conv(model)
+    if conv is None:
+        raise ValueError("model.first_conv.init_std is set but the model has no nn.Conv2d layer")
+    nn.init.normal_(conv.weight, 0.0, std)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+    return model

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MeanMetric
 
+from .init import first_conv
 from .registry import build_model
 
 
@@ -44,6 +45,7 @@ class LitClassifier(L.LightningModule):
         init: str | None = "paper",
         init_std: float = 0.01,
         zero_head: bool = False,
+        first_conv: dict | None = None,
         overrides: dict | None = None,
         optimizer: dict | None = None,
         scheduler: dict | None = None,
@@ -68,6 +70,7 @@ class LitClassifier(L.LightningModule):
                 "init": init,
                 "init_std": init_std,
                 "zero_head": zero_head,
+                "first_conv": _plain(first_conv) or {},
                 "overrides": _plain(overrides) or {},
                 "optimizer": _plain(optimizer),
                 "scheduler": _plain(scheduler),
@@ -89,6 +92,7 @@ class LitClassifier(L.LightningModule):
             init_std=init_std,
             zero_head=zero_head,
             checkpoint=checkpoint,
+            first_conv_std=(self.hparams.first_conv or {}).get("init_std"),
             overrides=self.hparams.overrides,
         )
         # Lightning's model summary runs this through forward: real per-layer output sizes and FLOPs
@@ -154,7 +158,7 @@ class LitClassifier(L.LightningModule):
     def configure_optimizers(self):
         if not self.hparams.optimizer:
             raise ValueError("LitClassifier needs an optimizer config (recipe.optimizer)")
-        optimizer = instantiate(self.hparams.optimizer)(params=self.trainer.model.parameters())
+        optimizer = instantiate(self.hparams.optimizer)(params=self._param_groups())
         if not self.hparams.scheduler:
             return optimizer
         make = instantiate(self.hparams.scheduler)
@@ -166,6 +170,23 @@ class LitClassifier(L.LightningModule):
         if self.hparams.scheduler_monitor:
             config["monitor"] = self.hparams.scheduler_monitor
         return {"optimizer": optimizer, "lr_scheduler": config}
+
+    def _param_groups(self) -> list[dict]:
+        """All parameters in one group, or the first convolution in a group of its own when ``first_conv``
+        sets ``lr_scale`` or ``weight_decay`` (schedulers scale each group's own initial lr, so the ratio holds;
+        a compiled or DDP-wrapped model shares these same parameter objects)."""
+        fc = self.hparams.get("first_conv") or {}
+        scale, decay = fc.get("lr_scale"), fc.get("weight_decay")
+        conv = first_conv(self.model)
+        if conv is None or ((scale is None or scale == 1.0) and decay is None):
+            return [{"params": list(self.parameters())}]
+        own = {id(p) for p in conv.parameters()}
+        first: dict = {"params": [p for p in self.parameters() if id(p) in own]}
+        if scale is not None and scale != 1.0:
+            first["lr"] = float(self.hparams.optimizer.get("lr", 1e-3)) * float(scale)
+        if decay is not None:
+            first["weight_decay"] = float(decay)
+        return [{"params": [p for p in self.parameters() if id(p) not in own]}, first]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # model.checkpoint only seeds a new run: this checkpoint holds every weight, so rebuilding from it

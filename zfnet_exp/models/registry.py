@@ -18,7 +18,7 @@ from torch import nn
 from ..errors import ConfigError
 from .arch import apply_edits, legacy_edits, spec_from_config
 from .convnet import ALEXNET, ZFNET, ArchSpec, ConvNet
-from .init import init_weights
+from .init import init_first_conv, init_weights
 
 _WIDE345 = {"conv3": {"out_channels": 512}, "conv4": {"out_channels": 1024}, "conv5": {"out_channels": 512}}
 _FC2048 = {"fc6": {"units": 2048}, "fc7": {"units": 2048}}
@@ -127,6 +127,7 @@ def build_model(
     zero_head: bool = False,
     checkpoint: str | None = None,
     overrides: Mapping[str, Any] | None = None,
+    first_conv_std: float | None = None,
 ) -> nn.Module:
     """The network a model config describes (what :class:`~zfnet_exp.models.LitClassifier` trains).
 
@@ -149,6 +150,8 @@ def build_model(
         from .external import create_external
 
         model = init_weights(create_external(library, name, num_classes, input_size), init, init_std, zero_head)
+    if first_conv_std is not None:
+        init_first_conv(model, first_conv_std)
     if checkpoint:
         from .external import load_weights
 

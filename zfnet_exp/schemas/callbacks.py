@@ -73,7 +73,7 @@ class FilterRenormalization(Callback):
 
 @dataclass
 class GradientCentralization(Callback):
-    pass
+    skip_first_conv: bool = False
 
 
 @dataclass

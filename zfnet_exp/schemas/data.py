@@ -69,10 +69,16 @@ class ShapesData(ImageFolderData):
     seed: int = 0
     min_radius: float = 0.22
     max_radius: float = 0.32
+    pixel_noise: float = 4.0
+    blur_probability: float = 0.3
     generate_workers: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.pixel_noise < 0:
+            raise FieldError("pixel_noise", self.pixel_noise, "a standard deviation >= 0 (0..255 pixel units)")
+        if not 0.0 <= self.blur_probability <= 1.0:
+            raise FieldError("blur_probability", self.blur_probability, "a probability in [0, 1]")
         at_least(self, "train_per_class", 1)
         at_least(self, "val_per_class", 1)
         at_least(self, "generate_workers", 1)

@@ -72,6 +72,29 @@ class LayerConfig:
 
 
 @dataclass
+class FirstConvConfig:
+    """Settings of the first convolution alone (the layer Fig. 6 is about); null / 1.0 change nothing."""
+
+    init_std: float | None = None  # N(0, std^2) weights after model.init (null: as the scheme draws them)
+    lr_scale: float = 1.0  # its learning rate = model.optimizer.lr x lr_scale
+    weight_decay: float | None = None  # its own weight decay (null: the optimizer's)
+
+    def __post_init__(self) -> None:
+        if self.init_std is not None and not self.init_std > 0:
+            raise ConfigError(
+                f"model.first_conv.init_std={self.init_std} is out of range: it must be > 0, or null (use model.init)."
+            )
+        if not self.lr_scale > 0:
+            raise ConfigError(
+                f"model.first_conv.lr_scale={self.lr_scale} is out of range: it must be > 0 (1.0: same lr)."
+            )
+        if self.weight_decay is not None and self.weight_decay < 0:
+            raise ConfigError(
+                f"model.first_conv.weight_decay={self.weight_decay} is out of range: it must be >= 0, or null."
+            )
+
+
+@dataclass
 class ModelConfig:
     _target_: str = "zfnet_exp.models.LitClassifier"
     _recursive_: bool = False
@@ -84,6 +107,7 @@ class ModelConfig:
     init: str | None = "paper"  # paper | kaiming | null (keep the library's own initialization)
     init_std: float = 0.01
     zero_head: bool = False
+    first_conv: FirstConvConfig = field(default_factory=FirstConvConfig)
     optimizer: Any = None
     scheduler: Any = None
     scheduler_interval: str = "epoch"

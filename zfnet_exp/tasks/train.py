@@ -109,7 +109,8 @@ def _run_control_callbacks(cfg: DictConfig) -> list[L.Callback]:
         out.append(StepSeed(int(cfg.seed)))
     progress = cfg.get("progress") or {}
     plain = progress.get("plain", "auto")
-    if plain is True or (plain == "auto" and not sys.stdout.isatty()):
+    bar_off = cfg.get("trainer", {}).get("enable_progress_bar") is False  # Lightning refuses both at once
+    if not bar_off and (plain is True or (plain == "auto" and not sys.stdout.isatty())):
         out.append(PlainProgress(every_n_steps=int(progress.get("every_n_steps", 50))))
     return out
 
