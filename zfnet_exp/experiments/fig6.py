@@ -25,6 +25,7 @@ import argparse
 import math
 import statistics
 import sys
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from pathlib import Path
 import torch
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import UserError
 from ..utils.tables import write_csv
@@ -89,6 +91,13 @@ def _int_or_none(value) -> int | None:
         return None
 
 
+def _max_epochs(cfg: DictConfig) -> int | None:
+    try:
+        return _int_or_none(OmegaConf.select(cfg, "trainer.max_epochs", default=None))
+    except OmegaConfBaseException:  # an interpolation that only resolves inside the run (None: not checked)
+        return None
+
+
 def _conv1_weight(checkpoint: Path) -> torch.Tensor:
     state = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)["state_dict"]
     return next(v for k, v in state.items() if k.endswith("features.conv1.weight")).float()
@@ -118,7 +127,7 @@ def read_run(run: Path) -> Fig6Run:
         order=(s1, k1),
         seed=_int_or_none(cfg.get("seed")),
         epochs=int(float(last["epoch"])) + 1 if last else 0,
-        max_epochs=_int_or_none(OmegaConf.select(cfg, "trainer.max_epochs", default=None)),
+        max_epochs=_max_epochs(cfg),
         values=values,
         checkpoint=ckpt if ckpt.is_file() else None,
     )
@@ -197,7 +206,9 @@ def effect(a: Sequence[float], b: Sequence[float]) -> dict:
         )
         if pooled > 0:
             out["cohens_d"] = out["diff"] / pooled
-            test = ttest_ind(b, a, equal_var=False)
+            with warnings.catch_warnings():  # scipy warns when one side has (almost) no spread; the test holds
+                warnings.simplefilter("ignore", RuntimeWarning)
+                test = ttest_ind(b, a, equal_var=False)
             out["welch_t"], out["welch_p"] = float(test.statistic), float(test.pvalue)
     return out
 
