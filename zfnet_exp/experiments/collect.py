@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from ..utils.tables import write_csv
 from .paper import TABLE3
@@ -55,13 +55,30 @@ def _pct(row: dict, key: str) -> float | None:
     return round(100.0 * float(v), 2) if v not in (None, "") else None
 
 
-def collect_run(run: Path) -> dict:
-    cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+def run_config(run: Path) -> DictConfig:
+    """The run's composed job config (``.hydra/config.yaml``, interpolations unresolved)."""
+    return OmegaConf.load(run / ".hydra" / "config.yaml")
+
+
+def run_choices(run: Path) -> dict[str, str]:
+    """The config-group choices the run was composed with (``.hydra/hydra.yaml``: ``{"model": "zfnet", ...}``)."""
+    path = run / ".hydra" / "hydra.yaml"
+    return dict(OmegaConf.load(path).hydra.runtime.choices) if path.is_file() else {}
+
+
+def validated_epochs(run: Path) -> list[dict]:
+    """The rows of the run's ``metrics.csv`` for epochs that were validated (strings, as written)."""
+    if not (run / "metrics.csv").is_file():
+        return []
     with (run / "metrics.csv").open() as f:
-        rows = [r for r in csv.DictReader(f) if r.get("val/err_top1")]
+        return [r for r in csv.DictReader(f) if r.get("val/err_top1")]
+
+
+def collect_run(run: Path) -> dict:
+    cfg = run_config(run)
+    rows = validated_epochs(run)
     last = rows[-1] if rows else {}
-    hydra = OmegaConf.load(run / ".hydra" / "hydra.yaml") if (run / ".hydra" / "hydra.yaml").is_file() else None
-    choices = hydra.hydra.runtime.choices if hydra is not None else {}
+    choices = run_choices(run)
     model = str(cfg.model.get("name") or cfg.model.get("arch"))
     data = str(choices.get("data") or cfg.data.get("_target_", "?").rsplit(".", 1)[-1])
     out = {
