@@ -10,33 +10,12 @@ import torch
 from ..data.normalize import denormalizer as make_denormalizer
 from ..diagnostics.layers import capture_activations, resolve_layer
 from ..diagnostics.topk import TopK, TopKAccumulator
-from ..utils.tensors import eval_mode, unwrap_subset
+from ..utils.tensors import eval_mode
 
 
 def denormalizer(datamodule) -> Callable[[torch.Tensor], torch.Tensor]:
     """Network input -> [0, 1] RGB, from the datamodule's normalizer (min-max per image without one)."""
     return make_denormalizer(datamodule)
-
-
-def class_names_of(dataset, indices: Sequence[int], names: Sequence[str] | None) -> list[str]:
-    """The class name of each dataset index, for figure labels ("" for an empty slot (-1), without class
-    names, or for a target that is not one class, e.g. VOC's multi-label vectors). Read from the dataset's
-    ``samples`` list of ``(path, target)`` where it has one (no image decoded), else from the item."""
-    if not names:
-        return ["" for _ in indices]
-    base = unwrap_subset(dataset)
-    samples = getattr(base, "samples", None)
-    direct = isinstance(samples, list) and getattr(base, "target_transform", None) is None
-    out = []
-    for i in indices:
-        i = int(i)
-        if i < 0:
-            out.append("")
-            continue
-        target = samples[i][1] if direct else base[i][1]
-        target = target.item() if isinstance(target, torch.Tensor) and target.numel() == 1 else target
-        out.append(names[target] if isinstance(target, int) and 0 <= target < len(names) else "")
-    return out
 
 
 @torch.no_grad()

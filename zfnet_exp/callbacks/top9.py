@@ -27,10 +27,10 @@ from ..diagnostics.layers import conv_layer_names
 from ..diagnostics.projections import topk_projections
 from ..diagnostics.topk import TopKAccumulator, topk_payload
 from ..utils.skips import say_skipped
-from ..utils.tensors import pick_maps
+from ..utils.tensors import class_names_of, pick_maps
 from ..viz import ImageSink
 from ..viz.grids import top9_cells, top9_figure
-from ._util import capture_first, class_names_of, denormalizer, diagnostic_due, gather_topk, layer_channels
+from ._util import capture_first, denormalizer, diagnostic_due, gather_topk, layer_channels
 
 
 class Top9Deconv(L.Callback):

@@ -24,9 +24,9 @@ class Analysis:
 class Top9(Analysis):
     layers: list[str] | None = None
     k: int = 9
-    maps: Any = 8
+    maps: Any = 9
     seed: int = 0
-    maps_per_row: int = 4
+    maps_per_row: int = 3
     step: int = 0
     sanity: bool = False
     similarity: str = "ssim"
