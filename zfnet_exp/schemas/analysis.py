@@ -24,7 +24,7 @@ class Analysis:
 class Top9(Analysis):
     layers: list[str] | None = None
     k: int = 9
-    maps: Any = 9
+    maps: Any = 8
     seed: int = 0
     maps_per_row: int = 3
     step: int = 0

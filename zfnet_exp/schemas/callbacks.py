@@ -20,7 +20,7 @@ class Callback:
 class Top9Deconv(Callback):
     layers: list[str] | None = None
     k: int = 9
-    maps: Any = 9
+    maps: Any = 8
     seed: int = 0
     every_n_epochs: int = 1
     maps_per_row: int = 3

@@ -20,7 +20,7 @@ from ..utils.tables import write_csv
 from .images import to_pil
 
 # zlib level of the PNG files: 1 encodes a dashboard figure of deconvnet noise 2-3x faster than the default 6
-# for files about 10% larger (figures are written every epoch; lossless either way)
+# for files 10-40% larger (figures are written every epoch; lossless either way)
 PNG_LEVEL = 1
 
 

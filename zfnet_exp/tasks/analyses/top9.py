@@ -36,7 +36,7 @@ def run(
     *,
     layers: list[str] | None = None,
     k: int = 9,
-    maps: int | str | list[int] = 9,
+    maps: int | str | list[int] = 8,
     seed: int = 0,
     maps_per_row: int = 3,
     step: int = 0,
