@@ -95,8 +95,12 @@ def test_capture_first_ignores_later_forwards():
 def test_tiny_run_writes_and_logs_deconv_diagnostics(diag_run):
     run_dir = diag_run
     diag = run_dir / "diagnostics" / "diag"
-    for layer in LAYERS:
-        assert len(list((diag / layer / "top9").glob("step*.png"))) == 2
+    from PIL import Image
+
+    for layer in LAYERS:  # one top-9 figure per layer and epoch, each a dashboard-sized image
+        pngs = sorted((diag / layer / "top9").glob("step*.png"))
+        assert len(pngs) == 2
+        assert all(Image.open(p).size[0] <= 2100 for p in pngs), [Image.open(p).size for p in pngs]
         assert len(list((diag / layer / "evolution").glob("step*.png"))) == 2  # epochs 1 and 2 (= last)
         evo = _json(max((diag / layer / "evolution").glob("step*.json")))
         assert evo["epochs"] == [1, 2]
@@ -115,6 +119,12 @@ def test_tiny_run_writes_and_logs_deconv_diagnostics(diag_run):
     for key in ("diag/conv1/top9", "diag/conv5/top9", "diag/conv1/evolution", "diag/filters/conv1"):
         assert logged.get(f"{key}._type") == "images/separated", key
     assert "health/conv1/dead_frac" in logged
+    # the conv1 grid's caption carries the epoch's own health numbers (reference: the logged metrics)
+    last = rows[-1]
+    captions = logged["diag/filters/conv1.captions"]
+    caption = (json.loads(captions) if isinstance(captions, str) else captions)[0]
+    dead = round(float(last["health/conv1/dead_frac"]) * 96)
+    assert f"aliasing {float(last['health/conv1/aliasing']):.3f}" in caption and f"dead {dead}/96" in caption
 
 
 class _Validator(L.LightningModule):

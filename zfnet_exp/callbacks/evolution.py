@@ -7,7 +7,8 @@ transform (a shallow copy of ``train_set`` with ``val_set.transform``): random c
 the "strongest image" change between epochs for reasons that have nothing to do with learning.
 
 Logged at each scheduled epoch under one key per layer, ``diag/<layer>/evolution`` (a W&B step slider):
-the strip so far (rows = maps, columns = scheduled epochs), so the last image is the full Fig. 4.
+the strip so far (rows = maps labelled "<layer> / map <index>", columns = scheduled epochs labelled "epoch <n>",
+cells of ``cell_px`` pixels; :func:`zfnet_exp.viz.grids.evolution_figure`), so the last image is the full Fig. 4.
 Only rank 0 works; no collective is involved (the subset is small and the model is replicated).
 """
 
@@ -29,7 +30,7 @@ from ..diagnostics.topk import mine_topk
 from ..utils.skips import say_skipped
 from ..utils.tensors import pick_maps, seeded_subset
 from ..viz import ImageSink
-from ..viz.grids import evolution_strip
+from ..viz.grids import evolution_figure
 from ..viz.images import normalize_each
 
 DEFAULT_EPOCHS = (1, 2, 5, 10, 20, 30, 40, 64)
@@ -51,6 +52,7 @@ class FeatureEvolution(L.Callback):
         num_images: int = 256,
         seed: int = 0,
         batch_size: int = 64,
+        cell_px: int = 96,
     ):
         self.layers = list(layers) if layers else None  # None: every conv layer the model has
         self.maps = maps
@@ -58,6 +60,7 @@ class FeatureEvolution(L.Callback):
         self.num_images = num_images
         self.seed = seed
         self.batch_size = batch_size
+        self.cell_px = int(cell_px)
         self.logged_epochs: list[int] = []
         self.cells: dict[str, list[torch.Tensor]] = {}  # layer -> per epoch [M, 3, h, w]
         self.records: dict[str, list[dict]] = {}
@@ -123,12 +126,21 @@ class FeatureEvolution(L.Callback):
                     "positions": t.positions[maps, 0].tolist(),
                 }
             )
-            strip = evolution_strip(torch.stack(self.cells[layer], 1))
+            epochs = [r["epoch"] for r in self.records[layer]]  # a layer skipped once has fewer columns
+            fig = evolution_figure(
+                torch.stack(self.cells[layer], 1),
+                [f"epoch {e}" for e in epochs],
+                [f"{layer}\nmap {c}" for c in maps],
+                f"{layer}: {len(maps)} feature maps over training. Each cell: the deconvnet projection of the "
+                f"map's strongest activation on {len(subset_idx)} fixed training images, contrast-normalized on "
+                "its own (grey = 0)",
+                cell=self.cell_px,
+            )
             sink.log_image(
                 f"diag/{layer}/evolution",
-                strip,
+                fig,
                 step=trainer.global_step,
-                caption=f"{layer} maps {maps}; columns = epochs {self.logged_epochs}",
+                caption=f"{layer} maps {maps}; columns = epochs {epochs}",
             )
             sink.log_json(
                 f"diag/{layer}/evolution",

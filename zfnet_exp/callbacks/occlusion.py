@@ -67,9 +67,10 @@ class OcclusionSensitivity(L.Callback):
         sink = ImageSink.from_trainer(trainer)
         with input_gradients_only(model):
             for idx in seeded_subset(len(val_set), self.num_probes, self.seed):
-                self._probe(model, val_set, idx, device, denorm, classes, sink, trainer.global_step)
+                self._probe(model, val_set, idx, device, denorm, classes, sink, trainer)
 
-    def _probe(self, model, val_set, idx, device, denorm, classes, sink: ImageSink, step: int) -> None:
+    def _probe(self, model, val_set, idx, device, denorm, classes, sink: ImageSink, trainer) -> None:
+        step, epoch = trainer.global_step, trainer.current_epoch + 1
         x, y, index = val_set[idx]
         x = x.to(device)
         res = occlusion_sensitivity(model, x, int(y), self.patch, self.stride, self.fill, self.layer, self.batch_size)
@@ -82,6 +83,8 @@ class OcclusionSensitivity(L.Callback):
         shown = denorm(x.cpu())
         name = classes[int(y)] if classes else str(int(y))
         key = f"diag/occlusion/{int(index):06d}"
-        fig = occlusion_figure(shown, res, classes, proj, title=f"val image {int(index)} ({name}), step {step}")
+        fig = occlusion_figure(
+            shown, res, classes, proj, title=f"val image {int(index)} ({name}), epoch {epoch} (step {step})"
+        )
         sink.log_image(key, fig, step=step, caption=f"{name}: p={res.clean_prob:.2f}")
         sink.log_json(key, result_payload(res, classes, index=int(index), step=step), step=step)

@@ -4,8 +4,15 @@ Mining costs almost nothing extra: forward hooks on the validation pass feed a s
 :class:`~zfnet_exp.diagnostics.topk.TopKAccumulator` keyed by the batch's dataset indices (``batch[2]``).
 At the end of the validation epoch every rank gathers the buffers (a collective on all ranks), so the
 result equals one process scanning the whole validation set; only rank 0 then projects the chosen maps
-(autograd re-enabled locally: Lightning validates under ``inference_mode``) and logs one grid per layer
-(``diag/<layer>/top9``) and its JSON (values, dataset indices, positions) through the image sink.
+(autograd re-enabled locally: Lightning validates under ``inference_mode``) and logs one figure per layer
+(``diag/<layer>/top9``: ``maps`` maps, ``maps_per_row`` to a row, each headed "map <index>", patches labelled
+with their class, cells of ``cell_px`` pixels; see :func:`zfnet_exp.viz.grids.top9_figure`) and its JSON
+(values, dataset indices, positions) through the image sink.
+
+Default 8 maps, 3 to a row (rows of 3, 3, 2): at 96 px cells a layer's figure is about 2000 x 1200 px, about
+the most a W&B media panel shows without shrinking the cells out of legibility (4 to a row would be 2700 px);
+8 keeps the projection work of earlier versions, so the figures cost no extra time per epoch. ``maps: all``
+is for the offline analysis.
 """
 
 from __future__ import annotations
@@ -22,9 +29,9 @@ from ..diagnostics.layers import conv_layer_names
 from ..diagnostics.projections import topk_projections
 from ..diagnostics.topk import TopKAccumulator, topk_payload
 from ..utils.skips import say_skipped
-from ..utils.tensors import pick_maps
+from ..utils.tensors import class_names_of, pick_maps
 from ..viz import ImageSink
-from ..viz.grids import top9_panel
+from ..viz.grids import top9_cells, top9_figure
 from ._util import capture_first, denormalizer, diagnostic_due, gather_topk, layer_channels
 
 
@@ -36,7 +43,8 @@ class Top9Deconv(L.Callback):
         maps: int | str | Sequence[int] | None = 8,
         seed: int = 0,
         every_n_epochs: int = 1,
-        maps_per_row: int = 4,
+        maps_per_row: int = 3,
+        cell_px: int = 96,
     ):
         self.layers = list(layers) if layers else None  # None: every conv layer the model has
         self.k = k
@@ -44,6 +52,7 @@ class Top9Deconv(L.Callback):
         self.seed = seed
         self.every_n_epochs = every_n_epochs
         self.maps_per_row = maps_per_row
+        self.cell_px = int(cell_px)
         self._acc: TopKAccumulator | None = None
         self._hooks: ExitStack | None = None
         self._acts: dict | None = None
@@ -90,6 +99,8 @@ class Top9Deconv(L.Callback):
         sink = ImageSink.from_trainer(trainer)
         denorm = denormalizer(dm)
         step = trainer.global_step
+        epoch = trainer.current_epoch + 1
+        names = list(getattr(dm, "classes", None) or [])
         skipped = {}
         for layer in self.layers:
             topk = result[layer]
@@ -103,15 +114,17 @@ class Top9Deconv(L.Callback):
             except (DeconvnetNotApplicable, NoReceptiveField) as err:  # mined (last_result), not projected
                 skipped[layer] = err
                 continue
-            grid = top9_panel(proj, patches, filled, denorm, maps_per_row=self.maps_per_row)
+            P, Q = top9_cells(proj, patches, filled, denorm)
+            labels = [class_names_of(dm.val_set, topk.indices[c, : self.k].tolist(), names) for c in maps]
+            title = [
+                f"{layer}: top-{self.k} validation images of {len(maps)} feature maps, epoch {epoch} (step {step})",
+                "left: deconvnet projections, each contrast-normalized on its own (grey = 0); "
+                "right: the same images' receptive-field patches, with their class",
+            ]
+            fig = top9_figure(P, Q, maps, labels, title, maps_per_row=self.maps_per_row, cell=self.cell_px)
             payload = topk_payload(topk, layer, maps)
-            payload["epoch"] = trainer.current_epoch + 1
-            sink.log_image(
-                f"diag/{layer}/top9",
-                grid,
-                step=step,
-                caption=f"{layer} top-{self.k}, epoch {trainer.current_epoch + 1}, maps {maps}",
-            )
+            payload["epoch"] = epoch
+            sink.log_image(f"diag/{layer}/top9", fig, step=step, caption=f"{layer} top-{self.k}, epoch {epoch}")
             sink.log_json(f"diag/{layer}/top9", payload, step=step)
         say_skipped("top9 figures", skipped)
 

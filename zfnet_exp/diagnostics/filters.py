@@ -77,12 +77,19 @@ def dead_fraction(
         raise ValueError("give exactly one of activations or weight")
     if activations is not None:
         a = activations.detach()
-        if a.dim() == 2:
-            a = a[:, :, None, None]
-        return float((a.transpose(0, 1).flatten(1).amax(1) <= 0).double().mean())
+        return len(dead_channels(a)) / a.shape[1]
     rms = filter_rms(weight)
     threshold = 0.01 * float(rms.median()) if rms_threshold is None else rms_threshold
     return float((rms < threshold).double().mean())
+
+
+def dead_channels(activations: torch.Tensor) -> list[int]:
+    """Indices of the channels of ``activations [B, C, H, W]`` (or ``[B, C]``) never positive anywhere: the
+    dead filters :func:`dead_fraction` counts (which ones, for marking them in a figure)."""
+    a = activations.detach()
+    if a.dim() == 2:
+        a = a[:, :, None, None]
+    return torch.nonzero(a.transpose(0, 1).flatten(1).amax(1) <= 0).flatten().tolist()
 
 
 def activation_sparsity(activations: torch.Tensor, eps: float = 0.0) -> float:
@@ -127,6 +134,7 @@ def filter_health(
 __all__ = [
     "activation_sparsity",
     "aliasing_index",
+    "dead_channels",
     "dead_fraction",
     "filter_health",
     "filter_rms",

@@ -26,7 +26,7 @@ class Top9(Analysis):
     k: int = 9
     maps: Any = 8
     seed: int = 0
-    maps_per_row: int = 4
+    maps_per_row: int = 3
     step: int = 0
     sanity: bool = False
     similarity: str = "ssim"

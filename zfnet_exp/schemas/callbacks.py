@@ -23,13 +23,15 @@ class Top9Deconv(Callback):
     maps: Any = 8
     seed: int = 0
     every_n_epochs: int = 1
-    maps_per_row: int = 4
+    maps_per_row: int = 3
+    cell_px: int = 96
 
     def __post_init__(self) -> None:
         at_least(self, "k", 1)
         maps_option(self)
         at_least(self, "every_n_epochs", 1)
         at_least(self, "maps_per_row", 1)
+        at_least(self, "cell_px", 8)
 
 
 @dataclass
@@ -40,11 +42,13 @@ class FeatureEvolution(Callback):
     num_images: int = 256
     seed: int = 0
     batch_size: int = 64
+    cell_px: int = 96
 
     def __post_init__(self) -> None:
         maps_option(self)
         at_least(self, "num_images", 1)
         at_least(self, "batch_size", 1)
+        at_least(self, "cell_px", 8)
         for e in self.epochs:
             if e < 1:
                 raise FieldError("epochs", self.epochs, "1-based epoch numbers (>= 1)")
@@ -54,11 +58,11 @@ class FeatureEvolution(Callback):
 class FilterHealth(Callback):
     layers: list[str] | None = None
     every_n_epochs: int = 1
-    grid_scale: int = 4
+    cell_px: int = 96
 
     def __post_init__(self) -> None:
         at_least(self, "every_n_epochs", 1)
-        at_least(self, "grid_scale", 1)
+        at_least(self, "cell_px", 8)
 
 
 @dataclass
@@ -79,9 +83,13 @@ class GradientCentralization(Callback):
 @dataclass
 class TrainSamples(Callback):
     num_images: int = 16
+    per_row: int = 8
+    cell_px: int = 96
 
     def __post_init__(self) -> None:
         at_least(self, "num_images", 1)
+        at_least(self, "per_row", 1)
+        at_least(self, "cell_px", 8)
 
 
 @dataclass

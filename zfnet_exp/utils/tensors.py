@@ -83,4 +83,34 @@ def unwrap_subset(dataset: Dataset) -> Dataset:
     return dataset
 
 
-__all__ = ["argmax_yx", "eval_mode", "evenly_spaced", "pair", "pick_maps", "seeded_subset", "unwrap_subset"]
+def class_names_of(dataset, indices: Sequence[int], names: Sequence[str] | None) -> list[str]:
+    """The class name of each dataset index, for figure labels ("" for an empty slot (-1), without class
+    names, or for a target that is not one class, e.g. VOC's multi-label vectors). Read from the dataset's
+    ``samples`` list of ``(path, target)`` where it has one (no image decoded), else from the item."""
+    if not names:
+        return ["" for _ in indices]
+    base = unwrap_subset(dataset)
+    samples = getattr(base, "samples", None)
+    direct = isinstance(samples, list) and getattr(base, "target_transform", None) is None
+    out = []
+    for i in indices:
+        i = int(i)
+        if i < 0:
+            out.append("")
+            continue
+        target = samples[i][1] if direct else base[i][1]
+        target = target.item() if isinstance(target, torch.Tensor) and target.numel() == 1 else target
+        out.append(names[target] if isinstance(target, int) and 0 <= target < len(names) else "")
+    return out
+
+
+__all__ = [
+    "argmax_yx",
+    "class_names_of",
+    "eval_mode",
+    "evenly_spaced",
+    "pair",
+    "pick_maps",
+    "seeded_subset",
+    "unwrap_subset",
+]

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import torch
 from PIL import Image
 
 
 def to_pil(image) -> Image.Image:
-    """A PIL image from a PIL image, a matplotlib ``Figure``, a [3|1,H,W] / [H,W] tensor in [0, 1], or an
-    HWC uint8/float array."""
+    """A PIL image from a PIL image, a :class:`~zfnet_exp.viz.canvas.Canvas` (anything with ``to_pil()``), a
+    matplotlib ``Figure``, a [3|1,H,W] / [H,W] tensor in [0, 1], or an HWC uint8/float array."""
     if isinstance(image, Image.Image):
         return image
+    if hasattr(image, "to_pil"):
+        return image.to_pil()
     if hasattr(image, "savefig"):
         return figure_to_pil(image)
     if isinstance(image, torch.Tensor):
@@ -51,8 +51,11 @@ def minmax_each(x: torch.Tensor) -> torch.Tensor:
 
 def figure_to_pil(fig) -> Image.Image:
     """A matplotlib ``Figure`` (built without pyplot: no global state, safe inside callbacks) as an RGB
-    PIL image, which is what :class:`~zfnet_exp.viz.sink.ImageSink` takes."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    buf.seek(0)
-    return Image.open(buf).convert("RGB")
+    PIL image, which is what :class:`~zfnet_exp.viz.sink.ImageSink` takes. Rendered straight into Agg's
+    pixel buffer (no PNG encode/decode round trip: the sink encodes once when it writes the file); the
+    image is ``figsize * dpi`` pixels, as ``fig.savefig(path)`` would write it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy())

@@ -48,30 +48,34 @@ def occlusion_figure(
     extent = (px / 2 - sx / 2, px / 2 + (gw - 0.5) * sx, py / 2 + (gh - 0.5) * sy, py / 2 - sy / 2)
 
     n = 5
-    fig = Figure(figsize=(2.6 * n + 1.6, 3.1), dpi=100, layout="constrained")
+    fig = Figure(figsize=(2.7 * n + 1.8, 3.6), dpi=100, layout="constrained")
     axes = fig.subplots(1, n)
+    name = classes[result.target] if classes else str(result.target)
     axes[0].imshow(img)
     # the occluder at the position that hurts the true class most
     k = int(result.prob.argmin())
     y0, x0 = (k // gw) * sy, (k % gw) * sx
     axes[0].add_patch(Rectangle((x0 - 0.5, y0 - 0.5), px, py, facecolor="grey", edgecolor="white", alpha=0.8))
-    axes[0].set_title("(a) input + occluder", fontsize=9)
+    axes[0].set_title(f"(a) input; grey square: the occluder\nposition that lowers p({name}) most", fontsize=9)
 
     if result.activation is not None:
         im = axes[1].imshow(result.activation.numpy(), cmap="jet", extent=extent)
         fig.colorbar(im, ax=axes[1], fraction=0.046)
-        axes[1].set_title(f"(b) {result.layer} map {result.channel}\n total activation", fontsize=9)
+        axes[1].set_title(
+            f"(b) total activation of {result.layer} map {result.channel}\n(its strongest map)", fontsize=9
+        )
     else:
         axes[1].set_title("(b) no layer tracked", fontsize=9)
     if projection is not None:
         axes[2].imshow(normalize_each(projection.detach().cpu()[None])[0].permute(1, 2, 0).numpy())
-        axes[2].set_title(f"(c) deconv of {result.layer} map {result.channel}", fontsize=9)
+        axes[2].set_title(
+            f"(c) deconvnet projection of\n{result.layer} map {result.channel}, strongest unit", fontsize=9
+        )
     else:
         axes[2].set_title("(c) no projection", fontsize=9)
     im = axes[3].imshow(result.prob.numpy(), cmap="jet", vmin=0, vmax=1, extent=extent)
     fig.colorbar(im, ax=axes[3], fraction=0.046)
-    name = classes[result.target] if classes else str(result.target)
-    axes[3].set_title(f"(d) p({name})\n clean {result.clean_prob:.2f}", fontsize=9)
+    axes[3].set_title(f"(d) p({name}) per occluder position\n(unoccluded: {result.clean_prob:.2f})", fontsize=9)
 
     present = sorted(set(result.top_class.flatten().tolist()))
     base = matplotlib.colormaps["tab10" if len(present) <= 10 else "tab20"]
@@ -86,12 +90,23 @@ def occlusion_figure(
         interpolation="nearest",
         extent=extent,
     )
-    axes[4].set_title("(e) most probable class", fontsize=9)
+    axes[4].set_title("(e) most probable class\nper occluder position", fontsize=9)
     handles = [
         Patch(color=colors[i], label=classes[c] if classes and c < len(classes) else str(c))
         for i, c in enumerate(present)
     ]
-    axes[4].legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    axes[4].legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    for ax in axes[[1, 3, 4]]:  # grid cells sit at occluder centres: the margin has none (grey, not white)
+        ax.set_facecolor("0.85")
+    fig.text(
+        0.5,
+        0.005,
+        f"(b), (d), (e): one value per position of a {py}x{px} grey occluder moved in steps of {sy}x{sx} px, "
+        "drawn at the occluder's centre (grey margin: no centre there)",
+        ha="center",
+        va="bottom",
+        fontsize=8,
+    )
     for ax in axes:
         ax.set_xlim(-0.5, w_img - 0.5)
         ax.set_ylim(h_img - 0.5, -0.5)

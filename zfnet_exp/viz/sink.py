@@ -19,6 +19,10 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
 from ..utils.tables import write_csv
 from .images import to_pil
 
+# zlib level of the PNG files: 1 encodes a dashboard figure of deconvnet noise 2-3x faster than the default 6
+# for files 10-40% larger (figures are written every epoch; lossless either way)
+PNG_LEVEL = 1
+
 
 def _slug(key: str) -> str:
     return "/".join(re.sub(r"[^A-Za-z0-9_.-]+", "_", part) for part in key.split("/") if part)
@@ -40,15 +44,18 @@ class ImageSink:
         return path
 
     def log_image(self, key: str, image: Any, step: int, caption: str | None = None) -> Path | None:
-        """Write ``diagnostics/<key>/step<step>.png`` and forward the image to the loggers."""
+        """Write ``diagnostics/<key>/step<step>.png`` and forward the image to the loggers; ``caption`` is the
+        W&B media caption (the numbers a reader should see beside the picture). W&B gets the written file
+        (it copies the PNG instead of encoding the image a second time)."""
         if not self.enabled:
             return None
         pil = to_pil(image).convert("RGB")
         path = self._path(key, step, ".png")
-        pil.save(path)
+        pil.save(path, compress_level=PNG_LEVEL)
         for logger in self.loggers:
             if isinstance(logger, WandbLogger):
-                logger.log_image(key=key, images=[pil], step=step, caption=[caption] if caption else None)
+                kw = {"caption": [caption]} if caption else {}
+                logger.log_image(key=key, images=[str(path)], step=step, **kw)
             elif isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_image(key, np.asarray(pil), global_step=step, dataformats="HWC")
         return path

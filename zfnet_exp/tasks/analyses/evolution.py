@@ -25,7 +25,7 @@ from ...diagnostics.projections import topk_projections
 from ...diagnostics.topk import mine_topk
 from ...utils.skips import say_skipped
 from ...utils.tensors import pick_maps, seeded_subset
-from ...viz.grids import evolution_strip
+from ...viz.grids import evolution_figure
 from ...viz.images import normalize_each
 from ..analyze import build_dataset, load_checkpoint
 
@@ -100,7 +100,13 @@ def run(
     for layer in [layer for layer in layers if layer not in skipped]:
         ctx.sink.log_image(
             f"diag/{layer}/evolution",
-            evolution_strip(torch.stack(cells[layer], 1)),
+            evolution_figure(
+                torch.stack(cells[layer], 1),
+                [f"epoch {e}" for e in epochs],
+                [f"{layer}\nmap {c}" for c in records[layer][-1]["maps"]],
+                f"{layer}: the deconvnet projection of each map's strongest activation on {len(subset)} fixed "
+                "images, per checkpoint; each cell contrast-normalized on its own (grey = 0)",
+            ),
             step=step,
             caption=f"{layer}: rows = maps, columns = epochs {epochs}",
         )

@@ -23,8 +23,8 @@ from ...diagnostics.projections import topk_projections
 from ...diagnostics.sanity import cascading_randomization
 from ...diagnostics.topk import mine_topk, topk_payload
 from ...utils.skips import say_skipped
-from ...utils.tensors import pick_maps, unwrap_subset
-from ...viz.grids import evolution_strip, top9_panel
+from ...utils.tensors import class_names_of, pick_maps, unwrap_subset
+from ...viz.grids import evolution_figure, top9_cells, top9_figure
 from ...viz.images import normalize_each
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def run(
     k: int = 9,
     maps: int | str | list[int] = 8,
     seed: int = 0,
-    maps_per_row: int = 4,
+    maps_per_row: int = 3,
     step: int = 0,
     sanity: bool = False,
     similarity: str = "ssim",
@@ -72,7 +72,14 @@ def run(
         except (DeconvnetNotApplicable, NoReceptiveField) as err:
             skipped[layer] = err
             continue
-        grid = top9_panel(proj, patches, filled, denorm, maps_per_row=maps_per_row)
+        P, Q = top9_cells(proj, patches, filled, denorm)
+        labels = [class_names_of(base, t.indices[c].tolist(), ctx.data.get("classes")) for c in maps]
+        title = [
+            f"{layer}: top-{k} images of {len(maps)} feature maps ({ctx.checkpoint})",
+            "left: deconvnet projections, each contrast-normalized on its own (grey = 0); "
+            "right: the same images' receptive-field patches, with their class",
+        ]
+        grid = top9_figure(P, Q, maps, labels, title, maps_per_row=maps_per_row)
         payload = topk_payload(t, layer, maps)
         payload["checkpoint"] = str(ctx.checkpoint)
         ctx.sink.log_image(f"diag/{layer}/top9", grid, step=step, caption=f"{layer} top-{k}, maps {maps}")
@@ -98,7 +105,12 @@ def run(
             cells = torch.cat([denorm(images.cpu())[:, None], cells], 1)  # first column: the image
             ctx.sink.log_image(
                 f"diag/{layer}/sanity",
-                evolution_strip(cells),
+                evolution_figure(
+                    cells,
+                    ["image"] + [name for name, _ in scores],
+                    [f"{layer}\nmap {c}" for c in keep],
+                    f"{layer}: cascading randomization (columns: weights re-initialized from the top down)",
+                ),
                 step=step,
                 caption="image | " + " | ".join(name for name, _ in scores),
             )
