@@ -29,28 +29,49 @@ from ..utils.tables import write_csv
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# name -> overrides of `python train.py`. "base" is the recipe as shipped; the others change one thing each or
-# stack the changes that helped.
-FIRST = ["model.first_conv.init_std=0.01"]
-NOGC = ["callbacks.grad_centralization.skip_first_conv=true"]
+# name -> overrides of `python train.py`. Every lever states all three first-layer settings explicitly (conv1's
+# init std, its own weight decay, whether gradient centralization skips it), so a row means the same thing
+# whatever the shipped default is; "default" is the recipe as shipped, "previous_default" the one before issue 10.
+
+
+def first_layer(init_std: float | None, weight_decay: float | None, skip_gc: bool, lr_scale: float = 1.0) -> list[str]:
+    null = lambda v: "null" if v is None else v  # noqa: E731
+    return [
+        f"model.first_conv.init_std={null(init_std)}",
+        f"model.first_conv.weight_decay={null(weight_decay)}",
+        f"model.first_conv.lr_scale={lr_scale}",
+        f"callbacks.grad_centralization.skip_first_conv={str(skip_gc).lower()}",
+    ]
+
+
+DEFAULT = first_layer(0.01, 5.0, True)
 NORENORM1 = ["callbacks.filter_renorm.layers=[conv2,conv3,conv4,conv5]"]
 LEVERS: dict[str, list[str]] = {
-    "base": [],
-    "first_conv_0.01": FIRST,
-    "no_gc_conv1": NOGC,
-    "no_renorm_conv1": NORENORM1,
-    "first_conv_0.01+no_gc": FIRST + NOGC,
-    "first_conv_0.001+no_gc": ["model.first_conv.init_std=0.001"] + NOGC,
-    "first_conv_0.01+no_gc+no_renorm": FIRST + NOGC + NORENORM1,
-    "first_conv_0.01+no_gc+wd1": FIRST + NOGC + ["model.first_conv.weight_decay=1.0"],
-    "first_conv_0.01+no_gc+wd5": FIRST + NOGC + ["model.first_conv.weight_decay=5.0"],
-    "first_conv_0.01+no_gc+lr0.3": FIRST + NOGC + ["model.first_conv.lr_scale=0.3"],
-    "first_conv_0.01+no_gc+lr3": FIRST + NOGC + ["model.first_conv.lr_scale=3.0"],
-    "first_conv_0.01+no_gc+noise0": FIRST + NOGC + ["data.pixel_noise=0"],
-    "first_conv_0.01+no_gc+noise12": FIRST + NOGC + ["data.pixel_noise=12"],
-    "first_conv_0.01+no_gc+blur_all": FIRST + NOGC + ["data.blur_probability=1.0"],
-    "first_conv_0.01+no_gc+radius0.05": FIRST + NOGC + ["callbacks.filter_renorm.radius=0.05"],
-    "first_conv_0.01+no_gc+wd1+noise12": FIRST + NOGC + ["model.first_conv.weight_decay=1.0", "data.pixel_noise=12"],
+    "previous_default": first_layer(None, None, False),  # Kaiming conv1 (RMS 0.117: on the radius 0.1)
+    "default": DEFAULT,
+    # one thing changed from the previous default
+    "init0.01": first_layer(0.01, None, False),
+    "gc_skips_conv1": first_layer(None, None, True),
+    "no_renorm_conv1": first_layer(None, None, False) + NORENORM1,
+    # on the way to the default (init 0.01, gradient centralization skips conv1), then one thing more
+    "init0.01+gc_skip": first_layer(0.01, None, True),
+    "init0.001+gc_skip": first_layer(0.001, None, True),
+    "init0.01+gc_skip+no_renorm": first_layer(0.01, None, True) + NORENORM1,
+    "init0.01+gc_skip+wd1": first_layer(0.01, 1.0, True),
+    "init0.01+gc_skip+lr0.3": first_layer(0.01, None, True, lr_scale=0.3),
+    "init0.01+gc_skip+lr3": first_layer(0.01, None, True, lr_scale=3.0),
+    "init0.01+gc_skip+noise0": first_layer(0.01, None, True) + ["data.pixel_noise=0"],
+    "init0.01+gc_skip+noise12": first_layer(0.01, None, True) + ["data.pixel_noise=12"],
+    "init0.01+gc_skip+blur_all": first_layer(0.01, None, True) + ["data.blur_probability=1.0"],
+    "init0.01+gc_skip+radius0.05": first_layer(0.01, None, True) + ["callbacks.filter_renorm.radius=0.05"],
+    "init0.01+gc_skip+wd1+noise12": first_layer(0.01, 1.0, True) + ["data.pixel_noise=12"],
+    # around the default
+    "default+wd10": first_layer(0.01, 10.0, True),
+    "default+wd20": first_layer(0.01, 20.0, True),
+    "default_init0.003": first_layer(0.003, 5.0, True),
+    "default_init0.001": first_layer(0.001, 5.0, True),
+    "default+gc_on_conv1": first_layer(0.01, 5.0, False),
+    "default_kaiming_conv1": first_layer(None, 5.0, True),
 }
 # every run: only the filter-health pictures (their numbers are the table), no W&B
 QUIET = [
