@@ -22,19 +22,19 @@ GPU=(trainer.accelerator=gpu logger=csv data.num_workers=1)
 pids=()
 for variant in zf alexnet_conv1; do
   for seed in 1 2 3; do
-    timeout 420 "$PY" train.py experiment=fig6_shapes fig6=$variant seed=$seed "${GPU[@]}" \
+    timeout 300 "$PY" train.py experiment=fig6_shapes fig6=$variant seed=$seed "${GPU[@]}" \
       hydra.run.dir="$WORK/fig6/${variant}_seed$seed" > "$WORK/fig6_${variant}_$seed.out" 2>&1 &
     pids+=($!)
   done
 done
-timeout 420 "$PY" -m zfnet_exp.experiments.levers --out "$WORK/lv" --jobs 4 --threads 1 \
+timeout 300 "$PY" -m zfnet_exp.experiments.levers --out "$WORK/lv" --jobs 4 --threads 1 \
   --only default,previous_default --seeds 43,44 "${GPU[@]}" > "$WORK/levers_seeds.log" 2>&1 &
 pids+=($!)
-timeout 420 "$PY" -m zfnet_exp.experiments.levers --out "$WORK/lv" --jobs 6 --threads 1 \
+timeout 300 "$PY" -m zfnet_exp.experiments.levers --out "$WORK/lv" --jobs 6 --threads 1 \
   --only default+wd10,default+wd20,default_init0.003,default_init0.001,default+gc_on_conv1,default_kaiming_conv1 \
   --seeds 42 "${GPU[@]}" > "$WORK/levers_new.log" 2>&1 &
 pids+=($!)
-timeout 420 "$PY" train.py trainer.max_epochs=2 "${GPU[@]}" hydra.run.dir="$WORK/allcb" > "$OUT/allcb.log" 2>&1 &
+timeout 300 "$PY" train.py trainer.max_epochs=2 "${GPU[@]}" hydra.run.dir="$WORK/allcb" > "$OUT/allcb.log" 2>&1 &
 pids+=($!)
 for p in "${pids[@]}"; do wait "$p"; done
 echo "runs done at $(date -u +%T)"
@@ -44,7 +44,7 @@ echo "runs done at $(date -u +%T)"
 "$PY" -m zfnet_exp.experiments.levers --out "$WORK/lv" --summarize \
   --only default,previous_default,default+wd10,default+wd20,default_init0.003,default_init0.001,default+gc_on_conv1,default_kaiming_conv1 \
   --seeds 42,43,44 > "$OUT/levers.md" 2>&1
-timeout 90 "$PY" -m zfnet_exp.benchmarks.throughput --device cuda --precision bf16-mixed --channels-last \
+timeout 45 "$PY" -m zfnet_exp.benchmarks.throughput --device cuda --precision bf16-mixed --channels-last \
   --image-size 224 --batch 256 --steps 10 --windows 5 --warmup 5 --workers 0 --data synthetic --measure synthetic \
   > "$OUT/bench.log" 2>&1
 "$PY" - "$WORK" "$OUT/runs.tgz" <<'PYEOF'
