@@ -11,7 +11,7 @@ import pytest
 import timm
 import torch
 import torchvision
-from conftest import CONF, TINY_DATA, compose_train
+from helpers import CONF, TINY_DATA, compose_train
 
 from zfnet_exp.diagnostics.layers import conv_layer_names
 from zfnet_exp.errors import ConfigError

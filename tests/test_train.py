@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_DATA, compose_train, wandb_history
+from helpers import TINY_DATA, compose_train, wandb_history
 
 from zfnet_exp.models import list_models
 from zfnet_exp.tasks.runner import run_task

@@ -14,17 +14,17 @@ from typing import Any
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from ..errors import UserError
+from ..errors import UserError, exit_with
 
 
 def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     try:
         return task(cfg)
     except UserError as e:
-        _fail(str(e))
+        exit_with(str(e))
     except MissingMandatoryValue as e:
         key = getattr(e, "full_key", None) or "a required value"
-        _fail(
+        exit_with(
             f"{key} must be set (it is '???' in the config). Pass it on the command line, e.g. "
             f"python train.py {key}=..."
         )
@@ -34,11 +34,11 @@ def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
         source = _INTERPOLATED.search(msg)
         if source:  # a typed key (e.g. model.input_size) reads a bad value from another key: name that one
             src, value, kind = source.groups()
-            _fail(
+            exit_with(
                 f"{src}={value!r} is not valid: expected {_KINDS.get(kind, kind.lower())} ({key} reads it). "
                 f"Fix it in the config or on the command line ({src}=...)."
             )
-        _fail(f"{key}: {msg}. Fix the config or the command line." if key else f"{msg}. Fix the config.")
+        exit_with(f"{key}: {msg}. Fix the config or the command line." if key else f"{msg}. Fix the config.")
     finally:
         finish_wandb()
 
@@ -47,11 +47,6 @@ _INTERPOLATED = re.compile(
     r"dereferencing interpolation '\$\{([^}]+)\}': Value '(.*?)' of type '\w+' could not be converted to (\w+)"
 )
 _KINDS = {"Integer": "an integer", "Float": "a number", "Boolean": "a boolean (true or false)"}
-
-
-def _fail(message: str) -> None:
-    print(f"\nerror: {message}\n", file=sys.stderr, flush=True)
-    raise SystemExit(2)
 
 
 def finish_wandb() -> None:
