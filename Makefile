@@ -6,12 +6,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 PYTEST_ARGS ?=
+# Two pytest-xdist workers: every test uses one torch thread (tests/conftest.py), so one process leaves a 2-core
+# machine half idle; tests that share state are kept on one worker (tests/conftest.py: xdist_group). XDIST= : serial.
+XDIST ?= -n 2 --dist loadgroup
 
 .PHONY: help install train test lint format clean
 
 help:
 	@echo "make train [ARGS='model=alexnet ...']   python train.py on the embedded data (creates .venv on first use)"
-	@echo "make test  [PYTEST_ARGS='-m \"not slow\"']  the test suite (creates .venv on first use)"
+	@echo "make test  [PYTEST_ARGS='-m \"not slow\"'] [XDIST=]  the test suite on 2 workers (XDIST= : one process)"
 	@echo "make lint | make format                  ruff check / ruff format (also run by pre-commit)"
 
 $(STAMP): pyproject.toml
@@ -26,7 +29,7 @@ train: $(STAMP)
 	$(PY) train.py $(ARGS)
 
 test: $(STAMP)
-	WANDB_MODE=offline $(PY) -m pytest $(PYTEST_ARGS)
+	WANDB_MODE=offline $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -40,8 +40,33 @@ def wandb_home(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
-    """A session-wide cache folder for generated datasets (each parameter set is generated once)."""
+    """A session-wide cache folder for generated datasets (each parameter set is generated once). Under
+    pytest-xdist the workers share it (their base folders are siblings): the generators write to a per-process
+    temporary folder and rename it into place, and the image statistics are computed under a file lock."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = base.parent / "data"
+        shared.mkdir(exist_ok=True)
+        return shared
     return tmp_path_factory.mktemp("data")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's worker reads the xdist_group marks (--dist loadgroup)
+def pytest_collection_modifyitems(config, items):
+    """``make test`` runs the suite on two pytest-xdist workers (``-n 2 --dist loadgroup``). Tests that share
+    state stay on one worker, in order: every test of the session's diagnostics run (:func:`diag_run`, trained
+    once), and the tests of a module that share one of its module-scoped fixtures (a trained checkpoint, the
+    local SLURM cluster, which must not start twice at once). Every other test goes where a worker is free."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        defs = info.name2fixturedefs if info is not None else {}
+        if "diag_run" in item.fixturenames:
+            group = "diag_run"
+        elif any(d and d[-1].scope == "module" for d in defs.values()):
+            group = item.module.__name__ if item.module is not None else item.nodeid.split("::")[0]
+        else:
+            continue
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
