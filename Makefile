@@ -7,8 +7,11 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 PYTEST_ARGS ?=
 # Two pytest-xdist workers: every test uses one torch thread (tests/conftest.py), so one process leaves a 2-core
-# machine half idle; tests that share state are kept on one worker (tests/conftest.py: xdist_group). XDIST= : serial.
-XDIST ?= -n 2 --dist loadgroup
+# machine half idle. --dist loadfile keeps each test file on one worker (module fixtures: a trained checkpoint, the
+# local SLURM cluster, are built once and never twice at once); the session's diagnostics run is trained once and
+# shared through a file lock (tests/conftest.py: diag_run). (Not loadgroup: pytest-xdist 3.8 no longer applies
+# xdist_group marks under pytest 9.2, pytest-xdist issue #1386.) XDIST= : one process.
+XDIST ?= -n 2 --dist loadfile
 
 .PHONY: help install train test lint format clean
 

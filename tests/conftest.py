@@ -6,6 +6,7 @@ constants live in ``tests/helpers.py``; the tiny-model builders of the diagnosti
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -51,31 +52,29 @@ def data_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("data")
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's worker reads the xdist_group marks (--dist loadgroup)
-def pytest_collection_modifyitems(config, items):
-    """``make test`` runs the suite on two pytest-xdist workers (``-n 2 --dist loadgroup``). Tests that share
-    state stay on one worker, in order: every test of the session's diagnostics run (:func:`diag_run`, trained
-    once), and the tests of a module that share one of its module-scoped fixtures (a trained checkpoint, the
-    local SLURM cluster, which must not start twice at once). Every other test goes where a worker is free."""
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        defs = info.name2fixturedefs if info is not None else {}
-        if "diag_run" in item.fixturenames:
-            group = "diag_run"
-        elif any(d and d[-1].scope == "module" for d in defs.values()):
-            group = item.module.__name__ if item.module is not None else item.nodeid.split("::")[0]
-        else:
-            continue
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture(scope="session")
 def diag_run(tmp_path_factory, data_dir, wandb_home) -> Path:
-    """Run folder of ``train`` with :data:`DIAG_RUN` (read-only for the tests that share it)."""
+    """Run folder of ``train`` with :data:`DIAG_RUN` (read-only for the tests that share it). Trained once per
+    session: under pytest-xdist (``make test``: ``-n 2 --dist loadfile``) the first worker that needs it trains it
+    in the workers' shared base folder under a file lock, and the other reuses it."""
+    from filelock import FileLock
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return _train_diag_run(tmp_path_factory.mktemp("diag_run"), data_dir)
+    shared = tmp_path_factory.getbasetemp().parent
+    run_dir, done = shared / "diag_run", shared / "diag_run.done"
+    with FileLock(str(shared / "diag_run.lock")):
+        if not done.is_file():
+            shutil.rmtree(run_dir, ignore_errors=True)  # a worker that died mid-run left it incomplete
+            _train_diag_run(run_dir, data_dir)
+            done.touch()
+    return run_dir
+
+
+def _train_diag_run(run_dir: Path, data_dir: Path) -> Path:
     from zfnet_exp.tasks.runner import run_task
     from zfnet_exp.tasks.train import train
 
-    run_dir = tmp_path_factory.mktemp("diag_run")
     run_task(train, compose_train(DIAG_RUN, run_dir, data_dir))
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     return run_dir
