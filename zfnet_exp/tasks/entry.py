@@ -18,9 +18,11 @@ then composes again and reports it as before; a command that composes runs exact
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import inspect
+import io
 import re
 import sys
 from collections.abc import Callable
@@ -62,10 +64,13 @@ def check_composition(conf: Path, config_name: str, argv: list[str]) -> None:
     from hydra._internal.utils import get_args_parser  # the parser hydra.main itself uses
 
     try:
-        args = get_args_parser().parse_args(argv)
-    except SystemExit:  # Hydra reports a bad flag itself
+        with contextlib.redirect_stderr(io.StringIO()):  # a bad flag: Hydra's own parse reports it, once
+            args = get_args_parser().parse_args(argv)
+    except SystemExit:
         return
-    if args.help or args.hydra_help or args.info or args.shell_completion or args.config_path or args.config_dir:
+    if args.help or args.hydra_help or args.info or args.shell_completion or args.experimental_rerun:
+        return
+    if args.config_path or args.config_dir:  # another config tree: left to Hydra
         return
     for overrides in _jobs(args.overrides, multirun=args.multirun):
         error = _compose_error(conf, args.config_name or config_name, overrides)
