@@ -50,6 +50,20 @@ _KINDS = {"Integer": "an integer", "Float": "a number", "Boolean": "a boolean (t
 
 
 def finish_wandb() -> None:
+    """Close the W&B run. A SLURM requeue (preemption) terminates the job step, W&B's service process included,
+    while the task is still closing the run: the run's files are already on disk and the requeued job resumes the
+    same run, so a lost service connection here is said, not raised (it would turn the requeued job into a
+    failed one)."""
     wandb = sys.modules.get("wandb")
     if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish()
+        lost: tuple[type[BaseException], ...] = (ConnectionError, wandb.errors.Error)
+        try:
+            from wandb.sdk.mailbox.mailbox import MailboxClosedError  # the service is gone
+
+            lost += (MailboxClosedError,)
+        except ImportError:
+            pass
+        try:
+            wandb.finish()
+        except lost as e:
+            print(f"W&B: the run could not be closed cleanly ({type(e).__name__}); its files are kept.", flush=True)
