@@ -6,12 +6,18 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 PYTEST_ARGS ?=
+# Two pytest-xdist workers: every test uses one torch thread (tests/conftest.py), so one process leaves a 2-core
+# machine half idle. --dist loadfile keeps each test file on one worker (module fixtures: a trained checkpoint, the
+# local SLURM cluster, are built once and never twice at once); the session's diagnostics run is trained once and
+# shared through a file lock (tests/conftest.py: diag_run). (Not loadgroup: pytest-xdist 3.8 no longer applies
+# xdist_group marks under pytest 9.2, pytest-xdist issue #1386.) XDIST= : one process.
+XDIST ?= -n 2 --dist loadfile
 
 .PHONY: help install train test lint format clean
 
 help:
 	@echo "make train [ARGS='model=alexnet ...']   python train.py on the embedded data (creates .venv on first use)"
-	@echo "make test  [PYTEST_ARGS='-m \"not slow\"']  the test suite (creates .venv on first use)"
+	@echo "make test  [PYTEST_ARGS='-m \"not slow\"'] [XDIST=]  the test suite on 2 workers (XDIST= : one process)"
 	@echo "make lint | make format                  ruff check / ruff format (also run by pre-commit)"
 
 $(STAMP): pyproject.toml
@@ -26,7 +32,7 @@ train: $(STAMP)
 	$(PY) train.py $(ARGS)
 
 test: $(STAMP)
-	WANDB_MODE=offline $(PY) -m pytest $(PYTEST_ARGS)
+	WANDB_MODE=offline $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -2,17 +2,17 @@
 
 import os
 
-import hydra
 from omegaconf import DictConfig
 
 os.environ.setdefault("PROJECT_ROOT", os.path.dirname(os.path.abspath(__file__)))
 
 import zfnet_exp.utils.resolvers  # noqa: E402,F401
 from zfnet_exp.tasks.analyze import analyze  # noqa: E402
+from zfnet_exp.tasks.entry import hydra_main  # noqa: E402
 from zfnet_exp.tasks.runner import run_task  # noqa: E402
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="analyze")
+@hydra_main("analyze")  # hydra.main + composition errors as one paragraph, exit code 2
 def main(cfg: DictConfig) -> None:
     run_task(analyze, cfg)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_analysis, wandb_history
+from helpers import run_analysis, wandb_history
 from PIL import Image
 
 from zfnet_exp.data.masks import load_mask, map_point, map_points, mapped_annotation

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, TINY_DATA, compose_train
+from helpers import ROOT, TINY_DATA, compose_train
 from omegaconf import OmegaConf
 from torch import nn
 

@@ -88,7 +88,7 @@ def test_training_run_survives_bad_files_and_reports_them(bad_folder, tmp_path, 
     skipped_files.txt in the run folder names both."""
     import csv
 
-    from conftest import compose_train
+    from helpers import compose_train
 
     from zfnet_exp.tasks.runner import run_task
     from zfnet_exp.tasks.train import train

@@ -11,7 +11,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import DIAG_LAYERS, TINY_DATA, compose_train, run_analysis, wandb_history
+from helpers import DIAG_LAYERS, TINY_DATA, compose_train, run_analysis, wandb_history
 
 from zfnet_exp.callbacks.evolution import schedule
 from zfnet_exp.callbacks.filter_health import FilterHealth

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import torch
-from conftest import TINY_DATA, compose_train, wandb_history
+from helpers import TINY_DATA, compose_train, wandb_history
 
 from zfnet_exp.callbacks.occlusion import OcclusionSensitivity
 from zfnet_exp.tasks.runner import run_task

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_DATA, wandb_history
+from helpers import TINY_DATA, wandb_history
 
 from zfnet_exp.data.sampling import ClassBalancedSampler, ShuffleSampler
 

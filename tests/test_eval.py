@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision.transforms.functional as TVF
-from conftest import CONF, TINY_DATA
+from helpers import CONF, TINY_DATA
 from image_files import imagenet_root, write_truncated_jpeg
 from PIL import Image
 

@@ -8,7 +8,7 @@ import csv
 from pathlib import Path
 
 import pytest
-from conftest import CONF, compose_train
+from helpers import CONF, compose_train
 from omegaconf import OmegaConf
 
 from zfnet_exp.schemas import validate_config

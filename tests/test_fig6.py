@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import CONF, ROOT, TINY_DATA, compose_train
+from helpers import CONF, ROOT, TINY_DATA, compose_train
 from omegaconf import OmegaConf
 from PIL import Image
 

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import compose_train
+from helpers import compose_train
 from hydra.utils import instantiate
 
 from zfnet_exp.diagnostics.filters import aliasing_index

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision.transforms.functional as TF
-from conftest import CONF
+from helpers import CONF
 from image_files import IMAGENET_SYNSETS, IMAGENET_VAL_TRUTH, imagenet_root, write_not_an_image
 from PIL import Image
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_DATA, compose_train
+from helpers import TINY_DATA, compose_train
 
 from zfnet_exp.tasks.runner import run_task
 from zfnet_exp.tasks.train import train

@@ -6,7 +6,7 @@ each case costs a config copy, not a training run."""
 from __future__ import annotations
 
 import pytest
-from conftest import CONF, compose_train
+from helpers import CONF, compose_train
 from omegaconf import OmegaConf, open_dict
 
 from zfnet_exp.errors import ConfigError

@@ -169,7 +169,7 @@ def test_throughput_benchmark_tiny_run(tmp_path, data_dir):
 def test_gpu_trainer_configs_turn_the_fast_path_on(trainer, tmp_path, data_dir):
     """trainer=gpu|ddp compose bf16 autocast, a channels-last model and channels-last batches (the datamodule
     follows model.channels_last), without touching other groups' defaults."""
-    from conftest import compose_train
+    from helpers import compose_train
 
     cfg = compose_train([f"trainer={trainer}"], tmp_path, data_dir)
     assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.accelerator == "gpu"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CONF, compose_train
+from helpers import CONF, compose_train
 from test_caltech import make_caltech
 from test_voc import make_voc
 

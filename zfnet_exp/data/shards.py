@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_jpeg
@@ -104,7 +105,7 @@ def convert_samples(
             continue
         _write_part(samples[start : start + part_size], start, part, size, quality, chunk_bytes, bar)
         if not sys.stdout.isatty() and progress:
-            print(f"{desc}: {min(start + part_size, len(samples))}/{len(samples)} images", flush=True)
+            rank_zero_info(f"{desc}: {min(start + part_size, len(samples))}/{len(samples)} images")
     bar.close()
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from filelock import FileLock
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
@@ -49,7 +50,7 @@ class _StatsImages(Dataset):
             return self.transform(read_rgb(self.files[i], self.size)), 1
         except UnreadableImage as e:
             if self.skip_log is not None and self.skip_log.record(e.path, e.reason):
-                print(f"statistics: skipping unreadable image {e.path} ({e.reason})", file=sys.stderr, flush=True)
+                rank_zero_warn(f"statistics: skipping unreadable image {e.path} ({e.reason})")
             return torch.zeros(3, self.size, self.size, dtype=torch.uint8), 0
 
 
@@ -141,12 +142,12 @@ def cached_statistics(
     try:
         lock.acquire(timeout=0)
     except TimeoutError:  # filelock.Timeout subclasses TimeoutError
-        print(f"Waiting for another process computing the image statistics ({path}) ...", flush=True)
+        rank_zero_info(f"Waiting for another process computing the image statistics ({path}) ...")
         lock.acquire()
     try:
         if path.is_file():  # computed by the process that held the lock
             return torch.load(path, map_location="cpu", weights_only=True)
-        print(f"Computing the training-set image statistics once ({len(files)} images); cached in {path}", flush=True)
+        rank_zero_info(f"Computing the training-set image statistics once ({len(files)} images); cached in {path}")
         stats = image_statistics(files, size, num_workers=num_workers, skip_log=skip_log, progress=progress)
         stats["root"] = str(root)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")

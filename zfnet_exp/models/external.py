@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from ..errors import ConfigError
@@ -167,5 +168,5 @@ def load_weights(model: nn.Module, path: str | Path) -> list[str]:
         )
     model.load_state_dict(state, strict=False)
     if skipped:
-        print(f"model.checkpoint: kept the new initialization of {', '.join(skipped)} (shape differs).", flush=True)
+        rank_zero_warn(f"model.checkpoint: kept the new initialization of {', '.join(skipped)} (shape differs).")
     return skipped

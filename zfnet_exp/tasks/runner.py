@@ -14,17 +14,17 @@ from typing import Any
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from ..errors import UserError
+from ..errors import UserError, exit_with
 
 
 def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     try:
         return task(cfg)
     except UserError as e:
-        _fail(str(e))
+        exit_with(str(e))
     except MissingMandatoryValue as e:
         key = getattr(e, "full_key", None) or "a required value"
-        _fail(
+        exit_with(
             f"{key} must be set (it is '???' in the config). Pass it on the command line, e.g. "
             f"python train.py {key}=..."
         )
@@ -34,11 +34,11 @@ def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
         source = _INTERPOLATED.search(msg)
         if source:  # a typed key (e.g. model.input_size) reads a bad value from another key: name that one
             src, value, kind = source.groups()
-            _fail(
+            exit_with(
                 f"{src}={value!r} is not valid: expected {_KINDS.get(kind, kind.lower())} ({key} reads it). "
                 f"Fix it in the config or on the command line ({src}=...)."
             )
-        _fail(f"{key}: {msg}. Fix the config or the command line." if key else f"{msg}. Fix the config.")
+        exit_with(f"{key}: {msg}. Fix the config or the command line." if key else f"{msg}. Fix the config.")
     finally:
         finish_wandb()
 
@@ -49,12 +49,21 @@ _INTERPOLATED = re.compile(
 _KINDS = {"Integer": "an integer", "Float": "a number", "Boolean": "a boolean (true or false)"}
 
 
-def _fail(message: str) -> None:
-    print(f"\nerror: {message}\n", file=sys.stderr, flush=True)
-    raise SystemExit(2)
-
-
 def finish_wandb() -> None:
+    """Close the W&B run. A SLURM requeue (preemption) terminates the job step, W&B's service process included,
+    while the task is still closing the run: the run's files are already on disk and the requeued job resumes the
+    same run, so a lost service connection here is said, not raised (it would turn the requeued job into a
+    failed one)."""
     wandb = sys.modules.get("wandb")
     if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish()
+        lost: tuple[type[BaseException], ...] = (ConnectionError, wandb.errors.Error)
+        try:
+            from wandb.sdk.mailbox.mailbox import MailboxClosedError  # the service is gone
+
+            lost += (MailboxClosedError,)
+        except ImportError:
+            pass
+        try:
+            wandb.finish()
+        except lost as e:
+            print(f"W&B: the run could not be closed cleanly ({type(e).__name__}); its files are kept.", flush=True)

@@ -13,13 +13,12 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from ..errors import ConfigError
+from ..errors import ConfigError, exit_with
 
 GPU_ACCELERATORS = ("gpu", "cuda")
 
@@ -66,11 +65,6 @@ def launcher_mismatch(kind: str, launcher: DictConfig, trainer: DictConfig) -> s
     )
 
 
-def _fail(message: str) -> None:
-    print(f"\nerror: {message}\n", file=sys.stderr, flush=True)
-    raise SystemExit(2)
-
-
 class CheckLauncher(Callback):
     """Hydra callback (conf/hydra/default.yaml): before a multirun submits anything, the submitit launcher's request
     must match the trainer (exit code 2 and one paragraph otherwise, like :func:`zfnet_exp.tasks.runner.run_task`).
@@ -83,7 +77,7 @@ class CheckLauncher(Callback):
             return
         problem = launcher_mismatch(kind, config.hydra.launcher, config.trainer)
         if problem:
-            _fail(str(ConfigError(problem)))
+            exit_with(str(ConfigError(problem)))
 
 
 def check_job_resources(trainer: DictConfig) -> None:

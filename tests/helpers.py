@@ -1,0 +1,102 @@
+"""What the test modules share that is not a fixture: the repository's paths, the tiny-data overrides, in-process
+Hydra composition of ``conf/train.yaml`` (as ``train.py`` would see it) and of ``analyze.py``, the session's
+shared diagnostics run, and the reader of a run's offline W&B log. A plain module (``tests/`` is on the
+``pythonpath`` in pyproject.toml) rather than ``conftest.py``, so that ``from helpers import ...`` means this one
+file wherever a test sits (a second ``conftest.py`` in a sub-folder would shadow ``from conftest import ...``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+# tiny but real runs: 64 px inputs, a few images per class
+TINY_DATA = [
+    "data.image_size=64",
+    "data.train_per_class=3",
+    "data.val_per_class=2",
+    "data.batch_size=8",
+    "data.num_workers=0",
+]
+
+
+def compose_train(overrides: list[str], run_dir: Path, data_dir: Path):
+    """Compose ``train.yaml`` with ``overrides`` and register it as the current Hydra config, so that
+    ``${hydra:...}`` interpolations resolve exactly as under ``python train.py``."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[f"paths.data_dir={data_dir}", *overrides], return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]  # the job config proper, as @hydra.main hands it to the task
+    return cfg
+
+
+# The one tiny training run with the deconvnet diagnostics that several test files read (two epochs, one
+# checkpoint per epoch, W&B offline): trained once per session instead of once per file.
+DIAG_LAYERS = ["conv1", "conv2", "conv5"]
+DIAG_RUN = [
+    "debug=smoke",
+    *TINY_DATA,
+    "trainer.max_epochs=2",
+    "trainer.limit_val_batches=1.0",
+    "trainer.num_sanity_val_steps=1",
+    "callbacks=[model_checkpoint,top9,evolution,filter_health]",
+    "callbacks.model_checkpoint.save_top_k=-1",  # one checkpoint per epoch: the reference weights
+    f"callbacks.top9.layers=[{','.join(DIAG_LAYERS)}]",
+    "callbacks.top9.maps=3",
+    f"callbacks.evolution.layers=[{','.join(DIAG_LAYERS)}]",
+    "callbacks.evolution.maps=3",
+    "callbacks.evolution.num_images=16",
+    "logger=wandb",
+]
+
+
+def run_analysis(run_dir: Path, out: Path, *overrides: str, logger: str = "none") -> dict:
+    """``analyze.py ckpt=<run_dir> ...`` in process (composition exactly as the entry point's)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from zfnet_exp.tasks.analyze import analyze
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            "analyze",
+            overrides=[f"ckpt={run_dir}", f"paths.output_dir={out}", "device=cpu", f"logger={logger}", *overrides],
+        )
+    return analyze(cfg)
+
+
+def wandb_history(run_dir: Path) -> dict:
+    """Every key logged to the run folder's one offline W&B run (last value wins), read back from the ``.wandb``
+    file with ``wandb leet inspect --json``: what a user would see in the W&B UI after ``wandb sync``."""
+    import json
+    import subprocess
+    import sys
+
+    runs = sorted((Path(run_dir) / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, runs
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json", str(runs[0])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    logged: dict = {}
+    for line in out.splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            if rec.get("type") == "history":
+                logged.update(rec["history"]["item"])
+    return logged

@@ -1,0 +1,219 @@
+"""``hydra_main``: ``hydra.main`` whose composition errors read like the project's other config errors.
+
+Hydra composes the config (defaults, group options, command-line overrides, the typed ``model`` schema) before
+the task function runs, and reports a failure there in its own words with exit code 1, where
+:func:`zfnet_exp.tasks.runner.run_task` cannot see it. Hydra 1.3 has no hook for that step, so the entry point
+composes the command line once itself first, with Hydra's own argument parser, override parser and ``compose``
+(and, for ``-m``, every value of every sweep), and turns the three kinds of mistake a user makes there into one
+paragraph and exit code 2:
+
+* a key that does not exist (``trainer.max_epoch=3``, ``model.arch.conv1.kernal=5``): the closest valid key
+  (``difflib``) and the keys that node has;
+* a group option that does not exist (``model=zfnett``, ``data=imgnet``, ``callbacks=[top99]``): the options;
+* a value of the wrong type for a typed key (``model.init_std=abc``): the type expected.
+
+Anything else (and ``--help``, ``--info``, shell completion, ``--config-dir``) is left to Hydra unchanged, which
+then composes again and reports it as before; a command that composes runs exactly as under ``hydra.main``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import functools
+import inspect
+import io
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+from ..errors import ConfigError, exit_with
+
+
+def hydra_main(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
+    """``@hydra_main("train")`` = ``@hydra.main(version_base="1.3", config_path="conf", config_name="train")``
+    (``conf/`` next to the declaring script), plus the composition check above."""
+
+    def decorate(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+        conf = Path(inspect.getfile(task)).resolve().parent / "conf"
+        main = hydra.main(version_base="1.3", config_path=str(conf), config_name=config_name)(task)
+
+        @functools.wraps(task)
+        def entry() -> Any:
+            script = Path(sys.argv[0]).name
+            try:
+                check_composition(conf, config_name, sys.argv[1:])
+            except ConfigError as e:
+                exit_with(f"{e} (command: python {script} {' '.join(sys.argv[1:])})")
+            return main()
+
+        return entry
+
+    return decorate
+
+
+def check_composition(conf: Path, config_name: str, argv: list[str]) -> None:
+    """Compose ``config_name`` with the overrides in ``argv`` (each job of a ``-m`` sweep); raise
+    :class:`ConfigError` for an unknown key, an unknown group option or a mistyped value; ignore the rest."""
+    from hydra._internal.utils import get_args_parser  # the parser hydra.main itself uses
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # a bad flag: Hydra's own parse reports it, once
+            args = get_args_parser().parse_args(argv)
+    except SystemExit:
+        return
+    if args.help or args.hydra_help or args.info or args.shell_completion or args.experimental_rerun:
+        return
+    if args.config_path or args.config_dir:  # another config tree: left to Hydra
+        return
+    for overrides in _jobs(args.overrides, multirun=args.multirun):
+        error = _compose_error(conf, args.config_name or config_name, overrides)
+        if error is not None:
+            try:
+                message = _explain(error, conf, args.config_name or config_name, overrides)
+            except _NotOurs:
+                return
+            raise ConfigError(message)
+
+
+def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
+    """The override lists to compose: the command line itself, or for ``-m`` the first job of the grid and, for
+    each swept key, one job per further value (a composition error belongs to one key=value, so this meets
+    every error of the grid without composing all of it)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if not multirun:
+        return [overrides]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        choices = [
+            [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()]
+            if o.is_sweep_override()
+            else [o.input_line]
+            for o in parsed
+        ]
+    except Exception:  # a sweep kind only a sweeper plugin understands (interval, ...): Hydra's to judge
+        return []
+    first = [c[0] for c in choices]
+    jobs = [first]
+    for i, values in enumerate(choices):
+        jobs += [[*first[:i], v, *first[i + 1 :]] for v in values[1:]]
+    return jobs
+
+
+def _compose_error(conf: Path, config_name: str, overrides: list[str]) -> Exception | None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+            compose(config_name, overrides=overrides, return_hydra_config=True)
+    except Exception as e:
+        return e
+    finally:
+        GlobalHydra.instance().clear()
+    return None
+
+
+def _explain(error: Exception, conf: Path, config_name: str, overrides: list[str]) -> str:
+    """The paragraph for the three kinds of error this module handles; :class:`_NotOurs` for any other."""
+    from hydra.errors import MissingConfigException
+
+    if isinstance(error, MissingConfigException) and error.missing_cfg_file:
+        return _unknown_option(error.missing_cfg_file, conf, config_name)
+    cause = error.__cause__
+    missing = re.match(r"Could not override '([^']+)'", str(error))
+    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and missing:
+        return _unknown_key(missing.group(1), conf, config_name, overrides)
+    if isinstance(cause, ValidationError) and cause.full_key:
+        return _wrong_type(cause, overrides)
+    raise _NotOurs
+
+
+class _NotOurs(Exception):
+    """An error :func:`check_composition` leaves to Hydra."""
+
+
+def _unknown_option(missing: str, conf: Path, config_name: str) -> str:
+    group, _, option = missing.rpartition("/")
+    options = [o for o in _group_options(conf, config_name, group) if not o.endswith("_schema")]
+    close = difflib.get_close_matches(option, options, n=1)
+    suggestion = close[0] if close else (options[0] if options else "...")
+    guess = f" Did you mean {group}={suggestion}?" if close else ""
+    return (
+        f"{group}={option} is not an option of the '{group}' config group (there is no conf/{group}/{option}.yaml); "
+        f"the options are: {', '.join(options)}.{guess} Pick one of them on the command line, e.g. {group}={suggestion}"
+    )
+
+
+def _group_options(conf: Path, config_name: str, group: str) -> list[str]:
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+            return sorted(GlobalHydra.instance().config_loader().get_group_options(group))
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _unknown_key(full_key: str, conf: Path, config_name: str, overrides: list[str]) -> str:
+    """Compose without the offending override to learn the keys that exist where the user meant one."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    def key_of(override: str) -> str:
+        return override.split("=", 1)[0].lstrip("+~")
+
+    rest = [o for o in overrides if key_of(o) != full_key]
+    value = next((o.split("=", 1)[1] for o in overrides if key_of(o) == full_key and "=" in o), "...")
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+            cfg = compose(config_name, overrides=rest)
+    except Exception:
+        cfg = None
+    finally:
+        GlobalHydra.instance().clear()
+    parent, node, missing = "", cfg, full_key
+    for part in full_key.split("."):  # walk down to the first part that does not exist
+        if not isinstance(node, DictConfig) or part not in node:
+            missing = part
+            break
+        parent, node = f"{parent}.{part}" if parent else part, node[part]
+    keys = [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
+    where = f"{parent}." if parent else ""
+    close = difflib.get_close_matches(missing, keys, n=1, cutoff=0.6)
+    rest_of_key = full_key[len(where) + len(missing) :]
+    fix = (
+        f"Did you mean {where}{close[0]}? Fix: {where}{close[0]}{rest_of_key}={value}"
+        if close
+        else f"Fix the key (see python {config_name}.py --cfg job)"
+    )
+    known = f" The keys of {parent or 'the config'} are: {', '.join(keys)}." if 0 < len(keys) <= 30 else ""
+    typed = isinstance(node, DictConfig) and OmegaConf.get_type(node) not in (dict, None)
+    add = "" if typed else f" (or +{full_key}={value} to add a new key on purpose)"
+    return f"{full_key} is not a config key.{known} {fix}{add}."
+
+
+_KINDS = {"Integer": "an integer", "Float": "a number", "Boolean": "a boolean (true or false)"}
+
+
+def _wrong_type(cause: ValidationError, overrides: list[str]) -> str:
+    key = str(cause.full_key)
+    value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+") == key), None)
+    msg = str(cause.msg).strip().splitlines()[0]
+    kind = re.search(r"could not be converted to (\w+)|is not a valid (bool)|Cannot assign \w+ to (.+)$", msg)
+    expected = next((g for g in kind.groups() if g), None) if kind else None
+    expected = _KINDS.get(expected, "a boolean (true or false)" if expected == "bool" else expected)
+    shown = f"{key}={value}" if value is not None else key
+    want = f"expected {expected}" if expected else msg
+    return f"{shown} is not valid: {want} ({msg}). Fix the value on the command line or in the config ({key}=...)."
