@@ -2,8 +2,8 @@
 top-9 panel (the paper's Fig. 6 (b)-(e): AlexNet's and ZF's first-layer filters and second-layer features).
 
 Draws only what it is given: the grids come from :func:`zfnet_exp.viz.grids.filter_grid` and
-:func:`~zfnet_exp.viz.grids.top9_panel`, with the training callbacks' cell normalization (the unlabelled forms of their figures), so the columns look
-like the runs' own dashboards; this module only places them side by side with their labels.
+:func:`~zfnet_exp.viz.grids.top9_panel`, the unlabelled forms of the training callbacks' figures with the
+same per-cell normalization; this module only places them side by side with their labels.
 """
 
 from __future__ import annotations
