@@ -177,3 +177,20 @@ def test_wrong_layer_name_fails_before_any_data_is_read(tmp_path):
     assert msg.startswith("error: callbacks.top9.layers=[conv9]:") and "conv5" in msg and "fc7" in msg
     assert "Traceback" not in r.stderr and "\n\n" not in msg  # one paragraph
     assert not list((tmp_path / "data").glob("*"))
+
+
+def test_sweep_folder_resolves_before_hydra_config_is_set():
+    """`python train.py -m seed=1,2` (no experiment): Hydra's basic sweeper reads hydra.sweep.dir from the composed
+    config before it sets HydraConfig, so the folder name may not use the ${hydra:...} resolver (it did through
+    ${run_name}, and every plain multirun failed with "HydraConfig was not set"). Reference: what BasicSweeper.sweep
+    does, resolving the node on the composed config with HydraConfig cleared."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    GlobalHydra.instance().clear()
+    HydraConfig.instance().cfg = None
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=["seed=1"], return_hydra_config=True)
+    folder = str(cfg.hydra.sweep.dir)
+    assert folder.endswith("_zfnet_shapes") and "/train/multirun/" in folder
