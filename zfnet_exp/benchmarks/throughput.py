@@ -114,6 +114,17 @@ class SyntheticDataModule(L.LightningDataModule):
         return [self.normalizer(batch[0]), *batch[1:]]
 
 
+def _plain_step(net, norm, opt, x, y, device, precision: str) -> None:
+    """One optimizer step of the plain PyTorch loop (synthetic and real-data timings share it), then a sync so
+    the caller's clock stops after the device finished."""
+    with _autocast(device, precision):
+        loss = F.cross_entropy(net(norm(x)), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    _sync(device)
+
+
 def _lit(args, num_classes: int) -> LitClassifier:
     return LitClassifier(
         arch=args.model,
@@ -148,12 +159,7 @@ def synthetic_rate(args, lit: LitClassifier, device: torch.device) -> float:
     for i in range(args.warmup + args.steps * args.windows):
         _sync(device)
         t = time.perf_counter()
-        with _autocast(device, args.precision):
-            loss = F.cross_entropy(net(norm(x)), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        _sync(device)
+        _plain_step(net, norm, opt, x, y, device, args.precision)
         if i >= args.warmup:
             times.append(time.perf_counter() - t)
     return _median_rate(times, args.batch, args.steps)
@@ -244,12 +250,7 @@ def plain_rate(args, dm, device: torch.device) -> float:
         except StopIteration:
             break
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with _autocast(device, args.precision):
-            loss = F.cross_entropy(net(norm(x)), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        _sync(device)
+        _plain_step(net, norm, opt, x, y, device, args.precision)
         now = time.perf_counter()
         if i >= args.warmup:
             times.append(now - t)

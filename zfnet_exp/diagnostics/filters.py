@@ -18,6 +18,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from ..models.init import first_conv
 from .layers import conv_layer_names, stage_conv
 
 
@@ -115,7 +116,7 @@ def filter_health(
     """
     if layers is None:
         layers = conv_layer_names(model) or [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-    first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    first = first_conv(model)
     out: dict[str, float] = {}
     for layer in layers:
         conv = _conv_for(model, layer)
@@ -123,7 +124,7 @@ def filter_health(
             w = conv.weight
             out[f"health/{layer}/rms_mean"], out[f"health/{layer}/rms_std"] = rms_spread(w)
             out[f"health/{layer}/low_rms_frac"] = dead_fraction(weight=w)
-            if conv is first_conv:
+            if conv is first:
                 out[f"health/{layer}/aliasing"] = aliasing_index(w)
         if activations is not None and layer in activations:
             out[f"health/{layer}/dead_frac"] = dead_fraction(activations[layer])
