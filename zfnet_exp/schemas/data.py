@@ -8,6 +8,7 @@ from typing import Any
 from omegaconf import MISSING
 
 from ..data.normalize import NORMALIZATIONS
+from ..data.shapes import ShapesSpec
 from .base import FieldError, at_least, one_of
 
 
@@ -64,13 +65,14 @@ class ShapesData(ImageFolderData):
     root: Any = None  # generated under cache_dir
     cache_dir: str = MISSING
     image_size: int = 112
-    train_per_class: int = 400
-    val_per_class: int = 50
-    seed: int = 0
-    min_radius: float = 0.22
-    max_radius: float = 0.32
-    pixel_noise: float = 4.0
-    blur_probability: float = 0.3
+    # the generator's own defaults (one source: zfnet_exp.data.shapes.ShapesSpec)
+    train_per_class: int = ShapesSpec.train_per_class
+    val_per_class: int = ShapesSpec.val_per_class
+    seed: int = ShapesSpec.seed
+    min_radius: float = ShapesSpec.min_radius
+    max_radius: float = ShapesSpec.max_radius
+    pixel_noise: float = ShapesSpec.pixel_noise
+    blur_probability: float = ShapesSpec.blur_probability
     generate_workers: int | None = None
 
     def __post_init__(self) -> None:
