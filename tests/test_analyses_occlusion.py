@@ -189,9 +189,9 @@ def test_point_map_matches_eval_geometry():
 
 def test_mask_is_where_the_object_is(tiny_run):
     """The mapped mask's centroid matches the annotation centre mapped through the eval geometry."""
-    from zfnet_exp.tasks.analyze import build_dataset, load_checkpoint
+    from zfnet_exp.runs import build_dataset, load_model
 
-    _, data = load_checkpoint(tiny_run)
+    _, data = load_model(tiny_run)
     ds = build_dataset(data, "val")
     for cls in ("circle", "square"):
         label = ds.classes.index(cls)

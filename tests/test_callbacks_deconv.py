@@ -28,10 +28,10 @@ def _json(path: Path) -> dict:
 def _reference_topk(run_dir: Path, layers, k=9):
     """mine_topk over the val set with the weights validated in the second epoch (its checkpoint)."""
     from zfnet_exp.diagnostics.topk import mine_topk
-    from zfnet_exp.tasks.analyze import build_dataset, load_checkpoint
+    from zfnet_exp.runs import build_dataset, load_model
 
     (ckpt,) = (run_dir / "checkpoints").glob("epoch001-*.ckpt")
-    model, data = load_checkpoint(ckpt)
+    model, data = load_model(ckpt)
     return mine_topk(model.eval(), build_dataset(data, "val"), layers, k=k)
 
 

@@ -60,7 +60,7 @@ def test_two_process_ddp_with_every_callback(tmp_path, data_dir, wandb_home):
     no collective mismatch, one W&B run and one metrics row (rank 0 logs), epoch metrics synced over the ranks,
     and the top-9 mined on two validation shards equals one process mining the whole set with the same weights."""
     from zfnet_exp.diagnostics.topk import mine_topk
-    from zfnet_exp.tasks.analyze import build_dataset, load_checkpoint
+    from zfnet_exp.runs import build_dataset, load_model
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     args = [
@@ -86,7 +86,7 @@ def test_two_process_ddp_with_every_callback(tmp_path, data_dir, wandb_home):
     logged = wandb_history(run_dir)  # asserts exactly one W&B run folder
     assert logged["val/acc_top1"] == pytest.approx(float(row["val/acc_top1"]), abs=1e-6)
 
-    model, data = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    model, data = load_model(run_dir / "checkpoints" / "last.ckpt")
     val = build_dataset(data, "val")
     layers = ["conv1", "conv5"]
     ref = mine_topk(model.eval(), val, layers, k=9)

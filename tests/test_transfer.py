@@ -74,9 +74,9 @@ def test_train_py_on_caltech256(tiny_ckpt, datasets):
     from PIL import Image
     from torchvision import transforms as T
 
-    from zfnet_exp.tasks.analyze import load_checkpoint
+    from zfnet_exp.runs import load_model
 
-    model, state = load_checkpoint(tiny_ckpt)
+    model, state = load_model(tiny_ckpt)
     assert state["classes"] == ["zebra", "accordion", "Faces_easy", "ant"]
     assert model.classifier.fc8.out_features == 4
     ds = CaltechDataset(datasets / "c256", "256")
@@ -107,15 +107,14 @@ def test_feature_cache_is_reused(tiny_ckpt, tmp_path):
     and returns the first one's features (stored as float16) and readable mask; another layer is another cache
     file. A truncated JPEG is marked unreadable (its row holds the next image, so it must be left out)."""
     from zfnet_exp.data.normalize import Normalizer
-    from zfnet_exp.tasks.analyze import load_checkpoint
+    from zfnet_exp.runs import load_model, resolve_checkpoint
     from zfnet_exp.tasks.transfer import extract_features, feature_cache_path
-    from zfnet_exp.utils.checkpoints import resolve_checkpoint
 
     make_caltech(tmp_path / "c101", "101", [4, 3, 3])
     bad = tmp_path / "c101" / "101_ObjectCategories" / "accordion" / "image_0002.jpg"
     bad.write_bytes(bad.read_bytes()[:200])
     ckpt = resolve_checkpoint(tiny_ckpt)
-    model, record = load_checkpoint(ckpt)
+    model, record = load_model(ckpt)
     ds = CaltechDataset(tmp_path / "c101", "101", transform=eval_transform(64))
     calls = []
     model.register_forward_pre_hook(lambda *_: calls.append(1))

@@ -27,6 +27,7 @@ from zfnet_exp.diagnostics.deconvnet import project
 from zfnet_exp.diagnostics.geometry import run_until
 from zfnet_exp.diagnostics.layers import resolve_layer
 from zfnet_exp.models import create_model
+from zfnet_exp.utils.torch_files import load_torch_file
 
 
 def rel_diff(ours: torch.Tensor, ref: torch.Tensor) -> float:
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(args.seed)
     model = create_model(args.model, input_size=size, init="kaiming").eval()
     if args.checkpoint:
-        state = torch.load(args.checkpoint, map_location="cpu")
+        state = load_torch_file(args.checkpoint, "a checkpoint or weights file")
         state = state.get("state_dict", state)
         state = {k.removeprefix("model."): v for k, v in state.items()}
         model.load_state_dict(state)

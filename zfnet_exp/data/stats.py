@@ -29,6 +29,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..utils.torch_files import load_torch_file
 from .folder import SkipLog, UnreadableImage, read_rgb
 from .transforms import center_uint8
 
@@ -137,7 +138,7 @@ def cached_statistics(
     path = Path(cache_dir).expanduser() / "stats" / f"{cache_key(root, size, files)}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_file():
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_torch_file(path, "the image-statistics cache this project writes")
     lock = FileLock(str(path) + ".lock")
     try:
         lock.acquire(timeout=0)
@@ -146,7 +147,7 @@ def cached_statistics(
         lock.acquire()
     try:
         if path.is_file():  # computed by the process that held the lock
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return load_torch_file(path, "the image-statistics cache this project writes")
         rank_zero_info(f"Computing the training-set image statistics once ({len(files)} images); cached in {path}")
         stats = image_statistics(files, size, num_workers=num_workers, skip_log=skip_log, progress=progress)
         stats["root"] = str(root)

@@ -36,6 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import UserError
+from ..runs import read_checkpoint
 from ..utils.tables import write_csv
 from .collect import run_choices, run_config, validated_epochs
 
@@ -99,7 +100,7 @@ def _max_epochs(cfg: DictConfig) -> int | None:
 
 
 def _conv1_weight(checkpoint: Path) -> torch.Tensor:
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)["state_dict"]
+    state = read_checkpoint(checkpoint).state_dict
     return next(v for k, v in state.items() if k.endswith("features.conv1.weight")).float()
 
 
@@ -374,11 +375,11 @@ def variant_panels(run: Fig6Run, maps: int, device: torch.device) -> tuple[torch
     from ..data.normalize import denormalizer
     from ..diagnostics.projections import topk_projections
     from ..diagnostics.topk import mine_topk
-    from ..tasks.analyze import build_dataset, load_checkpoint
+    from ..runs import build_dataset, load_model
     from ..utils.tensors import pick_maps
     from ..viz.grids import filter_grid, top9_panel
 
-    model, data = load_checkpoint(run.checkpoint, device)
+    model, data = load_model(run.checkpoint, device)
     first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     grid = filter_grid(first.weight, scale=4)
     dataset = build_dataset(data, "val")

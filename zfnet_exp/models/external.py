@@ -19,6 +19,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from ..errors import ConfigError
+from ..utils.torch_files import load_torch_file
 
 # torchvision layouts: (children that form forward_features, in order), (children of the head, in order);
 # the head flattens after its first module (the global pooling).
@@ -154,7 +155,7 @@ def load_weights(model: nn.Module, path: str | Path) -> list[str]:
 
         state = _state_dict(load_file(str(path)))
     else:
-        state = _state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        state = _state_dict(load_torch_file(path, "a weights file (a state dict, or a checkpoint holding one)"))
     own = model.state_dict()
     skipped = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     state = {k: v for k, v in state.items() if k not in skipped}

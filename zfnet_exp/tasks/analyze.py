@@ -19,17 +19,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torch.utils.data import Dataset, Subset
-from torchvision import transforms as T
+from torch.utils.data import Dataset
 
-from ..data.datamodule import data_state
-from ..data.folder import IndexedImageFolder
-from ..data.normalize import Normalizer
-from ..data.transforms import eval_transform
-from ..errors import UserError
-from ..models import LitClassifier
+from ..runs import build_dataset, read_checkpoint
 from ..schemas import check_layer_names, validate_config
-from ..utils.checkpoints import resolve_checkpoint
 from ..utils.instantiators import instantiate_group
 from ..utils.skips import forget_skips
 from ..viz import ImageSink
@@ -52,49 +45,6 @@ class AnalysisContext:
     seed: int = 0
 
 
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """The network (eval mode) and the data description the datamodule saved in the checkpoint
-    (``datamodule.state_dict()``: normalization record, image_size, classes, root). The file is read once."""
-    path = resolve_checkpoint(path)
-    raw = torch.load(path, map_location="cpu", weights_only=False)
-    lit = LitClassifier(**raw["hyper_parameters"])
-    lit.load_state_dict(raw["state_dict"])
-    return lit.model.eval().to(device), data_state(raw)
-
-
-def build_dataset(data: dict[str, Any], images: str, num_images: int | None = None) -> Dataset:
-    """``images``: a split of the checkpoint's dataset (``train`` / ``val``) or a folder in ImageFolder
-    layout; at most ``num_images`` of them, evenly spaced so every class is represented."""
-    if not data.get("mean"):
-        raise UserError(
-            "This checkpoint records no data normalization (it was not saved by LitClassifier "
-            "during training); analyses need it to feed images the way training did."
-        )
-    # items as the network saw them: uint8 eval crop, then the training run's normalization
-    transform = T.Compose([eval_transform(int(data["image_size"])), Normalizer.from_record(data)])
-    if images in ("train", "val"):
-        if not data.get("root"):
-            raise UserError(
-                f"images={images}: the checkpoint does not record its dataset folder; pass "
-                f"images=<folder in ImageFolder layout> instead."
-            )
-        folder = Path(data["root"]) / images
-    else:
-        folder = Path(images).expanduser()
-    dataset: Dataset = IndexedImageFolder(folder, transform=transform)
-    trained = data.get("classes")
-    if trained and len(dataset.classes) != len(trained):
-        raise UserError(
-            f"images={images}: {folder} has {len(dataset.classes)} class folders, but the checkpoint's model was "
-            f"trained on {len(trained)} classes; its outputs would not line up with this folder's labels. Pass a "
-            f"folder with the same class sub-folders as training (or images=val / images=train)."
-        )
-    if num_images is not None and num_images < len(dataset):
-        picks = torch.linspace(0, len(dataset) - 1, int(num_images)).round().long().unique().tolist()
-        dataset = Subset(dataset, picks)
-    return dataset
-
-
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -109,10 +59,11 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
     device = _device(cfg.device)
     torch.manual_seed(cfg.seed)
     out_dir = Path(cfg.paths.output_dir)
-    ckpt = resolve_checkpoint(cfg.ckpt) if cfg.get("ckpt") else None
+    checkpoint = read_checkpoint(cfg.ckpt) if cfg.get("ckpt") else None
+    ckpt = checkpoint.path if checkpoint else None
     model, data, dataset = None, {}, None
-    if ckpt is not None:
-        model, data = load_checkpoint(ckpt, device)
+    if checkpoint is not None:
+        model, data = checkpoint.model(device), checkpoint.data
         check_layer_names(cfg, model)
         if cfg.get("images"):
             dataset = build_dataset(data, str(cfg.images), cfg.get("num_images"))

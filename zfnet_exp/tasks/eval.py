@@ -30,16 +30,15 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
-from ..data.datamodule import data_state
 from ..data.normalize import Normalizer
 from ..data.transforms import center_uint8, resize_for
 from ..errors import UserError
-from ..models import LitClassifier, is_preset
-from ..utils.checkpoints import resolve_checkpoint
+from ..models import is_preset
+from ..runs import Checkpoint, evenly_spaced_subset, read_checkpoint
 from ..utils.instantiators import instantiate_group
 from ..utils.tables import write_csv
 from ..viz import ImageSink
@@ -94,40 +93,29 @@ class Member:
     input_size: int
     record: dict[str, Any]
     model: nn.Module | None = None
+    checkpoint: Checkpoint | None = None  # read once; the weights are built from it when evaluation starts
 
 
-def _read_member(path: Path) -> Member:
-    raw = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    hp = raw.get("hyper_parameters") or {}
-    record = data_state(raw)
-    if "arch" not in hp and "name" not in hp:
-        raise UserError(f"{path} is not a checkpoint written by train.py (no model hyper-parameters in it).")
+def _read_member(ckpt: Checkpoint) -> Member:
+    hp = ckpt.hparams
+    record = ckpt.data
     if record.get("mean") is None:
         raise UserError(
-            f"{path} records no data normalization (it was not written by train.py's datamodule); eval.py "
+            f"{ckpt.path} records no data normalization (it was not written by train.py's datamodule); eval.py "
             f"needs it to feed images the way training did."
         )
-    name = hp.get("name") or hp["arch"]  # older checkpoints: arch = the preset name
+    name = hp.get("name") or hp["arch"]
     overrides = dict(hp.get("overrides") or {})
     if not is_preset(name, hp.get("arch"), hp.get("library", "zfnet_exp")):
         overrides["arch"] = "edited model.arch or another library"  # no paper row applies
-    return Member(path, name, overrides, int(hp["num_classes"]), int(hp["input_size"]), record)
+    return Member(ckpt.path, name, overrides, int(hp["num_classes"]), int(hp["input_size"]), record, checkpoint=ckpt)
 
 
-def _checkpoints(ckpt: Any) -> list[Path]:
+def _checkpoints(ckpt: Any) -> list[Checkpoint]:
     items = list(ckpt) if isinstance(ckpt, (list, tuple, ListConfig)) else [ckpt]
     if not items:
         raise UserError("ckpt=[] names no checkpoint; pass ckpt=<file or run folder> or ckpt=[a,b,...].")
-    return [resolve_checkpoint(str(p)) for p in items]
-
-
-def evenly_spaced(dataset, num_images: int | None):
-    """At most ``num_images`` items, evenly spaced over the (class-sorted) dataset so every class is represented
-    (a quick check; the paper's numbers are over the whole validation set)."""
-    if num_images is None or int(num_images) >= len(dataset):
-        return dataset
-    picks = torch.linspace(0, len(dataset) - 1, int(num_images)).round().long().unique().tolist()
-    return Subset(dataset, picks)
+    return [read_checkpoint(str(p)) for p in items]
 
 
 def _device(name: str) -> torch.device:
@@ -272,9 +260,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                 f"checkpoint trained on this dataset (or pass the dataset it was trained on: data=... data.root=...)."
             )
     dataset.transform = center_uint8(resize_for(crop))  # uint8 256x256 (at 224): normalized and cropped on device
-    dataset = evenly_spaced(dataset, cfg.get("num_images"))
+    dataset = evenly_spaced_subset(dataset, cfg.get("num_images"))
     for m in members:
-        m.model = LitClassifier.load_from_checkpoint(m.path, map_location=device).model.eval().to(device)
+        m.model = m.checkpoint.model(device)
 
     loader = DataLoader(
         dataset,

@@ -23,13 +23,13 @@ from ..callbacks.plain_progress import PlainProgress
 from ..callbacks.preemption import SaveOnPreemption, children_ignore_preemption, cluster_plugins
 from ..callbacks.reproducible import ResumeDataOrder, StepSeed
 from ..callbacks.skipped_files import SkippedFilesMonitor
-from ..errors import ConfigError
+from ..errors import ConfigError, UserError
+from ..runs import Checkpoint, read_checkpoint, resume_checkpoint
 from ..schemas import check_layer_names, validate_config
 from ..utils.atomic_checkpoint import AtomicCheckpointIO
-from ..utils.checkpoints import resolve_checkpoint
 from ..utils.epoch_csv import EpochCSVLogger
 from ..utils.instantiators import instantiate_group
-from ..utils.launch import check_job_resources, resume_checkpoint
+from ..utils.launch import check_job_resources
 from ..utils.skips import forget_skips
 
 log = logging.getLogger(__name__)
@@ -50,11 +50,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True)
     check_job_resources(cfg.trainer)
+    # the checkpoint is read (safely) and checked now: a file that is not one of ours fails before any data is read
     if cfg.get("ckpt_path"):
-        ckpt_path = str(resolve_checkpoint(cfg.ckpt_path, prefer="last", key="ckpt_path"))
+        resume = read_checkpoint(cfg.ckpt_path, prefer="last", key="ckpt_path")
     else:
-        ckpt_path = resume_checkpoint(run_dir, cfg) if cfg.get("auto_resume", True) else None
-        if ckpt_path == "finished":
+        resume = resume_checkpoint(run_dir, cfg) if cfg.get("auto_resume", True) else None
+        if resume == "finished":
             return {}
 
     datamodule = instantiate(cfg.data)
@@ -66,6 +67,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model = instantiate(cfg.model, num_classes=num_classes)
     if meta_model is None:
         check_layer_names(cfg, model.model)
+    if resume is not None:
+        check_same_network(resume, model, cfg)
+    ckpt_path = str(resume.path) if resume is not None else None
 
     callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
     callbacks.append(SkippedFilesMonitor())  # always on: unreadable files are counted, whatever the dashboards
@@ -93,6 +97,25 @@ def train(cfg: DictConfig) -> dict[str, float]:
             f"optimized_metric={name!r} was not logged by this run; choose one of {', '.join(sorted(metrics))}."
         )
     return metrics
+
+
+def check_same_network(ckpt: Checkpoint, model: L.LightningModule, cfg: DictConfig) -> None:
+    """A resumed checkpoint must hold this run's network: a mismatch is named (architectures, first differing
+    layers) before training starts, instead of Lightning's size-mismatch traceback mid-restore."""
+    problems = ckpt.mismatches(model)
+    if not problems:
+        return
+    ours = model.hparams.get("name") if model.hparams.get("library", "zfnet_exp") == "zfnet_exp" else None
+    ours = ours or f"{model.hparams.get('library')}:{model.hparams.get('name')}"
+    choice = ckpt.architecture if ckpt.hparams.get("library", "zfnet_exp") == "zfnet_exp" else "<its model>"
+    raise UserError(
+        f"ckpt_path={ckpt.path} holds a {ckpt.architecture} network ({ckpt.hparams.get('num_classes')} classes, "
+        f"input {ckpt.hparams.get('input_size')} px), but this run builds {ours} "
+        f"({model.hparams.get('num_classes')} classes, input {model.hparams.get('input_size')} px): "
+        f"{'; '.join(problems)}. To resume that run, pass its own model (model={choice} and the same model.* "
+        f"overrides and data); to start a new run from its weights instead, pass model.checkpoint=<weights file> "
+        f"without ckpt_path."
+    )
 
 
 def optimized_metric(cfg: DictConfig, metrics: dict[str, float]) -> float | None:

@@ -47,12 +47,12 @@ from ..diagnostics.features import PAPER_LAYERS, layer_features
 from ..diagnostics.transfer_metrics import average_precision, mean_and_std, mean_per_class_accuracy
 from ..errors import ConfigError, UserError
 from ..models import LitClassifier
-from ..utils.checkpoints import resolve_checkpoint
+from ..runs import read_checkpoint
 from ..utils.instantiators import instantiate_group
 from ..utils.tables import write_csv
+from ..utils.torch_files import load_torch_file
 from ..viz import ImageSink
 from . import transfer_tables as tables
-from .analyze import load_checkpoint
 from .runner import finish_wandb
 
 MODES = ("features", "finetune", "scratch")
@@ -139,7 +139,7 @@ def extract_features(
     the precision a linear classifier needs) atomically."""
     if cache_path is not None and cache_path.is_file():
         print(f"Features: {cache_path} (cached)", flush=True)
-        cached = torch.load(cache_path, map_location="cpu")
+        cached = load_torch_file(cache_path, "the feature cache transfer.py writes")
         return cached["features"].float(), cached["readable"]
     chunks, readable = [], []
     loader = _loader(dataset, batch_size, num_workers)
@@ -251,7 +251,7 @@ class _Setup:
     def __init__(self, cfg: DictConfig, device: torch.device):
         t = cfg.transfer
         self.device = device
-        self.checkpoint = resolve_checkpoint(cfg.ckpt) if cfg.get("ckpt") else None
+        self.checkpoint = read_checkpoint(cfg.ckpt) if cfg.get("ckpt") else None
         if self.checkpoint is None and t.mode != "scratch":
             raise ConfigError(
                 f"transfer.mode={t.mode} needs a pretrained network: pass ckpt=<checkpoint file or run folder> "
@@ -259,8 +259,8 @@ class _Setup:
             )
         self.model = None
         if self.checkpoint is not None:  # the architecture now (cheap, memory-mapped); the weights in load()
-            hp = torch.load(self.checkpoint, map_location="cpu", weights_only=False, mmap=True)["hyper_parameters"]
-            self.hparams, self.input_size = dict(hp), int(hp["input_size"])
+            self.hparams = self.checkpoint.hparams
+            self.input_size = int(self.hparams["input_size"])
         else:
             self.input_size = int(cfg.data.image_size)
             self.hparams = {"name": str(t.arch), "input_size": self.input_size}
@@ -271,10 +271,10 @@ class _Setup:
         """The pretrained network and the input normalization it was trained with."""
         if self.checkpoint is None:
             return
-        self.model, record = load_checkpoint(self.checkpoint, self.device)
+        self.model, record = self.checkpoint.model(self.device), self.checkpoint.data
         if not record.get("mean"):
             raise UserError(
-                f"{self.checkpoint} records no input normalization (it was not saved by LitClassifier during "
+                f"{self.checkpoint.path} records no input normalization (it was not saved by LitClassifier during "
                 f"training with a datamodule); transfer needs it to feed images the way training did."
             )
         self.record = record
@@ -305,7 +305,7 @@ def _layer_features(cfg: DictConfig, setup: _Setup, dataset, image_size: int):
     t = cfg.transfer
     cache = None
     if t.cache_dir:
-        cache = feature_cache_path(t.cache_dir, setup.checkpoint, int(t.layer), int(t.grid), dataset, image_size)
+        cache = feature_cache_path(t.cache_dir, setup.checkpoint.path, int(t.layer), int(t.grid), dataset, image_size)
     return extract_features(
         setup.model,
         dataset,
@@ -523,7 +523,7 @@ def transfer(cfg: DictConfig) -> dict:
         for lg in loggers:
             hparams = OmegaConf.to_container(cfg, resolve=True)
             hparams.pop("hydra", None)
-            lg.log_hyperparams({**hparams, "checkpoint": str(setup.checkpoint)})
+            lg.log_hyperparams({**hparams, "checkpoint": str(setup.checkpoint.path if setup.checkpoint else None)})
         run = run_voc if isinstance(dm, VOCDataModule) else run_caltech
         from threadpoolctl import threadpool_limits  # scikit-learn's dependency
 

@@ -5,15 +5,15 @@
   under SLURM starts no processes itself: one SLURM task per device, or the job hangs at "Initializing
   distributed" or trains N unrelated copies into one folder).
 * :func:`check_job_resources` is the same check inside a running SLURM job (someone's own ``sbatch`` script).
-* :func:`resume_checkpoint`: a run folder that already holds ``checkpoints/last.ckpt`` resumes from it (a
-  requeued job, or a sweep re-launched into the same sweep folder: Hydra's sweep dir + job number are stable
-  because the launcher pickles the resolved ``${now:...}``) and a finished one is skipped.
+
+Resuming in the same run folder (a requeued job, or a sweep re-launched into the same sweep folder: Hydra's sweep
+dir + job number are stable because the launcher pickles the resolved ``${now:...}``) is
+:func:`zfnet_exp.runs.resume_checkpoint`, beside everything else that reads a run folder.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
@@ -96,30 +96,6 @@ def check_job_resources(trainer: DictConfig) -> None:
                 "hydra.launcher.nodes", "SLURM --nodes"
             )
         )
-
-
-def resume_checkpoint(run_dir: Path, cfg: DictConfig) -> str | None:
-    """``last.ckpt`` of this run folder if there is one (printed), ``"finished"`` when it already holds the end of
-    training (printed: nothing to do), else None (a fresh start)."""
-
-    from .checkpoints import _read
-
-    last = Path(run_dir) / "checkpoints" / "last.ckpt"
-    if not last.is_file():
-        return None
-    ckpt = _read(last)
-    epoch, step = int(ckpt.get("epoch", 0)), int(ckpt.get("global_step", 0))
-    batch = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
-    epoch_done = bool(batch.get("is_last_batch", False))
-    max_epochs = cfg.trainer.get("max_epochs")
-    if epoch_done and max_epochs is not None and epoch + 1 >= int(max_epochs):
-        say(
-            f"{run_dir} already finished (epoch {epoch + 1}/{max_epochs}, step {step}): skipping. Pass "
-            f"auto_resume=false (and another hydra.run.dir / hydra.sweep.dir) to train again from scratch."
-        )
-        return "finished"
-    say(f"Resuming from {last} (epoch {epoch + 1}, step {step}) in the same run folder.")
-    return str(last)
 
 
 def say(message: str) -> None:

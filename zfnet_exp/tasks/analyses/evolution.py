@@ -23,26 +23,24 @@ from ...diagnostics.geometry import NoReceptiveField
 from ...diagnostics.layers import conv_layer_names
 from ...diagnostics.projections import topk_projections
 from ...diagnostics.topk import mine_topk
+from ...runs import Checkpoint, build_dataset, read_checkpoint
 from ...utils.skips import say_skipped
 from ...utils.tensors import pick_maps, seeded_subset
 from ...viz.grids import evolution_figure
 from ...viz.images import normalize_each
-from ..analyze import build_dataset, load_checkpoint
 
 if TYPE_CHECKING:
     from ..analyze import AnalysisContext
 
 
-def _epoch(path: Path) -> int:
-    return int(torch.load(path, map_location="cpu", weights_only=False).get("epoch", -1)) + 1
-
-
-def checkpoints(ref: Path, explicit) -> list[Path]:
+def checkpoints(ref: Path, explicit) -> list[Checkpoint]:
+    """The checkpoints to show, one per epoch, in epoch order (each file read once)."""
     paths = [Path(p) for p in explicit] if explicit else sorted(ref.parent.glob("*.ckpt"))
     paths = list(dict.fromkeys([*paths, ref]))
-    by_epoch: dict[int, Path] = {}
+    by_epoch: dict[int, Checkpoint] = {}
     for p in sorted(paths, key=lambda q: (q.name == "last.ckpt", str(q))):
-        by_epoch.setdefault(_epoch(p), p)  # last.ckpt duplicates an epoch file: keep the named one
+        ckpt = read_checkpoint(p)
+        by_epoch.setdefault(ckpt.epoch + 1, ckpt)  # last.ckpt duplicates an epoch file: keep the named one
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
@@ -70,9 +68,9 @@ def run(
     cells: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
     records: dict[str, list[dict]] = {layer: [] for layer in layers}
     epochs, skipped = [], {}
-    for path in ckpts:
-        model, _ = load_checkpoint(path, ctx.device)
-        epochs.append(_epoch(path))
+    for ckpt in ckpts:
+        model = ckpt.model(ctx.device)
+        epochs.append(ckpt.epoch + 1)
         topk = mine_topk(model, subset, layers, k=1, batch_size=ctx.batch_size, device=ctx.device)
         for layer in layers:
             if layer in skipped:
@@ -89,7 +87,7 @@ def run(
             records[layer].append(
                 {
                     "epoch": epochs[-1],
-                    "checkpoint": str(path),
+                    "checkpoint": str(ckpt.path),
                     "maps": maps,
                     "indices": idx,
                     "values": t.values[maps, 0].tolist(),
@@ -113,4 +111,4 @@ def run(
         ctx.sink.log_json(
             f"diag/{layer}/evolution", {"layer": layer, "epochs": epochs, "records": records[layer]}, step=step
         )
-    return {"epochs": epochs, "checkpoints": [str(p) for p in ckpts]}
+    return {"epochs": epochs, "checkpoints": [str(c.path) for c in ckpts]}
