@@ -122,6 +122,13 @@ def read_checkpoint(path: str | Path, prefer: str = "best", key: str = "ckpt") -
             if _is_state_dict(raw)
             else ""
         )
+        published = _published(raw) if _is_state_dict(raw) else None
+        if published is not None:
+            found = f"published {published.layout.source} `{published.layout.name}` ImageNet weights"
+            hint = (
+                f" Convert them once into a checkpoint: python -m zfnet_exp.models.pretrained {p} --out <folder>, "
+                f"then pass {key}=<folder>; or start a training run from them with model.checkpoint={p}."
+            )
         raise UserError(
             f"{key}={p} holds {found}, not {LIGHTNING_CHECKPOINT} with its model hyper-parameters and weights. "
             f"Pass {key}=<run folder> or {key}=<run folder>/checkpoints/last.ckpt.{hint}"
@@ -133,6 +140,16 @@ def read_checkpoint(path: str | Path, prefer: str = "best", key: str = "ckpt") -
             f"hyper-parameters). Pass a checkpoint written by train.py."
         )
     return Checkpoint(p, raw)
+
+
+def _published(state: dict) -> Any:
+    """The published network a bare state dict holds (:func:`zfnet_exp.models.pretrained.identify`), else None."""
+    from .models.pretrained import identify
+
+    try:
+        return identify(state)
+    except UserError:
+        return None
 
 
 def _is_state_dict(obj: Any) -> bool:
