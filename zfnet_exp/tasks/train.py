@@ -79,7 +79,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         cfg.trainer,
         callbacks=callbacks,
         logger=[*loggers, EpochCSVLogger(run_dir)],
-        plugins=[*cluster_plugins(), AtomicCheckpointIO()],
+        plugins=[*cluster_plugins(), AtomicCheckpointIO({str(resume.path): resume.raw} if resume else None)],
     )
     _announce(run_dir, loggers)
     with children_ignore_preemption():  # W&B's service process must survive the scheduler's signal
