@@ -44,7 +44,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..data.normalize import Normalizer
 from ..models import LitClassifier
-from ..utils.records import add_record_option, numeric_figures, recording
+from ..utils.records import Figure, add_record_option, numeric_figures, recording
 
 ROOT = Path(__file__).resolve().parents[2]
 # dense bf16 tensor-core peaks (vendor datasheets; performance-anchors.md section 6)
@@ -461,8 +461,8 @@ def main(argv=None) -> int:
     with recording("throughput", args.record, "python -m zfnet_exp.benchmarks.throughput", argv) as rec:
         row = run(args)
         print(report(row), flush=True)
+        rec.extend(Figure(k, v) for k, v in row.items() if isinstance(v, (str, bool)))  # device, backend, ...
         rec.extend(numeric_figures(row, units=UNITS))
-        rec.source = {k: v for k, v in row.items() if isinstance(v, (str, bool))}  # device, backend, ...
     if args.csv:
         write_csv(row, args.csv)
         print(f"CSV row appended to {args.csv}")
