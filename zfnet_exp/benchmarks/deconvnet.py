@@ -117,6 +117,8 @@ def figures(result: dict) -> list[Figure]:
 
 
 def measure(args: argparse.Namespace) -> dict:
+    """Time and print the workload of ``args`` (what :func:`main` parsed); return the numbers for the caller and
+    the record."""
     size = args.size or (112 if args.quick else 224)
     maps = args.maps or (2 if args.quick else 8)
     layers = [s.strip() for s in args.layers.split(",") if s.strip()]

@@ -134,6 +134,8 @@ def figures(rows: list[dict]) -> list[Figure]:
 
 
 def measure(args: argparse.Namespace) -> list[dict]:
+    """Time and print the workload of ``args`` (what :func:`main` parsed); return the numbers for the caller and
+    the record."""
     torch.set_num_threads(1)  # the loader's cost, not intra-op parallelism in the main process
     root = Path(args.root or tempfile.mkdtemp(prefix="zfnet-loader-bench-"))
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]

@@ -83,6 +83,8 @@ def figures(result: dict) -> list[Figure]:
 
 
 def measure(args: argparse.Namespace) -> dict:
+    """Time and print the workload of ``args`` (what :func:`main` parsed); return the numbers for the caller and
+    the record."""
     from captum.attr import Occlusion
 
     from zfnet_exp.diagnostics.occlusion import occlusion_sensitivity

@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def measure(args: argparse.Namespace) -> dict:
+    """Time and print the workload of ``args`` (what :func:`main` parsed); return the numbers for the caller and
+    the record."""
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
