@@ -163,7 +163,8 @@ def summarize_run(folder: Path, lever: str, seed: int) -> dict | None:
         "conv1_dead_frac": _float(last, "health/conv1/dead_frac"),
         "conv2_dead_frac": _float(last, "health/conv2/dead_frac"),
         "conv1_rms": _float(last, "health/conv1/rms_mean"),
-        "wall_s": float(wall.read_text()) if wall.is_file() else None,
+        # the subprocess's wall time; without it (runs made elsewhere) the run's own metrics.csv time/elapsed_s
+        "wall_s": float(wall.read_text()) if wall.is_file() else _float(last, "time/elapsed_s"),
         "overrides": " ".join(LEVERS.get(lever, [])),
     }
 
