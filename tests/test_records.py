@@ -1,7 +1,8 @@
 """Results records (:mod:`zfnet_exp.utils.records`): a benchmark's ``--record`` file holds its command, date, machine
 and versions and the very numbers the command printed (reference: the printed text, parsed); ``record_run`` keeps a
 training run's accuracy, wall time and aliasing trace as its ``metrics.csv`` has them, and a faithfulness analysis'
-table as its ``faithfulness.csv`` has it (reference: those files read with the csv module); ``metrics.csv``'s
+table as its ``faithfulness.csv`` has it, and the lever command its table (reference: those files read with the csv
+module, or written here); ``metrics.csv``'s
 ``time/elapsed_s`` is the wall clock since the task began, summed over resumed sessions (reference: the clock)."""
 
 from __future__ import annotations
@@ -179,3 +180,34 @@ def test_metrics_csv_elapsed_counts_from_the_task_start_and_across_a_resume(tmp_
     rows = _csv(tmp_path / "metrics.csv")
     assert float(rows[0]["time/elapsed_s"]) == first
     assert first + 5.0 - 0.05 <= float(rows[1]["time/elapsed_s"]) <= first + time.time() - resumed_start + 0.05
+
+
+def test_levers_record_holds_the_table_of_finished_runs(tmp_path, capsys):
+    """Reference: the runs' metrics.csv written here (val top-1, conv1 aliasing after epochs 1 / middle / last);
+    the wall time falls back to the run's own ``time/elapsed_s`` when the lever command did not time it."""
+    from zfnet_exp.experiments.levers import main, run_dir
+
+    for seed, accs in ((42, (0.5, 0.8, 0.9)), (43, (0.4, 0.7, 0.95))):
+        folder = run_dir(tmp_path / "out", "default", seed)
+        folder.mkdir(parents=True)
+        rows = [{"epoch": e, "val/acc_top1": a, "val/err_top1": 1 - a, "health/conv1/aliasing": 0.8 - 0.1 * e,
+                 "time/elapsed_s": 10.0 * (e + 1)} for e, a in enumerate(accs)]  # fmt: skip
+        with (folder / "metrics.csv").open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    args = ["--out", str(tmp_path / "out"), "--only", "default", "--seeds", "42,43", "--summarize"]
+    assert main([*args, "--record", str(tmp_path / "results")]) == 0
+    out = capsys.readouterr().out
+    record = read_record(_only_record(tmp_path / "results" / "levers"))
+    values = record["values"]
+    for seed, last in ((42, 90.0), (43, 95.0)):
+        assert values[f"default/seed{seed}/val_top1"] == last and values[f"default/seed{seed}/epochs"] == 3
+        assert values[f"default/seed{seed}/aliasing_first"] == pytest.approx(0.8)
+        assert values[f"default/seed{seed}/aliasing_mid"] == pytest.approx(0.7)
+        assert values[f"default/seed{seed}/aliasing_last"] == pytest.approx(0.6)
+        assert values[f"default/seed{seed}/wall_s"] == 30.0
+    assert record["command"] == "python -m zfnet_exp.experiments.levers " + shlex.join(
+        [*args, "--record", str(tmp_path / "results")]
+    )
+    assert record["printed"] == out.split("record: ")[0] and "| default | 42 | 3 | 90.0 |" in record["printed"]
