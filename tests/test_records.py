@@ -2,8 +2,8 @@
 and versions and the very numbers the command printed (reference: the printed text, parsed); ``record_run`` keeps a
 training run's accuracy, wall time and aliasing trace as its ``metrics.csv`` has them, and a faithfulness analysis'
 table as its ``faithfulness.csv`` has it, and the lever command its table (reference: those files read with the csv
-module, or written here); ``metrics.csv``'s
-``time/elapsed_s`` is the wall clock since the task began, summed over resumed sessions (reference: the clock)."""
+module, or written here); ``metrics.csv``'s ``time/elapsed_s`` is the wall clock since the task began, summed over
+resumed sessions (reference: the clock)."""
 
 from __future__ import annotations
 
