@@ -316,10 +316,6 @@ class ImageFolderDataModule(L.LightningDataModule):
             return batch
         return type(batch)([self.normalizer(x), *batch[1:]])
 
-    def normalization_params(self) -> dict:
-        """The normalization record (``Normalizer.record()``): what a figure needs to show network inputs."""
-        return self.normalizer.record()
-
     def state_dict(self) -> dict:
         """Saved by Lightning in every checkpoint: what offline tasks need to feed images as training did."""
         if self.normalizer is None:
