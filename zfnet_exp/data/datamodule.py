@@ -27,13 +27,11 @@ DATA_STATE_VERSION = 2
 
 def data_state(checkpoint: dict) -> dict:
     """The datamodule state a checkpoint holds (Lightning stores ``datamodule.state_dict()`` under the class
-    name, which the offline tasks do not know): normalization record, ``image_size``, ``classes``, ``root``.
-    Checkpoints written before the datamodule carried its own state kept it under ``zfnet_data``."""
+    name, which the offline tasks do not know): normalization record, ``image_size``, ``classes``, ``root``."""
     for value in checkpoint.values():
         if isinstance(value, dict) and DATA_STATE_KEY in value:
             return value
-    legacy = checkpoint.get(DATA_STATE_KEY)
-    return dict(legacy) if isinstance(legacy, dict) else {}
+    return {}
 
 
 def _run_seed() -> int:

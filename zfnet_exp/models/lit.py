@@ -37,7 +37,7 @@ class LitClassifier(L.LightningModule):
     def __init__(
         self,
         name: str = "zfnet",
-        arch: dict | str | None = None,
+        arch: dict | None = None,
         library: str = "zfnet_exp",
         checkpoint: str | None = None,
         num_classes: int = 1000,
@@ -57,8 +57,6 @@ class LitClassifier(L.LightningModule):
         compile_options: dict | None = None,
     ):
         super().__init__()
-        if isinstance(arch, str):  # checkpoints written before the architecture became config: arch = name
-            name, arch = arch, None
         self.save_hyperparameters(
             {
                 "name": name,
