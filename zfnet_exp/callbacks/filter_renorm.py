@@ -16,6 +16,9 @@ class FilterRenormalization(L.Callback):
 
     def on_fit_start(self, trainer, pl_module) -> None:
         conv_modules(pl_module, self.layers)  # fail at start, not mid-epoch, on a wrong layer name
+        # no rescaling before the first optimizer step (under gradient accumulation the first batches end at
+        # the starting step): filters change only in an optimizer step
+        self._last_step = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         # global_step counts optimizer steps, so with gradient accumulation we clip once per real update

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import lightning as L
 
-from ..data.normalize import normalized_split
+from ..data.normalize import denormalizer, normalized_split
 from ..diagnostics.autograd import input_gradients_only
 from ..figures import emit, fig7
 from ..utils.tensors import seeded_subset
 from ..viz import ImageSink
-from ._util import denormalizer, diagnostic_due
+from ._util import diagnostic_due
 
 
 class OcclusionSensitivity(L.Callback):

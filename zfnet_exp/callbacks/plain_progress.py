@@ -4,8 +4,13 @@ Why: a tqdm bar redraws one line with carriage returns; in a file that is either
 nothing when stdout is redirected) or megabytes of partial lines. A cluster user reading ``tail -f`` of the job
 log wants, every N steps and once per epoch, one line with the step, the throughput, the ETA and the main metrics:
 
-    epoch 3/12 step 250/1600 | 412 img/s | ETA 0:05:31 | train/loss 1.834 train/acc_top1 0.412
-    epoch 3/12 done step 400/1600 | 405 img/s | 0:00:59/epoch | ETA 0:11:47 | val/loss 1.702 val/acc_top1 0.455
+    epoch 3/12 step 250/1600 | 412 img/s | ETA 0:05:31 | train/loss 1.834
+    epoch 3/12 done step 400/1600 | 405 img/s | 0:00:59/epoch | ETA 0:11:47 | train/loss 1.802 val/loss 1.702 ...
+
+Only values that are current where a line is printed: the training values logged at that step (the loss; the
+epoch's training accuracy is aggregated only after the epoch's validation, so any earlier line would show the
+previous epoch's under this epoch's number) and, on the epoch line, the validation that has just ended. The
+epoch's training accuracy is in metrics.csv and the logger.
 
 Lightning replaces its default bar by any :class:`ProgressBar` callback, so this one takes its place; the train
 task installs it when ``progress.plain`` is ``auto`` and stdout is not a TTY (or when it is ``true``).
@@ -54,9 +59,12 @@ class PlainProgress(ProgressBar):
         return self.trainer.estimated_stepping_batches
 
     def _metrics(self, prefix: str) -> str:
+        """Training: the values logged at this step (``<key>_step``); validation: those of the validation that
+        has just ended."""
+        suffixes = ("_step",) if prefix == "train" else ("", "_epoch")
         items = []
         for name in MAIN_METRICS:
-            for key in (f"{prefix}/{name}_step", f"{prefix}/{name}", f"{prefix}/{name}_epoch"):
+            for key in (f"{prefix}/{name}{suffix}" for suffix in suffixes):
                 v = self.trainer.callback_metrics.get(key)
                 if isinstance(v, torch.Tensor) and v.numel() == 1:
                     items.append(f"{prefix}/{name} {float(v):.4f}")

@@ -22,12 +22,12 @@ from contextlib import ExitStack
 
 import lightning as L
 
-from ..data.normalize import normalized_split
+from ..data.normalize import denormalizer, normalized_split
 from ..diagnostics.layers import conv_layer_names
 from ..diagnostics.topk import TopKAccumulator
 from ..figures import emit, fig2
 from ..viz import ImageSink
-from ._util import capture_first, denormalizer, diagnostic_due, gather_topk, layer_channels
+from ._util import capture_first, diagnostic_due, gather_topk, layer_channels
 
 
 class Top9Deconv(L.Callback):

@@ -27,13 +27,11 @@ DATA_STATE_VERSION = 2
 
 def data_state(checkpoint: dict) -> dict:
     """The datamodule state a checkpoint holds (Lightning stores ``datamodule.state_dict()`` under the class
-    name, which the offline tasks do not know): normalization record, ``image_size``, ``classes``, ``root``.
-    Checkpoints written before the datamodule carried its own state kept it under ``zfnet_data``."""
+    name, which the offline tasks do not know): normalization record, ``image_size``, ``classes``, ``root``."""
     for value in checkpoint.values():
         if isinstance(value, dict) and DATA_STATE_KEY in value:
             return value
-    legacy = checkpoint.get(DATA_STATE_KEY)
-    return dict(legacy) if isinstance(legacy, dict) else {}
+    return {}
 
 
 def _run_seed() -> int:
@@ -315,10 +313,6 @@ class ImageFolderDataModule(L.LightningDataModule):
         if not torch.is_tensor(x):
             return batch
         return type(batch)([self.normalizer(x), *batch[1:]])
-
-    def normalization_params(self) -> dict:
-        """The normalization record (``Normalizer.record()``): what a figure needs to show network inputs."""
-        return self.normalizer.record()
 
     def state_dict(self) -> dict:
         """Saved by Lightning in every checkpoint: what offline tasks need to feed images as training did."""

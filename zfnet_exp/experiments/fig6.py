@@ -4,6 +4,7 @@ filter health and accuracy with the effect size, and a figure of both first laye
 
     python train.py -m experiment=fig6_shapes                 # trains 2 variants x 3 seeds, then this summary
     python -m zfnet_exp.experiments.fig6 <sweep folder>       # the summary again (also of a partly done sweep)
+    python -m zfnet_exp.experiments.fig6 <sweep folder> --record   # and keep its numbers in results/fig6/
 
 Writes into the sweep folder: ``fig6.md`` (also printed), ``fig6_summary.csv`` (one row per metric: mean and
 sample std per variant, difference, Cohen's d, Welch's t-test), ``fig6_runs.csv`` (one row per run: the final
@@ -39,8 +40,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import UserError
 from ..runs import read_checkpoint
+from ..utils.records import add_record_option, recording
 from ..utils.tables import write_csv
 from .collect import run_choices, run_config, validated_epochs
+from .record_run import fig6_figures
 
 # (metrics.csv key, column, label, scale)
 LOGGED = (
@@ -449,8 +452,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--maps", type=int, default=4, help="conv2 feature maps in each top-9 panel (default 4)")
     ap.add_argument("--no-figure", dest="figure", action="store_false", help="the table only")
     ap.add_argument("--device", default="auto", help="for the figure's top-9 mining: auto | cpu | cuda")
+    add_record_option(ap)
     args = ap.parse_args(argv)
-    run_task(lambda a: report(a.paths, a.out, figure=a.figure, maps=a.maps, device=a.device), args)
+    run_task(lambda a: _report_and_record(a, argv), args)
+
+
+def _report_and_record(args: argparse.Namespace, argv: Sequence[str] | None) -> Fig6Result:
+    """:func:`report`; with ``--record``, the table's numbers also become a results record (``results/fig6/``)."""
+    with recording("fig6", args.record, "python -m zfnet_exp.experiments.fig6", argv) as rec:
+        result = report(args.paths, args.out, figure=args.figure, maps=args.maps, device=args.device)
+        rec.extend(fig6_figures(result))
+        rec.source = {"runs": [str(r.path) for r in result.runs], "skipped": result.skipped}
+    return result
 
 
 if __name__ == "__main__":

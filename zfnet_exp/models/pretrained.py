@@ -222,7 +222,7 @@ def read_published(path: str | Path, where: str = "model.checkpoint") -> Publish
 def arch_changes(arch: Any, spec: ArchSpec) -> list[str]:
     """The ``model.arch`` keys (``conv1.norm``, ``conv1.padding``) whose values ``spec`` replaces."""
     try:
-        mine = config_from_spec(spec_from_config(arch)) if arch is not None and not isinstance(arch, str) else {}
+        mine = config_from_spec(spec_from_config(arch)) if arch is not None else {}
     except ConfigError:
         mine = {}
     theirs = config_from_spec(spec)

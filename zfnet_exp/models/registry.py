@@ -139,8 +139,6 @@ def build_model(
     if library not in LIBRARIES:
         raise ConfigError(f"model.library={library!r} is not a valid choice; choose one of: {', '.join(LIBRARIES)}.")
     if library == "zfnet_exp":
-        if isinstance(arch, str):  # checkpoints written before the architecture became config
-            name, arch = arch, None
         if arch is None:
             model = create_model(name, num_classes, input_size, init, init_std, zero_head, **(overrides or {}))
         else:

@@ -10,7 +10,8 @@ paragraph and exit code 2:
 * a key that does not exist (``trainer.max_epoch=3``, ``model.arch.conv1.kernal=5``): the closest valid key
   (``difflib``) and the keys that node has;
 * a group option that does not exist (``model=zfnett``, ``data=imgnet``, ``callbacks=[top99]``): the options;
-* a value of the wrong type for a typed key (``model.init_std=abc``): the type expected.
+* a value of the wrong type for a typed key (``model.init_std=abc``): the type expected;
+* a config group the entry point needs and nobody chose (``analyze.py`` without ``analysis=<name>``): the options.
 
 Anything else (and ``--help``, ``--info``, shell completion, ``--config-dir``) is left to Hydra unchanged, which
 then composes again and reports it as before; a command that composes runs exactly as under ``hydra.main``.
@@ -128,6 +129,9 @@ def _explain(error: Exception, conf: Path, config_name: str, overrides: list[str
 
     if isinstance(error, MissingConfigException) and error.missing_cfg_file:
         return _unknown_option(error.missing_cfg_file, conf, config_name)
+    unchosen = re.match(r"You must specify '([^']+)'", str(error))
+    if unchosen:
+        return _unchosen_group(unchosen.group(1), conf, config_name)
     cause = error.__cause__
     missing = re.match(r"Could not override '([^']+)'", str(error))
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and missing:
@@ -150,6 +154,16 @@ def _unknown_option(missing: str, conf: Path, config_name: str) -> str:
     return (
         f"{group}={option} is not an option of the '{group}' config group (there is no conf/{group}/{option}.yaml); "
         f"the options are: {', '.join(options)}.{guess} Pick one of them on the command line, e.g. {group}={suggestion}"
+    )
+
+
+def _unchosen_group(group: str, conf: Path, config_name: str) -> str:
+    """Hydra's own words first (``You must specify 'analysis'``), then the options on one line."""
+    options = [o for o in _group_options(conf, config_name, group) if not o.endswith("_schema")]
+    example = options[0] if options else "..."
+    return (
+        f"You must specify '{group}': conf/{config_name}.yaml leaves it to the command line. "
+        f"The options are: {', '.join(options)}. Add one, e.g. {group}={example}"
     )
 
 

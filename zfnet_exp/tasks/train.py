@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 
 import lightning as L
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and return the final scalar metrics (``cfg.optimized_metric`` among them, for Hydra sweepers)."""
+    started = time.time()  # metrics.csv's time/elapsed_s counts from here (dataset preparation included)
     validate_config(cfg)
     forget_skips()  # "skipped layers" lines: once per run, also when a multirun's jobs share the process
     try:  # the model's structure only (no memory, no init): wrong layer names fail before any data is read
@@ -78,8 +80,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         callbacks=callbacks,
-        logger=[*loggers, EpochCSVLogger(run_dir)],
-        plugins=[*cluster_plugins(), AtomicCheckpointIO()],
+        logger=[*loggers, EpochCSVLogger(run_dir, started=started)],
+        plugins=[*cluster_plugins(), AtomicCheckpointIO({str(resume.path): resume.raw} if resume else None)],
     )
     _announce(run_dir, loggers)
     with children_ignore_preemption():  # W&B's service process must survive the scheduler's signal

@@ -1,6 +1,7 @@
 """Checkpoint files written atomically: a kill at any moment (SIGKILL, node failure, a requeue) leaves either the
 previous complete file or the new complete file, never a half-written ``last.ckpt`` that a requeued job would
-then fail to load (or, worse, load stale data from)."""
+then fail to load (or, worse, load stale data from). Reading goes through the project's one safe reader
+(:func:`zfnet_exp.utils.torch_files.load_torch_file`), so a resume obeys the same rule as every other task."""
 
 from __future__ import annotations
 
@@ -11,11 +12,27 @@ from typing import Any
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from .torch_files import load_torch_file
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint IO, but each file is written to ``.<name>.tmp-<pid>`` beside its target, flushed to
     disk and then renamed over it (``os.replace`` is atomic within one filesystem). Remote paths (s3://...) are
-    left to the parent, whose object stores write whole objects anyway."""
+    left to the parent, whose object stores write whole objects anyway.
+
+    ``preloaded``: a checkpoint the task already read and checked (``{path: raw dict}``), handed to Lightning's
+    restore instead of reading the file a second time."""
+
+    def __init__(self, preloaded: dict[str, dict[str, Any]] | None = None):
+        super().__init__()
+        self._preloaded = {str(Path(k).resolve()): v for k, v in (preloaded or {}).items()}
+
+    def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
+        protocol = get_filesystem(path).protocol
+        if "file" not in (protocol if isinstance(protocol, (tuple, list)) else (protocol,)):
+            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+        raw = self._preloaded.pop(str(Path(path).resolve()), None)
+        return raw if raw is not None else load_torch_file(path, "a checkpoint written by train.py")
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
         protocol = get_filesystem(path).protocol
