@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
+from scipy.stats import binomtest
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -209,15 +210,14 @@ def baseline_map(name: str, batch: int, height: int, width: int) -> Tensor:
 # ----------------------------------------------------------------------------------------- the table
 
 
-def wilson_interval(hits: Tensor, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval (95% for z = 1.96) of a hit rate: honest at rates near 0 or 1 and small n."""
+def wilson_interval(hits: Tensor, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a hit rate (scipy's ``binomtest(...).proportion_ci``): honest at rates near 0 or 1
+    and small n, where the normal approximation would leave [0, 1]."""
     n = hits.numel()
     if n == 0:
         return float("nan"), float("nan")
-    p = float(hits.double().mean())
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    ci = binomtest(int(hits.sum()), n).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 METRICS = ("deletion", "insertion", "pointing")
