@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import binomtest
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from ..utils.progress import progress_bar
 from ..utils.tensors import argmax_yx, eval_mode
 
 MODES = ("deletion", "insertion")
@@ -263,7 +263,7 @@ def faithfulness_table(
         masks = masks.cpu()
         off_centre = ~pointing_game(center_baseline(b, h, w), masks, tolerance)
     rows = []
-    for name, m in tqdm(all_maps.items(), desc="faithfulness", unit="method", disable=not progress):
+    for name, m in progress_bar(all_maps.items(), desc="faithfulness", unit="method", enabled=progress):
         row: dict = {"method": name, "n": b}
         if "deletion" in metrics:
             row["deletion_auc"] = float(deletion_auc(model, images, m, targets, n_steps, batch_size)[0].mean())

@@ -148,6 +148,3 @@ def train_and_predict(
     batches = trainer.predict(lit, dataloaders=test_loader)
     logits, indices = zip(*batches)
     return torch.cat(logits), torch.cat(indices)
-
-
-__all__ = ["TransferClassifier", "new_head", "soft_targets", "train_and_predict", "transfer_classifier"]
