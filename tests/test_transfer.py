@@ -264,3 +264,38 @@ def test_finetune_network_keeps_the_pretrained_layers(tmp_path, library, name, h
     assert {id(p) for p in new["params"]} == head_params and new["lr"] == 0.01
     assert len(old["params"]) == len(list(net.model.parameters())) - 2 and old["lr"] == pytest.approx(0.001)
     assert config["lr_scheduler"]["scheduler"].T_max == 10 and config["lr_scheduler"]["interval"] == "step"
+
+
+def test_multilabel_loss_weights_each_present_class_equally():
+    """The fine-tuning loss on multi-label images (VOC): for each image with at least one present class, the mean
+    over its present classes of -log softmax (reference: a per-image loop); images without one are left out,
+    "difficult"-only labels (IGNORE) are not present classes."""
+    from zfnet_exp.data.voc import IGNORE
+    from zfnet_exp.tasks.transfer_training import TransferClassifier
+
+    torch.manual_seed(0)
+    record = {"mean": [0.5] * 3, "std": [0.25] * 3, "normalization": "standard"}
+    lit = TransferClassifier(record, name="zfnet", num_classes=4, input_size=64, optimizer={"lr": 0.1})
+    x = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
+    y = torch.tensor([[1, 0, 1, 0], [0, 0, 0, IGNORE], [0, 1, 0, 0]])
+    x = lit.on_after_batch_transfer((x, y), 0)[0]
+    lit.eval()  # dropout off, so the reference sees the same logits
+    with torch.no_grad():
+        loss = lit.training_step((x, y), 0)
+        logp = torch.log_softmax(lit(x), 1)
+    reference = torch.stack([-(logp[0, 0] + logp[0, 2]) / 2, -logp[2, 1]]).mean()
+    assert loss == pytest.approx(float(reference), rel=1e-5)
+
+
+def test_voc_finetune_end_to_end(tiny_ckpt, datasets, tmp_path, capsys):
+    """VOC fine-tuning (soft targets, Lightning's Trainer) one epoch: Table 6 with this run's column, its mean the
+    mean of the scored classes' AP (cat, dog, person have positives), and the result's mAP the same."""
+    out = tmp_path / "run"
+    result = _transfer(out, f"ckpt={tiny_ckpt}", "data=voc2012", f"data.root={datasets / 'voc'}",
+                       "transfer.mode=finetune", "transfer.epochs=1")  # fmt: skip
+    rows = {r["class"]: r for r in _csv(out / "table6.csv")}
+    scored = [float(rows[c]["this run"]) for c in ("Cat", "Dog", "Person")]
+    assert rows["Airplane"]["this run"] == "-"
+    assert float(rows["Mean"]["this run"]) == pytest.approx(np.mean(scored), abs=0.1)
+    assert result["mAP"] == pytest.approx(np.mean(scored) / 100, abs=1e-3)
+    assert "Ours: fine-tuned" in capsys.readouterr().out
