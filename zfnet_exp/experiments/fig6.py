@@ -8,7 +8,8 @@ filter health and accuracy with the effect size, and a figure of both first laye
 Writes into the sweep folder: ``fig6.md`` (also printed), ``fig6_summary.csv`` (one row per metric: mean and
 sample std per variant, difference, Cohen's d, Welch's t-test), ``fig6_runs.csv`` (one row per run: the final
 epoch's values, i.e. the per-seed numbers) and ``fig6.png`` (conv1 filter grids and conv2 top-9 panels of one
-seed of each variant, drawn with the same functions as the training callbacks, from each run's last checkpoint).
+seed of each variant, drawn with the same functions as the training callbacks, from each run's last checkpoint;
+:mod:`zfnet_exp.figures.fig6`) with ``fig6.json`` (its captions and which run each column is).
 
 The numbers are each run's own per-epoch ``metrics.csv`` (FilterHealth callback): ``health/conv1/aliasing``,
 ``health/conv1/dead_frac``, ``health/conv2/dead_frac``, ``val/acc_top1`` at the final epoch. One more column
@@ -22,6 +23,7 @@ run at all, are listed by name.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
@@ -370,28 +372,20 @@ def figure_seed(by_variant: dict[str, list[Fig6Run]]) -> dict[str, Fig6Run]:
 
 
 def variant_panels(run: Fig6Run, maps: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The conv1 filter grid and the conv2 top-9 panel of one run's last checkpoint, made by the functions
-    the FilterHealth and Top9Deconv callbacks use (mined over the checkpoint's own validation split)."""
+    """The conv1 filter grid and the conv2 top-9 panel of one run's last checkpoint, mined over the
+    checkpoint's own validation split (:func:`zfnet_exp.figures.fig6.variant_panels`)."""
     from ..data.normalize import denormalizer
-    from ..diagnostics.projections import topk_projections
-    from ..diagnostics.topk import mine_topk
+    from ..figures import fig6
     from ..runs import build_dataset, load_model
-    from ..utils.tensors import pick_maps
-    from ..viz.grids import filter_grid, top9_panel
 
     model, data = load_model(run.checkpoint, device)
-    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
-    grid = filter_grid(first.weight, scale=4)
     dataset = build_dataset(data, "val")
     print(f"fig6: {run.variant} seed {run.seed}: conv2 top-9 over {len(dataset)} val images", flush=True)
-    topk = mine_topk(model, dataset, ["conv2"], k=9, batch_size=64, device=device)["conv2"]
-    chosen = pick_maps(topk.values.shape[0], maps, 0, "conv2")
-    proj, patches, filled = topk_projections(model, dataset, "conv2", topk, chosen, device)
-    return grid, top9_panel(proj, patches, filled, denormalizer(data), maps_per_row=2)
+    return fig6.variant_panels(model, dataset, denormalizer(data), maps, device)
 
 
 def _figure(by_variant, path: Path, maps: int, device, notes: list[str]) -> Path | None:
-    from ..viz.fig6 import fig6_figure
+    from ..figures import fig6
 
     chosen = figure_seed(by_variant)
     if len(chosen) < 2:
@@ -407,9 +401,17 @@ def _figure(by_variant, path: Path, maps: int, device, notes: list[str]) -> Path
             f"filters conv1 {_fmt(v['conv1_dead_pct'], 1)}% conv2 {_fmt(v['conv2_dead_pct'], 1)}%, val top-1 "
             f"{_fmt(v['val_top1_pct'], 1)}%"
         )
-    fig = fig6_figure(filters, top9, captions, title="Fig. 6 on the embedded data: first layer 7x7/s2 vs 11x11/s4")
+    fig = fig6.comparison(
+        filters,
+        top9,
+        captions,
+        "Fig. 6 on the embedded data: first layer 7x7/s2 vs 11x11/s4",
+        runs={variant: str(run.path) for variant, run in chosen.items()},
+        maps=maps,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    fig.figure.savefig(path)
+    path.with_suffix(".json").write_text(json.dumps(fig.payload, indent=1))
     return path
 
 

@@ -26,7 +26,6 @@ for ``finetune`` / ``scratch`` (:mod:`.transfer_training`), the paper's numbers 
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +38,7 @@ from ..data.voc import IGNORE, VOCDataModule
 from ..diagnostics.features import PAPER_LAYERS
 from ..diagnostics.transfer_metrics import average_precision, mean_and_std, mean_per_class_accuracy
 from ..errors import ConfigError
+from ..figures import emit, fig9
 from ..utils.devices import torch_device
 from ..utils.tables import write_csv
 from ..viz import ImageSink
@@ -150,44 +150,13 @@ def run_caltech(cfg: DictConfig, dm: CaltechDataModule, source: TransferSource, 
     curve = [{"per_class": n, "mean_class_acc": ours[n][0], "std": ours[n][1]} for n in per_class_list]
     write_csv(curve, out_dir / "curve.csv")
     if len(per_class_list) > 1:
-        sink.log_table(f"transfer/{dm.name}/fig9", curve, step=0)
-        sink.log_image(f"transfer/{dm.name}/fig9", _curve_figure(dm.name, curve, label), step=0)
+        emit(sink, fig9.draw(dm.name, curve, label, tables.CALTECH_TABLES[dm.name]["rows"]), step=0)
     return {
         "dataset": dm.name,
         "mean_class_acc": {n: ours[n][0] for n in ours},
         "std": {n: ours[n][1] for n in ours},
         "splits": per_split,
     }
-
-
-def _curve_figure(dataset: str, curve: list[dict], label: str):
-    """Fig. 9: accuracy vs training images per class, ours with the paper's rows of Table 4/5 as markers."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-    from PIL import Image
-
-    fig = Figure(figsize=(5, 3.6), dpi=100)
-    ax = fig.add_subplot(1, 1, 1)
-    ns = [r["per_class"] for r in curve]
-    ax.errorbar(
-        ns, [r["mean_class_acc"] for r in curve], yerr=[r["std"] for r in curve], marker="o", capsize=3, label=label
-    )
-    for method, cells in tables.CALTECH_TABLES[dataset]["rows"].items():
-        xs = sorted(cells)
-        ax.plot(xs, [cells[n][0] for n in xs], linestyle="--", marker="x", alpha=0.7, label=f"{method} (paper)")
-    ax.set_xlabel("training images per class")
-    ax.set_ylabel("mean per-class accuracy %")
-    ax.set_title(f"{dataset}: accuracy vs training set size (paper Fig. 9)", fontsize=9)
-    ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, loc="lower right")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    buf.seek(0)
-    return Image.open(buf).convert("RGB")
 
 
 def run_voc(cfg: DictConfig, dm: VOCDataModule, source: TransferSource, sink: ImageSink, out_dir: Path) -> dict:
