@@ -135,7 +135,7 @@ def test_every_loader_refuses_the_crafted_file(crafted, tmp_path):
     from zfnet_exp.models.external import load_weights
     from zfnet_exp.models.registry import create_model
     from zfnet_exp.runs import Run, read_checkpoint
-    from zfnet_exp.tasks.transfer import extract_features
+    from zfnet_exp.tasks.transfer_features import extract_features
 
     path, marker = crafted
     run = tmp_path / "run"

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from ..utils.progress import progress_bar
 from .stats import channel_stats
 
 GENERATOR_VERSION = 1
@@ -310,7 +311,8 @@ def generate_shapes(cache_dir: str | os.PathLike, spec: ShapesSpec | None = None
             (tmp / "masks" / split / cls).mkdir(parents=True, exist_ok=True)
     jobs = list(_jobs(spec, tmp))
     workers = workers if workers is not None else min(4, os.cpu_count() or 1)
-    bar = _progress(len(jobs), f"Generating shapes dataset ({len(jobs)} images) in {root}", progress)
+    desc = f"Generating shapes dataset ({len(jobs)} images) in {root}"
+    bar = progress_bar(total=len(jobs), desc=desc, enabled=progress, unit="img", leave=False)
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             for _ in pool.map(_write_one, jobs, chunksize=64):
@@ -331,8 +333,3 @@ def generate_shapes(cache_dir: str | os.PathLike, spec: ShapesSpec | None = None
         shutil.rmtree(tmp, ignore_errors=True)
     return root
 
-
-def _progress(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, disable=not enabled, unit="img", leave=False)

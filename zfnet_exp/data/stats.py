@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,9 +25,10 @@ import numpy as np
 import torch
 from filelock import FileLock
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
+from torch.utils.data import Dataset
 
+from ..utils.loaders import make_loader
+from ..utils.progress import progress_bar
 from ..utils.torch_files import load_torch_file
 from .folder import SkipLog, UnreadableImage, read_rgb
 from .transforms import center_uint8
@@ -77,20 +77,11 @@ def image_statistics(
     files = [str(f) for f in files]
     if not files:
         raise ValueError("no images to compute statistics from")
-    loader = DataLoader(
-        _StatsImages(files, size, skip_log), batch_size=batch_size, num_workers=num_workers, shuffle=False
-    )
+    loader = make_loader(_StatsImages(files, size, skip_log), batch_size, num_workers, pin_memory=False)
     total = torch.zeros(3, size, size, dtype=torch.float64)
     total_sq = torch.zeros(3, dtype=torch.float64)
     used = 0
-    bar = tqdm(
-        total=len(files),
-        desc=f"mean image ({size}x{size})",
-        unit="img",
-        disable=not progress,
-        mininterval=0.5 if sys.stderr.isatty() else 30.0,  # plain periodic lines in a log file
-        ascii=not sys.stderr.isatty(),
-    )
+    bar = progress_bar(total=len(files), desc=f"mean image ({size}x{size})", unit="img", enabled=progress)
     with bar:
         for x, weight in loader:
             keep = weight.bool()
