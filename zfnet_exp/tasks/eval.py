@@ -103,7 +103,7 @@ def _read_member(ckpt: Checkpoint) -> Member:
             f"{ckpt.path} records no data normalization (it was not written by train.py's datamodule); eval.py "
             f"needs it to feed images the way training did."
         )
-    name = hp.get("name") or hp["arch"]
+    name = hp["name"]
     overrides = dict(hp.get("overrides") or {})
     if not is_preset(name, hp.get("arch"), hp.get("library", "zfnet_exp")):
         overrides["arch"] = "edited model.arch or another library"  # no paper row applies
