@@ -134,7 +134,7 @@ def read_checkpoint(path: str | Path, prefer: str = "best", key: str = "ckpt") -
             f"Pass {key}=<run folder> or {key}=<run folder>/checkpoints/last.ckpt.{hint}"
         )
     hp = raw["hyper_parameters"]
-    if not isinstance(hp, dict) or not ("name" in hp or "arch" in hp):
+    if not isinstance(hp, dict) or "name" not in hp:
         raise UserError(
             f"{key}={p} is a Lightning checkpoint, but not one of this project's models (no model name in its "
             f"hyper-parameters). Pass a checkpoint written by train.py."
