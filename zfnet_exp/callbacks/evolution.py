@@ -27,6 +27,7 @@ from ..diagnostics.geometry import NoReceptiveField
 from ..diagnostics.layers import conv_layer_names
 from ..diagnostics.projections import topk_projections
 from ..diagnostics.topk import mine_topk
+from ..utils.options import at_least, each, maps_option, option_rules
 from ..utils.skips import say_skipped
 from ..utils.tensors import pick_maps, seeded_subset
 from ..viz import ImageSink
@@ -43,6 +44,13 @@ def schedule(epochs: Sequence[int], max_epochs: int | None) -> list[int]:
     return sorted({int(e) for e in epochs if 1 <= int(e) <= max_epochs} | {int(max_epochs)})
 
 
+@option_rules(
+    maps=maps_option,
+    epochs=each(at_least(1)),  # 1-based epoch numbers
+    num_images=at_least(1),
+    batch_size=at_least(1),
+    cell_px=at_least(8),
+)
 class FeatureEvolution(L.Callback):
     def __init__(
         self,

@@ -25,6 +25,7 @@ from ..diagnostics.deconvnet import DeconvnetNotApplicable
 from ..diagnostics.geometry import NoReceptiveField
 from ..diagnostics.occlusion import occlusion_sensitivity
 from ..diagnostics.projections import strongest_unit_projection
+from ..utils.options import at_least, option_rules
 from ..utils.skips import say_skipped
 from ..utils.tensors import seeded_subset
 from ..viz import ImageSink
@@ -32,6 +33,7 @@ from ..viz.occlusion_figure import occlusion_figure, result_payload
 from ._util import denormalizer, diagnostic_due
 
 
+@option_rules(**dict.fromkeys(("every_n_epochs", "num_probes", "patch", "stride", "batch_size"), at_least(1)))
 class OcclusionSensitivity(L.Callback):
     def __init__(
         self,

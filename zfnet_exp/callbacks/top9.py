@@ -28,6 +28,7 @@ from ..diagnostics.geometry import NoReceptiveField
 from ..diagnostics.layers import conv_layer_names
 from ..diagnostics.projections import topk_projections
 from ..diagnostics.topk import TopKAccumulator, topk_payload
+from ..utils.options import at_least, maps_option, option_rules
 from ..utils.skips import say_skipped
 from ..utils.tensors import class_names_of, pick_maps
 from ..viz import ImageSink
@@ -35,6 +36,9 @@ from ..viz.grids import top9_cells, top9_figure
 from ._util import capture_first, denormalizer, diagnostic_due, gather_topk, layer_channels
 
 
+@option_rules(
+    k=at_least(1), maps=maps_option, every_n_epochs=at_least(1), maps_per_row=at_least(1), cell_px=at_least(8)
+)
 class Top9Deconv(L.Callback):
     def __init__(
         self,

@@ -39,6 +39,7 @@ from ..data.normalize import Normalizer
 from ..data.transforms import center_uint8, resize_for
 from ..errors import UserError
 from ..models import LitClassifier, is_preset
+from ..schemas import validate_config
 from ..utils.checkpoints import resolve_checkpoint
 from ..utils.instantiators import instantiate_group
 from ..utils.tables import write_csv
@@ -239,6 +240,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    validate_config(cfg, "eval")  # every group, before any checkpoint or image is read
     device = _device(cfg.get("device", "auto"))
     out_dir = Path(cfg.paths.output_dir)
     members = [_read_member(p) for p in _checkpoints(cfg.ckpt)]

@@ -43,10 +43,11 @@ from tqdm.auto import tqdm
 from ..data.caltech import CaltechDataModule, derived, protocol_split
 from ..data.normalize import Normalizer
 from ..data.voc import IGNORE, VOCDataModule
-from ..diagnostics.features import PAPER_LAYERS, layer_features
+from ..diagnostics.features import layer_features
 from ..diagnostics.transfer_metrics import average_precision, mean_and_std, mean_per_class_accuracy
 from ..errors import ConfigError, UserError
 from ..models import LitClassifier
+from ..schemas import per_class_counts, validate_config
 from ..utils.checkpoints import resolve_checkpoint
 from ..utils.instantiators import instantiate_group
 from ..utils.tables import write_csv
@@ -55,10 +56,8 @@ from . import transfer_tables as tables
 from .analyze import load_checkpoint
 from .runner import finish_wandb
 
-MODES = ("features", "finetune", "scratch")
 _LIT_ARGS = set(inspect.signature(LitClassifier.__init__).parameters) - {"self"}
 FEATURE_CACHE_VERSION = 2  # bump when what a cache file holds changes, so older files are not read
-CLASSIFIERS = ("softmax", "svm")
 # normalization for a from-scratch run without a checkpoint to copy it from (ImageNet statistics)
 DEFAULT_NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "normalization": "standard"}
 
@@ -67,30 +66,6 @@ def _progress(iterable, **kwargs):
     """A tqdm bar on a terminal; on a log file a plain line every 30 s instead of a redraw per step."""
     tty = sys.stderr.isatty()
     return tqdm(iterable, mininterval=0.5 if tty else 30, dynamic_ncols=tty, **kwargs)
-
-
-def _check(t: DictConfig) -> list[int]:
-    if t.mode not in MODES:
-        raise ConfigError(f"transfer.mode={t.mode!r} is not valid; choose one of {', '.join(MODES)}.")
-    if t.classifier not in CLASSIFIERS:
-        raise ConfigError(f"transfer.classifier={t.classifier!r} is not valid; choose one of {', '.join(CLASSIFIERS)}.")
-    if t.mode == "features" and int(t.layer) not in PAPER_LAYERS:
-        raise ConfigError(f"transfer.layer={t.layer} is not valid; the paper's layers are 1..7 (1-5 conv, 6-7 fc).")
-    if t.mode != "features" and t.classifier == "svm":
-        raise ConfigError(
-            f"transfer.classifier=svm needs transfer.mode=features (mode={t.mode} trains the network with its "
-            f"softmax); use transfer.classifier=softmax."
-        )
-    per_class = t.per_class
-    per_class = [int(n) for n in per_class] if OmegaConf.is_list(per_class) else [int(per_class)]
-    if not per_class or min(per_class) < 1:
-        raise ConfigError(f"transfer.per_class={per_class}: give one or more numbers >= 1 (e.g. 30 or [5,10,15,30]).")
-    if int(t.splits) < 1:
-        raise ConfigError(f"transfer.splits={t.splits}: need at least one split (the paper uses 5).")
-    for key, value in (("C", t.C), ("grid", t.grid), ("epochs", t.epochs), ("lr", t.lr)):
-        if not float(value) > 0:
-            raise ConfigError(f"transfer.{key}={value} must be > 0.")
-    return per_class
 
 
 # ---------------------------------------------------------------------------------------------------- features
@@ -321,7 +296,7 @@ def _layer_features(cfg: DictConfig, setup: _Setup, dataset, image_size: int):
 
 def run_caltech(cfg: DictConfig, dm: CaltechDataModule, setup: _Setup, sink: ImageSink, out_dir: Path) -> dict:
     t = cfg.transfer
-    per_class_list = _check(t)
+    per_class_list = per_class_counts(t)
     dm.scan()
     targets = np.asarray(dm.dataset.targets)
     num_classes = dm.num_classes
@@ -436,7 +411,6 @@ def _curve_figure(dataset: str, curve: list[dict], label: str):
 
 def run_voc(cfg: DictConfig, dm: VOCDataModule, setup: _Setup, sink: ImageSink, out_dir: Path) -> dict:
     t = cfg.transfer
-    _check(t)
     dm.setup()
     y_train, y_eval = dm.train_set.target_matrix, dm.eval_set.target_matrix
     print(
@@ -495,8 +469,8 @@ def _device(name: str) -> torch.device:
 
 
 def transfer(cfg: DictConfig) -> dict:
+    validate_config(cfg, "transfer")  # every group, before any checkpoint or image is read
     t = cfg.transfer
-    _check(t)
     targets = (f"{CaltechDataModule.__module__}.CaltechDataModule", f"{VOCDataModule.__module__}.VOCDataModule")
     if cfg.data.get("_target_") not in targets:
         raise ConfigError(
@@ -511,7 +485,7 @@ def transfer(cfg: DictConfig) -> dict:
     dm = instantiate(cfg.data)
     # a wrong layout stops here, before the network is loaded, and so does a class too small for the largest N
     if isinstance(dm, CaltechDataModule):
-        dm.split(int(t.seed), max(_check(t)))
+        dm.split(int(t.seed), max(per_class_counts(t)))
     else:
         dm.setup()
     setup.load()

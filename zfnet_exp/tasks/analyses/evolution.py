@@ -23,6 +23,7 @@ from ...diagnostics.geometry import NoReceptiveField
 from ...diagnostics.layers import conv_layer_names
 from ...diagnostics.projections import topk_projections
 from ...diagnostics.topk import mine_topk
+from ...utils.options import at_least, maps_option, option_rules
 from ...utils.skips import say_skipped
 from ...utils.tensors import pick_maps, seeded_subset
 from ...viz.grids import evolution_figure
@@ -46,6 +47,7 @@ def checkpoints(ref: Path, explicit) -> list[Path]:
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
+@option_rules(maps=maps_option, num_images=at_least(1), step=at_least(0))
 def run(
     ctx: AnalysisContext,
     *,

@@ -13,6 +13,7 @@ from ...diagnostics.deconvnet import DeconvnetNotApplicable
 from ...diagnostics.geometry import NoReceptiveField
 from ...diagnostics.occlusion import occlusion_sensitivity
 from ...diagnostics.projections import strongest_unit_projection
+from ...utils.options import at_least, option_rules
 from ...utils.skips import say_skipped
 from ...utils.tables import write_csv
 from ...viz.occlusion_figure import occlusion_figure, result_payload
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from ..analyze import AnalysisContext
 
 
+@option_rules(num_probes=at_least(1), patch=at_least(1), stride=at_least(1))
 def run(
     ctx: AnalysisContext,
     *,

@@ -22,6 +22,7 @@ from ...diagnostics.layers import conv_layer_names
 from ...diagnostics.projections import topk_projections
 from ...diagnostics.sanity import cascading_randomization
 from ...diagnostics.topk import mine_topk, topk_payload
+from ...utils.options import at_least, maps_option, one_of, option_rules
 from ...utils.skips import say_skipped
 from ...utils.tensors import class_names_of, pick_maps, unwrap_subset
 from ...viz.grids import evolution_figure, top9_cells, top9_figure
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from ..analyze import AnalysisContext
 
 
+@option_rules(
+    k=at_least(1), maps=maps_option, maps_per_row=at_least(1), step=at_least(0), similarity=one_of(("ssim", "spearman"))
+)
 def run(
     ctx: AnalysisContext,
     *,
