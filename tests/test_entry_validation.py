@@ -1,0 +1,96 @@
+"""Every entry point validates its whole composed config once, at start: a wrong value of ``eval.py``,
+``transfer.py`` or of a Caltech / VOC data group, and a key that does not exist (``+foo=1``), end as one paragraph
+on stderr naming the full key, what is valid and the fix, with exit code 2, before any checkpoint or image is
+read (the checkpoint ``x`` and the folder ``/nonexistent`` below do not exist: the config error comes first).
+
+The schemas come from the objects the config builds (:mod:`zfnet_exp.schemas.signature`): the in-process tests
+below check that a subclass keeps its parent's rules under another name, and that a user's own class is checked
+against its own signature. Reference for the valid values: the rules the objects declare and the YAML files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import lightning as L
+import pytest
+from helpers import ROOT
+
+from zfnet_exp.callbacks.evolution import FeatureEvolution
+from zfnet_exp.errors import ConfigError
+from zfnet_exp.schemas.base import check_node
+from zfnet_exp.schemas.signature import schema_of
+
+NO_DATA = "data.root=/nonexistent"
+
+
+def _run(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, script, *args, "logger=none"], cwd=ROOT, capture_output=True, text=True, timeout=180
+    )
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "words"),
+    [
+        # eval.py's own keys: a range, a key that does not exist (with the closest valid key)
+        ("eval.py", ["ckpt=x", "num_images=-3"], ["num_images=-3 is not valid", "a value >= 1", "num_images=..."]),
+        ("eval.py", ["ckpt=x", "+foo=1"], ["foo is not an option of python eval.py", "num_images", "split"]),
+        ("eval.py", ["ckpt=x", "+num_image=3"], ["num_image is not an option", "Did you mean num_images?"]),
+        ("eval.py", ["ckpt=x", "split=test"], ["split='test' is not valid", "one of val, train"]),
+        # transfer.py: its transfer.* node (what its own check did), its data groups
+        ("transfer.py", ["ckpt=x", NO_DATA, "transfer.mode=bogus"], ["transfer.mode='bogus'", "features, finetune"]),
+        (
+            "transfer.py",
+            ["ckpt=x", NO_DATA, "transfer.mode=finetune", "transfer.classifier=svm"],
+            ["transfer.classifier='svm'", "transfer.mode=features"],
+        ),
+        ("transfer.py", ["ckpt=x", NO_DATA, "transfer.per_class=[0,5]"], ["transfer.per_class=[0, 5]", ">= 1"]),
+        ("transfer.py", ["ckpt=x", NO_DATA, "+batch_sise=3"], ["batch_sise", "Did you mean batch_size?"]),
+        ("transfer.py", ["ckpt=x", "data=caltech101", NO_DATA, "data.test_per_class=0"], ["data.test_per_class=0"]),
+        ("transfer.py", ["ckpt=x", "data=caltech256", NO_DATA, "data.variant=7"], ["data.variant='7'", "101, 256"]),
+        ("transfer.py", ["ckpt=x", "data=voc2012", NO_DATA, "data.batch_size=0"], ["data.batch_size=0", ">= 1"]),
+        # the issue's new-user commands
+        ("train.py", ["data=voc2012", NO_DATA, "data.batch_size=abc"], ["data.batch_size='abc'", "an integer"]),
+        ("eval.py", ["ckpt=x", "data=caltech101", NO_DATA, "data.image_size=8"], ["data.image_size=8", ">= 64"]),
+        ("analyze.py", ["ckpt=x", "analysis=top9", "+analysis.kk=3"], ["analysis.kk is not an option", "analysis.k?"]),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_bad_value_of_any_entry_point_is_one_paragraph_exit_2(script, args, words):
+    r = _run(script, *args)
+    assert r.returncode == 2, r.stderr[-2000:]
+    msg = r.stderr.strip()
+    assert msg.startswith("error: ") and "\n" not in msg and "Traceback" not in r.stderr, msg  # one paragraph
+    assert all(w in msg for w in words), msg
+    assert f"python {script}" in msg or "Did you mean" in msg, msg  # the fix names the command or the key
+
+
+class RenamedEvolution(FeatureEvolution):
+    """A subclass under another name: the rules of FeatureEvolution still apply (found on the class, not by
+    its name)."""
+
+
+class UserCallback(L.Callback):
+    """A user's own callback with no declared rules: its signature alone is the schema."""
+
+    def __init__(self, every: int = 1, label: str | None = None):
+        self.every, self.label = every, label
+
+
+def test_subclass_under_another_name_keeps_its_parents_rules():
+    node = {"_target_": f"{__name__}.RenamedEvolution", "epochs": [0, 2]}
+    schema = schema_of(RenamedEvolution, switch=True)
+    with pytest.raises(ConfigError, match=r"^callbacks.mine.epochs=\[0, 2\] is not valid: expected a value >= 1"):
+        check_node(schema.dataclass, node, "callbacks.mine")
+    built = check_node(schema.dataclass, {**node, "epochs": [1, 3]}, "callbacks.mine")
+    assert built.num_images == 256  # FeatureEvolution's own default: the signature is the one source
+
+
+def test_user_class_is_checked_against_its_own_signature():
+    schema = schema_of(UserCallback, switch=True)
+    with pytest.raises(ConfigError, match=r"^callbacks.mine.every='often' is not valid: expected an integer"):
+        check_node(schema.dataclass, {"_target_": "x", "every": "often"}, "callbacks.mine")
+    with pytest.raises(ConfigError, match=r"callbacks.mine.labl is not an option.*Did you mean callbacks.mine.label?"):
+        check_node(schema.dataclass, {"_target_": "x", "labl": "a"}, "callbacks.mine")
+    assert check_node(schema.dataclass, {"_target_": "x", "enabled": False}, "callbacks.mine").every == 1
