@@ -23,9 +23,8 @@ from typing import Any
 
 from omegaconf import MISSING, OmegaConf
 
-from ..utils.options import FieldError, Rule, one_of, rules_of
+from ..utils.options import FieldError, Rule, one_of, parameters, rules_of
 
-PACKAGE = __name__.split(".")[0]
 # keys every node may hold besides the object's parameters: Hydra's instantiate keys, and ``enabled`` (read by
 # zfnet_exp.utils.instantiators for the callbacks and loggers, never passed to the object)
 HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
@@ -56,7 +55,7 @@ def schema_of(obj: Callable, partial: bool = False, switch: bool = False) -> Sch
     """The schema of the options of ``obj`` (a class or a function). ``partial``: the node is built with
     ``_partial_: true``, so parameters without a default are given later, not by the config. ``switch``: the
     node also takes ``enabled``."""
-    params, is_open = _parameters(obj)
+    params, is_open = parameters(obj)
     rules, whole = rules_of(obj)
     if inspect.isclass(obj):
         extra, extra_whole = library_rules(obj)
@@ -85,47 +84,6 @@ def schema_of(obj: Callable, partial: bool = False, switch: bool = False) -> Sch
 
     name = f"{getattr(obj, '__qualname__', 'Options').replace('.', '_')}Options"
     return Schema(dataclasses.make_dataclass(name, fields, namespace={"__post_init__": __post_init__}), is_open)
-
-
-def _parameters(obj: Callable) -> tuple[list[inspect.Parameter], bool]:
-    """The keyword parameters of ``obj`` with their annotations evaluated, and whether it takes any key."""
-    if not inspect.isclass(obj):
-        return _own(obj, obj)
-    params: dict[str, inspect.Parameter] = {}
-    for cls in obj.__mro__:
-        if "__init__" not in vars(cls) or cls is object:
-            continue
-        own, takes_any = _own(cls.__init__, cls)
-        for p in own:
-            params.setdefault(p.name, p)
-        if not takes_any:
-            return list(params.values()), False
-        if not cls.__module__.startswith(PACKAGE):  # a library's **kwargs go elsewhere
-            return list(params.values()), True
-    return list(params.values()), False
-
-
-def _own(func: Callable, owner: Any) -> tuple[list[inspect.Parameter], bool]:
-    signature = inspect.signature(func)
-    namespace = vars(inspect.getmodule(owner) or typing)
-    params, takes_any = [], False
-    for i, p in enumerate(signature.parameters.values()):
-        if p.kind is p.VAR_KEYWORD:
-            takes_any = True
-        elif p.kind is not p.VAR_POSITIONAL and not (i == 0 and p.name == "self"):
-            params.append(p.replace(annotation=_evaluate(p.annotation, namespace)))
-    return params, takes_any
-
-
-def _evaluate(annotation: Any, namespace: Mapping[str, Any]) -> Any:
-    """A string annotation (``from __future__ import annotations``) evaluated in its module; a name imported
-    only for type checkers is ``Any``."""
-    if not isinstance(annotation, str):
-        return Any if annotation is inspect.Parameter.empty else annotation
-    try:
-        return eval(annotation, dict(namespace))  # noqa: S307 - the package's own annotations
-    except Exception:  # noqa: BLE001 - a TYPE_CHECKING-only name: nothing to check the value against
-        return Any
 
 
 _PRIMITIVES = (int, float, bool, str)

@@ -19,13 +19,17 @@ object with one attribute per option) that raises :class:`FieldError`. This modu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import functools
+import inspect
+import typing
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 Rule = Callable[[Any], str | None]
 T = TypeVar("T")
 
 RULES_ATTRIBUTE = "__option_rules__"
+PACKAGE = __name__.split(".")[0]
 
 
 class FieldError(Exception):
@@ -51,6 +55,61 @@ def option_rules(*whole: Callable[[Any], None], **rules: Rule) -> Callable[[T], 
 def rules_of(obj: Any) -> tuple[dict[str, Rule], tuple[Callable[[Any], None], ...]]:
     """The per-option rules and the whole-object rules declared on ``obj`` (or inherited by it)."""
     return getattr(obj, RULES_ATTRIBUTE, ({}, ()))
+
+
+@functools.cache
+def parameters(obj: Callable) -> tuple[list[inspect.Parameter], bool]:
+    """The options ``obj`` (a class or a function) takes: its keyword parameters, annotations evaluated, and
+    whether it also takes any other key. A class whose constructor passes ``**kwargs`` on to its parent takes the
+    parent's parameters too (followed up the class hierarchy inside this package); a library's ``**kwargs``
+    (``WandbLogger``'s go to ``wandb.init``) take any key."""
+    if not inspect.isclass(obj):
+        return _own(obj, obj)
+    params: dict[str, inspect.Parameter] = {}
+    for cls in obj.__mro__:
+        if "__init__" not in vars(cls) or cls is object:
+            continue
+        own, takes_any = _own(cls.__init__, cls)
+        for p in own:
+            params.setdefault(p.name, p)
+        if not takes_any:
+            return list(params.values()), False
+        if not cls.__module__.startswith(PACKAGE):  # a library's **kwargs go elsewhere
+            return list(params.values()), True
+    return list(params.values()), False
+
+
+def _own(func: Callable, owner: Any) -> tuple[list[inspect.Parameter], bool]:
+    signature = inspect.signature(func)
+    namespace = vars(inspect.getmodule(owner) or typing)
+    params, takes_any = [], False
+    for i, p in enumerate(signature.parameters.values()):
+        if p.kind is p.VAR_KEYWORD:
+            takes_any = True
+        elif p.kind is not p.VAR_POSITIONAL and not (i == 0 and p.name == "self"):
+            params.append(p.replace(annotation=_evaluate(p.annotation, namespace)))
+    return params, takes_any
+
+
+def _evaluate(annotation: Any, namespace: Mapping[str, Any]) -> Any:
+    """A string annotation (``from __future__ import annotations``) evaluated in its module; a name imported
+    only for type checkers is ``Any``."""
+    if not isinstance(annotation, str):
+        return Any if annotation is inspect.Parameter.empty else annotation
+    try:
+        return eval(annotation, dict(namespace))  # noqa: S307 - the package's own annotations
+    except Exception:  # noqa: BLE001 - a TYPE_CHECKING-only name: nothing to check the value against
+        return Any
+
+
+def default_of(obj: Callable, name: str) -> Any:
+    """The default of option ``name`` of ``obj`` (what ``${default:}`` in a YAML file stands for): a tuple as a list,
+    a path as a string."""
+    found = {p.name: p.default for p in parameters(obj)[0]}
+    if name not in found or found[name] is inspect.Parameter.empty:
+        raise KeyError(f"{name} is not an option with a default of {getattr(obj, '__qualname__', obj)}")
+    value = found[name]
+    return list(value) if isinstance(value, tuple) else str(value) if hasattr(value, "__fspath__") else value
 
 
 def _number(value: Any) -> bool:
