@@ -11,14 +11,15 @@ Where each schema comes from (each option is declared once):
   :func:`zfnet_exp.utils.options.option_rules` (:mod:`.signature`; a library class's rules: :mod:`.library`).
   A subclass keeps its parent's rules; a user's own class is checked against its own signature;
 - ``model``: the structured config :class:`ModelConfig` (:mod:`.model`), registered in Hydra's ConfigStore as the
-  group's base, which :class:`zfnet_exp.models.LitClassifier` reads;
+  group's base (typed already at composition);
 - the top-level keys of each entry point, ``transfer.*`` and ``paths``: :mod:`.top` (their values live in the
   YAML file; the dataclass gives their types and ranges, and refuses a key that does not exist);
 - :func:`check_layer_names` checks the layer names of every enabled callback and of the analysis against the
   built model (the names a model has are only known once it exists), before training or analysing.
 
-The composition itself stays untyped (but for ``model``): a typed Hydra defaults list would reject a bad range
-inside ``@hydra.main`` only when converted, and a value of a typed node only with Hydra's message.
+The composition itself stays untyped (but for ``model``): the YAML files list the options a user sets (a key
+overridden without ``+`` must exist in the composed config), with ``${default:}`` standing for the object's own
+default (:mod:`zfnet_exp.utils.resolvers`), and the checks here run on the composed, resolved config.
 """
 
 from __future__ import annotations
