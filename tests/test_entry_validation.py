@@ -154,3 +154,48 @@ def test_user_class_is_checked_against_its_own_signature():
     with pytest.raises(ConfigError, match=r"callbacks.mine.labl is not an option.*Did you mean callbacks.mine.label?"):
         check_node(schema.dataclass, {"_target_": "x", "labl": "a"}, "callbacks.mine")
     assert check_node(schema.dataclass, {"_target_": "x", "enabled": False}, "callbacks.mine").every == 1
+
+
+def _signature_default(obj, name: str):
+    """Reference: the first ``__init__`` up the class hierarchy (or the function) that names ``name``."""
+    import inspect
+
+    for f in [c.__init__ for c in obj.__mro__ if "__init__" in vars(c)] if inspect.isclass(obj) else [obj]:
+        parameter = inspect.signature(f).parameters.get(name)
+        if parameter is not None:
+            return parameter.default
+    raise AssertionError(f"{obj} takes no {name}")
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "group"),
+    [
+        ("train", ["data=shapes"], "callbacks"),
+        ("train", ["data=imagenet", NO_DATA], "data"),
+        ("transfer", ["ckpt=x", "data=caltech256", NO_DATA], "data"),
+        ("transfer", ["ckpt=x", "data=voc2012", NO_DATA], "data"),
+        *[("analyze", ["ckpt=x", f"analysis={a}"], "analysis") for a in ("top9", "invariance", "faithfulness")],
+    ],
+)
+def test_yaml_default_is_the_objects_own_default(name, args, group):
+    """``${default:}`` in a YAML file is the default of the ``_target_``'s own argument: each one resolves to what
+    ``inspect.signature`` says (tuples as lists), and a command-line value still wins."""
+    from hydra.utils import get_object
+    from omegaconf import OmegaConf
+
+    cfg = _compose(name, args)
+    raw = OmegaConf.to_container(cfg[group], resolve=False)
+    nodes = raw.items() if "_target_" not in raw else [(None, raw)]
+    checked = 0
+    for node_name, node in nodes:
+        if not isinstance(node, dict) or "_target_" not in node:
+            continue
+        resolved = OmegaConf.to_container(cfg[group][node_name] if node_name else cfg[group], resolve=True)
+        for key, value in node.items():
+            if value == "${default:}":
+                expected = _signature_default(get_object(node["_target_"]), key)
+                assert resolved[key] == (list(expected) if isinstance(expected, tuple) else expected), (node_name, key)
+                checked += 1
+    assert checked >= 5, checked
+    if group == "callbacks":
+        assert list(_compose(name, [*args, "callbacks.evolution.epochs=[1,3]"]).callbacks.evolution.epochs) == [1, 3]
