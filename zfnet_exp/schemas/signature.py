@@ -65,7 +65,7 @@ def schema_of(obj: Callable, partial: bool = False, switch: bool = False) -> Sch
         fields.append(("enabled", bool, dataclasses.field(default=True)))
     literal_rules: dict[str, Rule] = {}
     for p in params:
-        if p.default is inspect.Parameter.empty and partial:
+        if (p.default is inspect.Parameter.empty and partial) or p.name in {f[0] for f in fields}:
             continue
         tp, choices = _config_type(p.annotation)
         if choices is not None:
