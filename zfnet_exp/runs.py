@@ -34,6 +34,7 @@ from .data.folder import IndexedImageFolder
 from .data.normalize import Normalizer
 from .data.transforms import eval_transform
 from .errors import UserError
+from .utils import resolvers  # noqa: F401  (a run's saved config reads ${default:} and the project's resolvers)
 from .utils.launch import say
 from .utils.tensors import evenly_spaced
 from .utils.torch_files import load_torch_file

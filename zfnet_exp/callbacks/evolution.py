@@ -23,6 +23,7 @@ import torch
 from ..data.normalize import NormalizedView
 from ..diagnostics.layers import conv_layer_names
 from ..figures import emit, fig4
+from ..utils.options import at_least, each, maps_option, option_rules
 from ..utils.skips import say_skipped
 from ..utils.tensors import seeded_subset
 from ..viz import ImageSink
@@ -37,6 +38,13 @@ def schedule(epochs: Sequence[int], max_epochs: int | None) -> list[int]:
     return sorted({int(e) for e in epochs if 1 <= int(e) <= max_epochs} | {int(max_epochs)})
 
 
+@option_rules(
+    maps=maps_option,
+    epochs=each(at_least(1)),  # 1-based epoch numbers
+    num_images=at_least(1),
+    batch_size=at_least(1),
+    cell_px=at_least(8),
+)
 class FeatureEvolution(L.Callback):
     def __init__(
         self,

@@ -26,10 +26,12 @@ import torch
 from ..diagnostics.filters import filter_health
 from ..diagnostics.layers import conv_layer_names
 from ..figures import emit, fig6
+from ..utils.options import at_least, option_rules
 from ..viz import ImageSink
 from ._util import capture_first, diagnostic_due
 
 
+@option_rules(every_n_epochs=at_least(1), cell_px=at_least(8))
 class FilterHealth(L.Callback):
     def __init__(self, layers: Sequence[str] | None = None, every_n_epochs: int = 1, cell_px: int = 96):
         self.layers = list(layers) if layers else None

@@ -5,8 +5,10 @@ from __future__ import annotations
 import lightning as L
 
 from ..models.renorm import conv_modules, renormalize_filters
+from ..utils.options import greater_than, option_rules
 
 
+@option_rules(radius=greater_than(0, "a positive RMS radius (the paper's 0.1)"))
 class FilterRenormalization(L.Callback):
     def __init__(self, radius: float = 0.1, layers: list[str] | None = None):
         self.radius = float(radius)

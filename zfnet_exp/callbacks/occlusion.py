@@ -22,11 +22,13 @@ import lightning as L
 from ..data.normalize import denormalizer, normalized_split
 from ..diagnostics.autograd import input_gradients_only
 from ..figures import emit, fig7
+from ..utils.options import at_least, option_rules
 from ..utils.tensors import seeded_subset
 from ..viz import ImageSink
 from ._util import diagnostic_due
 
 
+@option_rules(**dict.fromkeys(("every_n_epochs", "num_probes", "patch", "stride", "batch_size"), at_least(1)))
 class OcclusionSensitivity(L.Callback):
     def __init__(
         self,

@@ -26,10 +26,14 @@ from ..data.normalize import denormalizer, normalized_split
 from ..diagnostics.layers import conv_layer_names
 from ..diagnostics.topk import TopKAccumulator
 from ..figures import emit, fig2
+from ..utils.options import at_least, maps_option, option_rules
 from ..viz import ImageSink
 from ._util import capture_first, diagnostic_due, gather_topk, layer_channels
 
 
+@option_rules(
+    k=at_least(1), maps=maps_option, every_n_epochs=at_least(1), maps_per_row=at_least(1), cell_px=at_least(8)
+)
 class Top9Deconv(L.Callback):
     def __init__(
         self,

@@ -12,10 +12,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..errors import DataError, UserError
-from .backends import resolve_backend
+from ..utils.options import FieldError, at_least, between, one_of, option_rules
+from .backends import BACKENDS, resolve_backend
 from .backends.gpu_decode import EncodedImages, collate_encoded, decode_batch
 from .folder import IMAGEFOLDER_TREE, IndexedImageFolder, SkipLog, SkippingDataset, check_split_folder, layout_error
-from .normalize import Normalizer
+from .normalize import NORMALIZATIONS, Normalizer
 from .sampling import ClassBalancedSampler, ShuffleSampler
 from .shapes import SHAPE_CLASSES, ShapesSpec, generate_shapes
 from .stats import cached_statistics, subset
@@ -40,6 +41,26 @@ def _run_seed() -> int:
     return int(os.environ.get("PL_GLOBAL_SEED", torch.initial_seed())) % 2**31
 
 
+def _statistics(options) -> None:
+    for name in ("mean", "std"):
+        value = getattr(options, name)
+        if value is not None and len(value) != 3:
+            raise FieldError(name, value, "three per-channel values [r, g, b] (or null: computed from train)")
+    if options.std is not None and min(options.std) <= 0:
+        raise FieldError("std", options.std, "positive standard deviations")
+
+
+@option_rules(
+    _statistics,
+    image_size=at_least(64),  # the 5-conv models need a conv5 map of at least 1x1 after three poolings
+    batch_size=at_least(1),
+    num_workers=at_least(0),
+    num_classes=at_least(2),
+    normalization=one_of(NORMALIZATIONS),
+    prefetch_factor=at_least(1),
+    stats_images=at_least(1),
+    backend=one_of(BACKENDS),
+)
 class ImageFolderDataModule(L.LightningDataModule):
     """``root/train/<class>/*`` and ``root/val/<class>/*``; items are ``(uint8 image, label, dataset_index)``.
 
@@ -334,6 +355,13 @@ class ImageFolderDataModule(L.LightningDataModule):
             self._build_normalizer()
 
 
+@option_rules(
+    pixel_noise=at_least(0),
+    blur_probability=between(0.0, 1.0, "a probability in [0, 1]"),
+    train_per_class=at_least(1),
+    val_per_class=at_least(1),
+    generate_workers=at_least(1),
+)  # the radius range against the crop (it depends on image_size) is checked by the constructor
 class ShapesDataModule(ImageFolderDataModule):
     """The embedded dataset: generated once per parameter set into ``cache_dir/shapes-<hash>`` (images are
     drawn at the resize size of the paper transforms, with the object always inside the training crop)."""

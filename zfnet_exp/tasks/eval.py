@@ -44,6 +44,7 @@ from ..data.transforms import center_uint8, resize_for
 from ..errors import UserError
 from ..models import is_preset
 from ..runs import Checkpoint, evenly_spaced_subset, read_checkpoint
+from ..schemas import validate_config
 from ..utils.loaders import make_loader
 from ..utils.tables import write_csv
 from ..viz import ImageSink
@@ -292,6 +293,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    validate_config(cfg, "eval")  # every group, before any checkpoint or image is read
     out_dir = Path(cfg.paths.output_dir)
     members = [_read_member(p) for p in _checkpoints(cfg.ckpt)]
     sizes = sorted({m.input_size for m in members})

@@ -31,14 +31,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from ..data.caltech import CaltechDataModule, derived, protocol_split
 from ..data.voc import IGNORE, VOCDataModule
-from ..diagnostics.features import PAPER_LAYERS
 from ..diagnostics.transfer_metrics import average_precision, mean_and_std, mean_per_class_accuracy
 from ..errors import ConfigError
 from ..figures import emit, fig9
+from ..schemas import per_class_counts, validate_config
 from ..utils.devices import torch_device
 from ..utils.tables import write_csv
 from ..viz import ImageSink
@@ -47,33 +47,6 @@ from .offline import task_loggers
 from .transfer_features import make_classifier, source_features
 from .transfer_source import TransferSource
 from .transfer_training import soft_targets, train_and_predict
-
-MODES = ("features", "finetune", "scratch")
-CLASSIFIERS = ("softmax", "svm")
-
-
-def _check(t: DictConfig) -> list[int]:
-    if t.mode not in MODES:
-        raise ConfigError(f"transfer.mode={t.mode!r} is not valid; choose one of {', '.join(MODES)}.")
-    if t.classifier not in CLASSIFIERS:
-        raise ConfigError(f"transfer.classifier={t.classifier!r} is not valid; choose one of {', '.join(CLASSIFIERS)}.")
-    if t.mode == "features" and int(t.layer) not in PAPER_LAYERS:
-        raise ConfigError(f"transfer.layer={t.layer} is not valid; the paper's layers are 1..7 (1-5 conv, 6-7 fc).")
-    if t.mode != "features" and t.classifier == "svm":
-        raise ConfigError(
-            f"transfer.classifier=svm needs transfer.mode=features (mode={t.mode} trains the network with its "
-            f"softmax); use transfer.classifier=softmax."
-        )
-    per_class = t.per_class
-    per_class = [int(n) for n in per_class] if OmegaConf.is_list(per_class) else [int(per_class)]
-    if not per_class or min(per_class) < 1:
-        raise ConfigError(f"transfer.per_class={per_class}: give one or more numbers >= 1 (e.g. 30 or [5,10,15,30]).")
-    if int(t.splits) < 1:
-        raise ConfigError(f"transfer.splits={t.splits}: need at least one split (the paper uses 5).")
-    for key, value in (("C", t.C), ("grid", t.grid), ("epochs", t.epochs), ("lr", t.lr)):
-        if not float(value) > 0:
-            raise ConfigError(f"transfer.{key}={value} must be > 0.")
-    return per_class
 
 
 # ---------------------------------------------------------------------------------------------------- protocols
@@ -85,7 +58,7 @@ def _method_label(t: DictConfig) -> str:
 
 def run_caltech(cfg: DictConfig, dm: CaltechDataModule, source: TransferSource, sink: ImageSink, out_dir: Path) -> dict:
     t = cfg.transfer
-    per_class_list = _check(t)
+    per_class_list = per_class_counts(t)
     dm.scan()
     targets = np.asarray(dm.dataset.targets)
     num_classes = dm.num_classes
@@ -161,7 +134,6 @@ def run_caltech(cfg: DictConfig, dm: CaltechDataModule, source: TransferSource, 
 
 def run_voc(cfg: DictConfig, dm: VOCDataModule, source: TransferSource, sink: ImageSink, out_dir: Path) -> dict:
     t = cfg.transfer
-    _check(t)
     dm.setup()
     y_train, y_eval = dm.train_set.target_matrix, dm.eval_set.target_matrix
     print(
@@ -212,8 +184,8 @@ def run_voc(cfg: DictConfig, dm: VOCDataModule, source: TransferSource, sink: Im
 
 
 def transfer(cfg: DictConfig) -> dict:
+    validate_config(cfg, "transfer")  # every group, before any checkpoint or image is read
     t = cfg.transfer
-    _check(t)
     targets = (f"{CaltechDataModule.__module__}.CaltechDataModule", f"{VOCDataModule.__module__}.VOCDataModule")
     if cfg.data.get("_target_") not in targets:
         raise ConfigError(
@@ -228,7 +200,7 @@ def transfer(cfg: DictConfig) -> dict:
     dm = instantiate(cfg.data)
     # a wrong layout stops here, before the network is loaded, and so does a class too small for the largest N
     if isinstance(dm, CaltechDataModule):
-        dm.split(int(t.seed), max(_check(t)))
+        dm.split(int(t.seed), max(per_class_counts(t)))
     else:
         dm.setup()
     source.load()

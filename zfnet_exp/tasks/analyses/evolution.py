@@ -20,6 +20,7 @@ import torch
 from ...diagnostics.layers import conv_layer_names
 from ...figures import emit, fig4
 from ...runs import Checkpoint, build_dataset, read_checkpoint
+from ...utils.options import at_least, maps_option, option_rules
 from ...utils.skips import say_skipped
 from ...utils.tensors import seeded_subset
 
@@ -38,6 +39,7 @@ def checkpoints(ref: Path, explicit) -> list[Checkpoint]:
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
+@option_rules(maps=maps_option, num_images=at_least(1), step=at_least(0))
 def run(
     ctx: AnalysisContext,
     *,

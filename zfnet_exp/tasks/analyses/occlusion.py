@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ...figures import emit, fig7
+from ...utils.options import at_least, option_rules
 from ...utils.tables import write_csv
 from .probes import display, gather
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from ..analyze import AnalysisContext
 
 
+@option_rules(num_probes=at_least(1), patch=at_least(1), stride=at_least(1))
 def run(
     ctx: AnalysisContext,
     *,

@@ -18,11 +18,15 @@ from ...diagnostics.layers import conv_layer_names
 from ...diagnostics.topk import mine_topk
 from ...figures import emit, fig2
 from ...figures.sanity import sanity_figure
+from ...utils.options import at_least, maps_option, one_of, option_rules
 
 if TYPE_CHECKING:
     from ..analyze import AnalysisContext
 
 
+@option_rules(
+    k=at_least(1), maps=maps_option, maps_per_row=at_least(1), step=at_least(0), similarity=one_of(("ssim", "spearman"))
+)
 def run(
     ctx: AnalysisContext,
     *,
