@@ -110,6 +110,14 @@ class OcclusionSensitivity(Callback):
 
 
 @dataclass
+class StopOnDivergence(Callback):
+    patience: int = 1  # non-finite training steps in a row before the run stops
+
+    def __post_init__(self) -> None:
+        at_least(self, "patience", 1)
+
+
+@dataclass
 class ModelCheckpoint(Callback):
     """The ``lightning.pytorch.callbacks.ModelCheckpoint`` arguments our config sets."""
 
@@ -149,6 +157,7 @@ SCHEMAS = {
         GradientCentralization,
         TrainSamples,
         OcclusionSensitivity,
+        StopOnDivergence,
     )
 }
 SUBSET_SCHEMAS = {

@@ -1,0 +1,136 @@
+"""Faults a user meets in the middle of a run, each through a real ``train.py`` subprocess on real files: a
+diverging learning rate, a mostly unreadable dataset, folders that cannot be written or are taken by another run,
+and a disk that fills up during a checkpoint write. Each asserts the exit code, the one ``error:`` paragraph,
+and that nothing written before is lost (the reference: the bytes of the files as they were before the fault)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import TINY_DATA
+
+ROOT = Path(__file__).resolve().parents[1]
+FAULTS = ROOT / "tests" / "faults"  # sitecustomize.py: the injected write failure
+# a tiny real run: 2 steps per epoch, a small fc head, checkpoints on, the image diagnostics off
+SMALL = [
+    "trainer=cpu",
+    "debug=smoke",
+    *TINY_DATA,
+    "data.batch_size=10",
+    "model.arch.fc6.units=64",
+    "model.arch.fc7.units=64",
+    "logger=csv",
+    "~callbacks.top9",
+    "~callbacks.evolution",
+    "~callbacks.occlusion",
+    "~callbacks.filter_health",
+    "~callbacks.train_samples",
+]
+
+
+def train(run_dir: Path, data_dir: Path, *overrides: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "train.py", *SMALL, f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}", *overrides],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kw,
+    )
+
+
+def error_paragraph(r: subprocess.CompletedProcess) -> str:
+    """The one ``error:`` paragraph on stderr (asserting there is exactly one and no traceback)."""
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-4000:]
+    assert "Traceback" not in r.stderr, r.stderr[-4000:]
+    paragraphs = [p for p in r.stderr.split("\n\n") if p.strip().startswith("error: ")]
+    assert len(paragraphs) == 1 and "\n" not in paragraphs[0].strip(), r.stderr[-4000:]
+    return paragraphs[0].strip()
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.ckpt"))}
+
+
+@pytest.fixture(scope="module")
+def good_run(tmp_path_factory, data_dir) -> Path:
+    """One finished epoch: checkpoints/last.ckpt and the best checkpoint, the state each fault must not destroy."""
+    run = tmp_path_factory.mktemp("good") / "run"
+    r = train(run, data_dir, "trainer.max_epochs=1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    return run
+
+
+def test_diverging_run_stops_at_the_first_nan_step_and_keeps_the_last_good_checkpoint(
+    good_run, tmp_path, data_dir, wandb_home
+):
+    """lr=1e4 from the good run's weights: the loss is non-finite within a few steps; the run stops there (exit 2)
+    with the step, epoch, learning rate and last finite loss, the checkpoints are byte-identical to before, and
+    the W&B run (read back with ``wandb leet inspect``) ends with a non-zero exit code, i.e. failed."""
+    run = tmp_path / "run"
+    shutil.copytree(good_run, run)
+    before = snapshot(run)
+    r = train(
+        run,
+        data_dir,
+        "auto_resume=false",
+        f"model.checkpoint={run / 'checkpoints' / 'last.ckpt'}",
+        "model.optimizer.lr=1e4",
+        "~callbacks.filter_renorm",  # renormalized conv filters keep the loss finite (if huge) a little longer
+        "trainer.max_epochs=3",
+        "logger=wandb",
+    )
+    msg = error_paragraph(r)
+    assert msg.startswith("error: Training diverged: the "), msg
+    assert "loss is nan" in msg or "loss is inf" in msg, msg
+    found = re.search(r"at step (\d+) \(epoch (\d+)\) with learning rate ([0-9.e+]+)", msg)
+    assert found and 1 <= int(found[1]) <= 6 and 1 <= int(found[2]) <= 3, msg
+    # the rate at that step: 1e4 times the warm-up/cosine factor, which lies in [final_lr_frac=0.01, 1]
+    assert 1e4 * 0.01 <= float(found[3]) <= 1e4, msg
+    assert re.search(r"the last finite training loss was [0-9.e+]+ at step \d+", msg), msg
+    assert "model.optimizer.lr=" in msg and "trainer.gradient_clip_val=" in msg, msg
+    assert f"{run / 'checkpoints' / 'last.ckpt'} still holds the last good state" in msg
+    assert snapshot(run) == before  # no non-finite "best", last.ckpt untouched
+    assert "Done." not in r.stdout  # no summary as if it had trained
+    folders = sorted((run / "wandb").glob("offline-run-*"))
+    assert len(folders) == 1
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json", str(folders[0])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    exits = [json.loads(line)["exit"] for line in out.splitlines() if '"exit"' in line and '"type":"exit"' in line]
+    assert exits and int(exits[-1].get("exit_code", 0)) != 0, out[-2000:]
+
+
+def test_full_disk_during_a_checkpoint_write_keeps_the_previous_last_ckpt(good_run, tmp_path, data_dir):
+    """The next write of last.ckpt fails half-way with ENOSPC (tests/faults/sitecustomize.py): the run stops with
+    one paragraph naming the file and the cause, last.ckpt is byte-identical to the one before, and no partial
+    file is left beside it. In the good run's own folder (a copy would be another checkpoint folder, which
+    Lightning's resume treats as foreign and writes last-v1.ckpt into); its checkpoints stay as they were."""
+    run = good_run
+    before = (run / "checkpoints" / "last.ckpt").read_bytes()
+    r = train(
+        run,
+        data_dir,
+        "trainer.max_epochs=3",
+        env={"PYTHONPATH": f"{FAULTS}{os.pathsep}{ROOT}", "ZFNET_FAIL_CKPT_WRITE": "last.ckpt:1"},
+    )
+    msg = error_paragraph(r)
+    assert (
+        f"Could not write the checkpoint {run / 'checkpoints' / 'last.ckpt'}: No space left on device (ENOSPC)" in msg
+    )
+    assert "the previous last.ckpt is intact" in msg and "resumes from checkpoints/last.ckpt" in msg, msg
+    assert (run / "checkpoints" / "last.ckpt").read_bytes() == before
+    assert not [p.name for p in (run / "checkpoints").iterdir() if ".tmp-" in p.name]
