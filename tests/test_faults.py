@@ -9,8 +9,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -134,3 +136,64 @@ def test_full_disk_during_a_checkpoint_write_keeps_the_previous_last_ckpt(good_r
     assert "the previous last.ckpt is intact" in msg and "resumes from checkpoints/last.ckpt" in msg, msg
     assert (run / "checkpoints" / "last.ckpt").read_bytes() == before
     assert not [p.name for p in (run / "checkpoints").iterdir() if ".tmp-" in p.name]
+
+
+def test_folders_that_cannot_be_written_are_refused_before_any_work(tmp_path, data_dir):
+    """A run folder and a data cache under a path whose parent is a file (and, for a sweep, the sweep folder):
+    exit 2, one paragraph naming every key with the file in the way; the file is untouched, nothing created."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder\n")
+    r = train(blocker / "run", blocker / "data")
+    msg = error_paragraph(r)
+    assert f"hydra.run.dir={blocker / 'run'} ({blocker} is a file, so no folder can be created under it)" in msg
+    assert f"paths.data_dir={blocker / 'data'} ({blocker} is a file" in msg
+    assert "hydra.run.dir=<folder>, paths.data_dir=<folder>" in msg, msg
+    r = subprocess.run(
+        [sys.executable, "train.py", "-m", f"hydra.sweep.dir={blocker / 'sweep'}", "seed=1,2"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert f"hydra.sweep.dir={blocker / 'sweep'} ({blocker} is a file" in error_paragraph(r)
+    assert blocker.read_text() == "not a folder\n" and sorted(tmp_path.iterdir()) == [blocker]
+
+
+def test_a_second_run_into_a_running_run_folder_is_refused(tmp_path, data_dir):
+    """Run A holds its run folder (its .run.lock names it; A is paused with SIGSTOP so the timing is certain);
+    run B into the same folder exits 2 with one paragraph naming A's pid and leaves every file of A as it was.
+    Then A is killed (a crash): its lock goes with it, and run C into the folder trains normally."""
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+    cmd = [sys.executable, "train.py", *SMALL, f"paths.data_dir={data_dir}", f"hydra.run.dir={run}"]
+    a = subprocess.Popen(
+        [*cmd, "trainer.max_epochs=50"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.time() + 120
+        while True:
+            lock = run / ".run.lock"
+            holder = lock.read_text() if lock.is_file() else ""
+            if holder.endswith("}") and json.loads(holder)["pid"] == a.pid:
+                break
+            assert a.poll() is None and time.time() < deadline, (
+                a.stderr.read().decode()[-3000:] if a.poll() else "timeout"
+            )
+            time.sleep(0.1)
+        a.send_signal(signal.SIGSTOP)
+        files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+        b = train(run, data_dir, "trainer.max_epochs=1")
+        msg = error_paragraph(b)
+        assert f"The run folder {run} is in use by another run (pid {a.pid} on " in msg, msg
+        assert "hydra.run.dir=<folder>" in msg and "interleave their checkpoints" in msg
+        assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == files
+        a.kill()
+        a.wait(timeout=60)
+    finally:
+        if a.poll() is None:
+            a.kill()
+            a.wait(timeout=60)
+    c = train(run, data_dir, "trainer.max_epochs=1", "auto_resume=false")
+    assert c.returncode == 0, c.stderr[-3000:]
+    assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / ".run.lock").exists()

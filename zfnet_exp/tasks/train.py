@@ -30,6 +30,7 @@ from ..utils.checkpoints import resolve_checkpoint
 from ..utils.epoch_csv import EpochCSVLogger
 from ..utils.instantiators import instantiate_group
 from ..utils.launch import check_job_resources, resume_checkpoint
+from ..utils.run_lock import hold_run_folder
 from ..utils.skips import forget_skips
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True)
     check_job_resources(cfg.trainer)
+    with hold_run_folder(run_dir):  # a second run into this folder (a re-launched sweep) refuses here
+        return _fit(cfg, run_dir, meta_model)
+
+
+def _fit(cfg: DictConfig, run_dir: Path, meta_model) -> dict[str, float]:
+    """Resume or start, build, fit and report, holding the run folder."""
     if cfg.get("ckpt_path"):
         ckpt_path = str(resolve_checkpoint(cfg.ckpt_path, prefer="last", key="ckpt_path"))
     else:
