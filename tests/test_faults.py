@@ -21,11 +21,10 @@ from helpers import TINY_DATA
 ROOT = Path(__file__).resolve().parents[1]
 FAULTS = ROOT / "tests" / "faults"  # sitecustomize.py: the injected write failure
 # a tiny real run: 2 steps per epoch, a small fc head, checkpoints on, the image diagnostics off
+SHAPES = [*TINY_DATA, "data.batch_size=10"]
 SMALL = [
     "trainer=cpu",
     "debug=smoke",
-    *TINY_DATA,
-    "data.batch_size=10",
     "model.arch.fc6.units=64",
     "model.arch.fc7.units=64",
     "logger=csv",
@@ -37,15 +36,25 @@ SMALL = [
 ]
 
 
-def train(run_dir: Path, data_dir: Path, *overrides: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+def train(
+    run_dir: Path, data_dir: Path, *overrides: str, data: list[str] = SHAPES, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """``python train.py`` of a tiny run (``data``: the data overrides, tiny shapes by default)."""
     return subprocess.run(
-        [sys.executable, "train.py", *SMALL, f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}", *overrides],
+        [
+            sys.executable,
+            "train.py",
+            *SMALL,
+            *data,
+            f"paths.data_dir={data_dir}",
+            f"hydra.run.dir={run_dir}",
+            *overrides,
+        ],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", **(env or {})},
         capture_output=True,
         text=True,
         timeout=300,
-        **kw,
     )
 
 
@@ -166,7 +175,7 @@ def test_a_second_run_into_a_running_run_folder_is_refused(tmp_path, data_dir):
     Then A is killed (a crash): its lock goes with it, and run C into the folder trains normally."""
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
-    cmd = [sys.executable, "train.py", *SMALL, f"paths.data_dir={data_dir}", f"hydra.run.dir={run}"]
+    cmd = [sys.executable, "train.py", *SMALL, *SHAPES, f"paths.data_dir={data_dir}", f"hydra.run.dir={run}"]
     a = subprocess.Popen(
         [*cmd, "trainer.max_epochs=50"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -197,3 +206,56 @@ def test_a_second_run_into_a_running_run_folder_is_refused(tmp_path, data_dir):
     c = train(run, data_dir, "trainer.max_epochs=1", "auto_resume=false")
     assert c.returncode == 0, c.stderr[-3000:]
     assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / ".run.lock").exists()
+
+
+def test_a_mostly_unreadable_dataset_stops_with_the_count_split_and_list(tmp_path, data_dir):
+    """An ImageFolder whose training split is 60% truncated JPEGs (24 of 40 files, the issue's 48 of 78 in
+    proportion): the run stops at start (the statistics pass meets them first) with exit 2 and one paragraph
+    naming the count, the split and skipped_files.txt, which lists only truncated files (reference: the files
+    this test truncated itself); the dataset is left byte-identical."""
+    from image_files import image_folder, write_truncated_jpeg
+
+    root = image_folder(tmp_path / "ds", per_class=20)
+    truncated = set()
+    for i, f in enumerate(sorted((root / "train").rglob("*.jpg"))):
+        if i % 5 < 3:
+            truncated.add(str(write_truncated_jpeg(f, seed=i)))
+    assert len(truncated) == 24
+    files = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    run = tmp_path / "run"
+    data = ["data=imagefolder", f"data.root={root}", "data.image_size=64", "data.batch_size=10", "data.num_workers=0"]
+    r = train(run, data_dir, data=data)
+    msg = error_paragraph(r)
+    found = re.search(r"Too many unreadable images: (\d+) of the 40 files of the train split met so far", msg)
+    # the run stops at the first file past the limit: max(data.max_skipped_files=10, 1% of 40) + 1
+    assert found and int(found[1]) == 11, msg
+    assert f"listed in {run / 'skipped_files.txt'}" in msg and "data.max_skipped_fraction" in msg, msg
+    listed = [line.split("\t")[0] for line in (run / "skipped_files.txt").read_text().splitlines()]
+    assert len(listed) == 11 and set(listed) <= truncated
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == files
+
+
+def test_a_few_unreadable_files_warn_a_few_lines_then_one_summary(tmp_path):
+    """Below the limit, 8 unreadable files of a 20-file split: every one is skipped and logged, but only the
+    first 5 get a warning line each and the rest one summary line (reference: the files truncated here)."""
+    import warnings
+
+    from image_files import write_image, write_truncated_jpeg
+
+    from zfnet_exp.data import SampleList
+    from zfnet_exp.data.folder import SkippedImageWarning
+
+    samples = []
+    for i in range(20):
+        f = tmp_path / f"{i:02d}.jpg"
+        (write_truncated_jpeg(f, seed=i) if i < 8 else write_image(f, seed=i))
+        samples.append((str(f), 0))
+    ds = SampleList(samples, ["a"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for i in range(len(ds)):
+            ds[i]
+    lines = [str(w.message) for w in caught if issubclass(w.category, SkippedImageWarning)]
+    assert len(ds.skipped) == 8 and len(lines) == 6, lines
+    assert all(line.startswith("Skipping unreadable image") for line in lines[:5])
+    assert lines[5].startswith("More unreadable images in the data split") and "without a line each" in lines[5]

@@ -7,9 +7,10 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from ..data.folder import MAX_SKIPPED_FILES, MAX_SKIPPED_FRACTION
 from ..data.normalize import NORMALIZATIONS
 from ..data.shapes import ShapesSpec
-from .base import FieldError, at_least, one_of
+from .base import FieldError, at_least, between, one_of
 
 
 @dataclass
@@ -36,11 +37,16 @@ class ImageFolderData:
     strict: bool = False
     skip_dir: str | None = None
     backend: str = "default"
+    # unreadable files of one split that stop the run (zfnet_exp.data.folder: one source for the defaults)
+    max_skipped_fraction: float = MAX_SKIPPED_FRACTION
+    max_skipped_files: int = MAX_SKIPPED_FILES
 
     def __post_init__(self) -> None:
         from ..data.backends import BACKENDS
 
         one_of(self, "backend", BACKENDS)
+        between(self, "max_skipped_fraction", 0.0, 1.0)
+        at_least(self, "max_skipped_files", 0)
         at_least(self, "prefetch_factor", 1)
         at_least(self, "stats_images", 1)
         # the 5-conv models need a conv5 map of at least 1x1 after three poolings

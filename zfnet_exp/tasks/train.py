@@ -65,6 +65,8 @@ def _fit(cfg: DictConfig, run_dir: Path, meta_model) -> dict[str, float]:
             return {}
 
     datamodule = instantiate(cfg.data)
+    if getattr(datamodule, "skip_log", None) is not None:  # where a stop for too many unreadable files lists them
+        datamodule.skip_log.report = run_dir / SkippedFilesMonitor.FILENAME
     datamodule.prepare_data()
     datamodule.setup("fit")  # a missing or malformed dataset fails here, before a model is built
     num_classes = cfg.model.get("num_classes") or datamodule.num_classes
