@@ -239,7 +239,7 @@ class SweepStatus:
     def line(self) -> str:
         n, states, reasons = self.counts()
         if not n:
-            return f"sweep {self.sweep_dir.name}: no job submitted yet"
+            return f"sweep {self.sweep_dir.name} at {time.strftime('%H:%M:%S')}: no job submitted yet"
         why = ", ".join(f"{r}: {k}" for r, k in sorted(reasons.items()))
         parts = [f"{states['pending']} pending" + (f" ({why})" if why else "")]
         parts += [f"{states[s]} {s}" for s in ("running", "done", "failed")]
