@@ -162,12 +162,12 @@ def test_slurm_grid_with_a_preempted_job(slurm_cluster, tmp_path, data_dir, wand
     for run in ("0", "1"):
         ckpt = torch.load(sweep / run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
         assert (ckpt["epoch"], ckpt["global_step"]) == (7, 16)
-    _check_grid(sweep, requeued=0)
     # while it waited, a status line every 2 s, on stdout and in the sweep's log; the last one: both jobs done
     status = (sweep / "sweep_status.log").read_text().splitlines()
     assert len(status) >= 3 and all(line in out for line in status), out[-3000:]
     assert any(re.search(r": 2 job\(s\): \d+ pending.*, [12] running", line) for line in status), status
     assert status[-1].endswith(": 2 job(s): 0 pending, 0 running, 2 done, 0 failed"), status
+    _check_grid(sweep, requeued=0)
 
 
 @pytest.mark.slurm
