@@ -148,15 +148,17 @@ def test_full_disk_during_a_checkpoint_write_keeps_the_previous_last_ckpt(good_r
 
 
 def test_folders_that_cannot_be_written_are_refused_before_any_work(tmp_path, data_dir):
-    """A run folder and a data cache under a path whose parent is a file (and, for a sweep, the sweep folder):
-    exit 2, one paragraph naming every key with the file in the way; the file is untouched, nothing created."""
+    """A run folder and a data cache under a path whose parent is a file and a W&B directory that is a file (and,
+    for a sweep, the sweep folder): exit 2, one paragraph naming every key with the file in the way; the file is
+    untouched, nothing created."""
     blocker = tmp_path / "afile"
     blocker.write_text("not a folder\n")
-    r = train(blocker / "run", blocker / "data")
+    r = train(blocker / "run", blocker / "data", "logger=wandb", f"logger.wandb.save_dir={blocker}")
     msg = error_paragraph(r)
     assert f"hydra.run.dir={blocker / 'run'} ({blocker} is a file, so no folder can be created under it)" in msg
     assert f"paths.data_dir={blocker / 'data'} ({blocker} is a file" in msg
-    assert "hydra.run.dir=<folder>, paths.data_dir=<folder>" in msg, msg
+    assert f"logger.wandb.save_dir={blocker} ({blocker} is a file, not a folder)" in msg
+    assert "hydra.run.dir=<folder>, paths.data_dir=<folder>, logger.wandb.save_dir=<folder>" in msg, msg
     r = subprocess.run(
         [sys.executable, "train.py", "-m", f"hydra.sweep.dir={blocker / 'sweep'}", "seed=1,2"],
         cwd=ROOT,
