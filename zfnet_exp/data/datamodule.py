@@ -15,7 +15,16 @@ from ..errors import DataError, UserError
 from ..utils.options import FieldError, at_least, between, one_of, option_rules
 from .backends import BACKENDS, resolve_backend
 from .backends.gpu_decode import EncodedImages, collate_encoded, decode_batch
-from .folder import IMAGEFOLDER_TREE, IndexedImageFolder, SkipLog, SkippingDataset, check_split_folder, layout_error
+from .folder import (
+    IMAGEFOLDER_TREE,
+    MAX_SKIPPED_FILES,
+    MAX_SKIPPED_FRACTION,
+    IndexedImageFolder,
+    SkipLog,
+    SkippingDataset,
+    check_split_folder,
+    layout_error,
+)
 from .normalize import NORMALIZATIONS, Normalizer
 from .sampling import ClassBalancedSampler, ShuffleSampler
 from .shapes import SHAPE_CLASSES, ShapesSpec, generate_shapes
@@ -60,6 +69,8 @@ def _statistics(options) -> None:
     prefetch_factor=at_least(1),
     stats_images=at_least(1),
     backend=one_of(BACKENDS),
+    max_skipped_fraction=between(0.0, 1.0, "a fraction in [0, 1]"),
+    max_skipped_files=at_least(0),
 )
 class ImageFolderDataModule(L.LightningDataModule):
     """``root/train/<class>/*`` and ``root/val/<class>/*``; items are ``(uint8 image, label, dataset_index)``.
@@ -105,6 +116,8 @@ class ImageFolderDataModule(L.LightningDataModule):
         strict: bool = False,
         skip_dir: str | None = None,
         backend: str = "default",
+        max_skipped_fraction: float = MAX_SKIPPED_FRACTION,
+        max_skipped_files: int = MAX_SKIPPED_FILES,
     ):
         super().__init__()
         self.root = Path(root).expanduser() if root else None
@@ -125,7 +138,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         self._num_classes = num_classes
         self.balanced_batches = balanced_batches
         self.strict = bool(strict)
-        self.skip_log = SkipLog(skip_dir)
+        self.skip_log = SkipLog(skip_dir, max_skipped_fraction, max_skipped_files)
         self.train_set: SkippingDataset | None = None
         self.val_set: SkippingDataset | None = None
         self.normalizer: Normalizer | None = None
@@ -213,6 +226,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.backend = resolve_backend(self.backend)
         train, val = self._shard_splits() if self.backend == "shards" else self.build_splits()
         self.train_set, self.val_set = train, val
+        train.split, val.split = "train", "val"  # in the skip log and its messages
         if self._num_classes is not None and self._num_classes != len(train.classes):
             raise DataError(
                 f"data.num_classes={self._num_classes} but {self.root} has {len(train.classes)} classes; fix "

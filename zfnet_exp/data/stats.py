@@ -50,8 +50,11 @@ class _StatsImages(Dataset):
         try:
             return self.transform(read_rgb(self.files[i], self.size)), 1
         except UnreadableImage as e:
-            if self.skip_log is not None and self.skip_log.record(e.path, e.reason):
-                rank_zero_warn(f"statistics: skipping unreadable image {e.path} ({e.reason})")
+            if self.skip_log is not None:  # the statistics read (a subset of) the training split
+                count = self.skip_log.record(e.path, e.reason, "train", len(self.files))
+                self.skip_log.warn(
+                    count, "train", f"statistics: skipping unreadable image {e.path} ({e.reason})", rank_zero_warn
+                )
             return torch.zeros(3, self.size, self.size, dtype=torch.uint8), 0
 
 

@@ -34,7 +34,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-from ..errors import ConfigError, exit_with
+from ..errors import ConfigError, UserError, exit_with
 
 
 def hydra_main(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
@@ -50,7 +50,8 @@ def hydra_main(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Call
             script = Path(sys.argv[0]).name
             try:
                 check_composition(conf, config_name, sys.argv[1:])
-            except ConfigError as e:
+                check_output_folders(conf, config_name, sys.argv[1:])
+            except UserError as e:  # a config error, a folder that cannot be written or is in use
                 exit_with(f"{e} (command: python {script} {' '.join(sys.argv[1:])})")
             return main()
 
@@ -81,6 +82,63 @@ def check_composition(conf: Path, config_name: str, argv: list[str]) -> None:
             except _NotOurs:
                 return
             raise ConfigError(message)
+
+
+def check_output_folders(conf: Path, config_name: str, argv: list[str]) -> None:
+    """The folders the command would write (run or sweep folder, data cache, W&B directory) can be created and
+    written (:func:`zfnet_exp.utils.folders.check_folders`), and no live run holds the run folder (or, for a
+    sweep, any of its job folders: :func:`zfnet_exp.utils.run_lock.check_free`). Checked before Hydra creates the
+    run folder and writes its ``.hydra/`` files, which it does before the task runs (a failure there is a raw
+    traceback; a second run would overwrite the first one's files). A command that does not compose
+    (or a value that does not resolve yet) is left to Hydra and the task, as in :func:`check_composition`."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    from ..utils.folders import check_folders
+    from ..utils.run_lock import LOCK_NAME, check_free
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            args = get_args_parser().parse_args(argv)
+    except SystemExit:
+        return
+    if args.help or args.hydra_help or args.info or args.shell_completion or args.experimental_rerun:
+        return
+    if args.config_path or args.config_dir or args.cfg:
+        return
+    jobs = _jobs(args.overrides, multirun=args.multirun)
+    if not jobs:
+        return
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+            cfg = compose(args.config_name or config_name, overrides=jobs[0], return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        run_key = "hydra.sweep.dir" if args.multirun else "hydra.run.dir"
+        run_dir = OmegaConf.select(cfg, run_key)
+        with read_write(cfg.hydra), open_dict(cfg.hydra):  # what ${paths.output_dir} reads
+            cfg.hydra.runtime.output_dir = run_dir
+    except Exception:  # noqa: BLE001 - not composable or not resolvable here: Hydra's and the task's to report
+        return
+    finally:
+        GlobalHydra.instance().clear()
+    folders = {run_key: run_dir}
+    keys = ["paths.data_dir", "data.cache_dir"]
+    wandb = OmegaConf.select(cfg, "logger.wandb")
+    if isinstance(wandb, DictConfig) and "_target_" in wandb and wandb.get("enabled", True) is not False:
+        keys.append("logger.wandb.save_dir")
+    for key in keys:
+        try:
+            value = OmegaConf.select(cfg, key)
+        except Exception:  # noqa: BLE001 - e.g. an env resolver without its variable: the task reports it
+            continue
+        if isinstance(value, str) and value not in {str(v) for v in folders.values()}:
+            folders[key] = value
+    check_folders(folders)
+    check_free(Path(run_dir).glob(f"*/{LOCK_NAME}") if args.multirun else [Path(run_dir) / LOCK_NAME])
 
 
 def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
