@@ -113,7 +113,7 @@ def _checkpoint(path, num_classes, input_size, seed, record, arch="zfnet"):
     (fc layers of 256 units: a small file)."""
     torch.manual_seed(seed)
     lit = LitClassifier(
-        arch=arch, num_classes=num_classes, input_size=input_size, init="kaiming", overrides={"fc_units": 256}
+        name=arch, num_classes=num_classes, input_size=input_size, init="kaiming", overrides={"fc_units": 256}
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(
