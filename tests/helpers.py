@@ -21,9 +21,10 @@ TINY_DATA = [
 ]
 
 
-def compose_train(overrides: list[str], run_dir: Path, data_dir: Path):
-    """Compose ``train.yaml`` with ``overrides`` and register it as the current Hydra config, so that
-    ``${hydra:...}`` interpolations resolve exactly as under ``python train.py``."""
+def compose_task(task: str, overrides: list[str], run_dir: Path):
+    """Compose ``conf/<task>.yaml`` with ``overrides`` and register it as the current Hydra config, so that
+    ``${hydra:...}`` interpolations resolve exactly as under ``python <task>.py``; the job config proper is
+    returned (as ``@hydra.main`` hands it to the task)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
@@ -31,14 +32,19 @@ def compose_train(overrides: list[str], run_dir: Path, data_dir: Path):
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[f"paths.data_dir={data_dir}", *overrides], return_hydra_config=True)
+        cfg = compose(task, overrides=overrides, return_hydra_config=True)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
-        del cfg["hydra"]  # the job config proper, as @hydra.main hands it to the task
+        del cfg["hydra"]
     return cfg
+
+
+def compose_train(overrides: list[str], run_dir: Path, data_dir: Path):
+    """``train.yaml`` composed as ``python train.py`` would see it (see :func:`compose_task`)."""
+    return compose_task("train", [f"paths.data_dir={data_dir}", *overrides], run_dir)
 
 
 # The one tiny training run with the deconvnet diagnostics that several test files read (two epochs, one
@@ -63,18 +69,10 @@ DIAG_RUN = [
 
 def run_analysis(run_dir: Path, out: Path, *overrides: str, logger: str = "none") -> dict:
     """``analyze.py ckpt=<run_dir> ...`` in process (composition exactly as the entry point's)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     from zfnet_exp.tasks.analyze import analyze
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(
-            "analyze",
-            overrides=[f"ckpt={run_dir}", f"paths.output_dir={out}", "device=cpu", f"logger={logger}", *overrides],
-        )
-    return analyze(cfg)
+    overrides = (f"ckpt={run_dir}", f"paths.output_dir={out}", "device=cpu", f"logger={logger}", *overrides)
+    return analyze(compose_task("analyze", list(overrides), out))
 
 
 def wandb_history(run_dir: Path) -> dict:

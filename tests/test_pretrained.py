@@ -143,11 +143,11 @@ def _python(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
-    """``python -m zfnet_exp.models.pretrained <file> --out <folder>`` on a pytorchcv zfnet with a 3-class head."""
+    """``python -m zfnet_exp.models.convert <file> --out <folder>`` on a pytorchcv zfnet with a 3-class head."""
     tmp = tmp_path_factory.mktemp("pretrained")
     path, ref = _zfnet_file(tmp / "zfnet.pth", num_classes=3)
     out = tmp / "zfnet_imagenet"
-    proc = _python("-m", "zfnet_exp.models.pretrained", str(path), "--out", str(out))
+    proc = _python("-m", "zfnet_exp.models.convert", str(path), "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "pytorchcv `zfnet` weights" in proc.stdout and f"python eval.py ckpt={out}" in proc.stdout
     return out, ref
@@ -209,7 +209,7 @@ def test_other_files_are_one_paragraph(tmp_path):
     do, no traceback."""
     own = tmp_path / "own.pth"
     torch.save({"features.conv1.weight": torch.zeros(4, 3, 7, 7), "features.conv1.bias": torch.zeros(4)}, own)
-    proc = _python("-m", "zfnet_exp.models.pretrained", str(own), "--out", str(tmp_path / "x"))
+    proc = _python("-m", "zfnet_exp.models.convert", str(own), "--out", str(tmp_path / "x"))
     assert proc.returncode == 2 and proc.stderr.startswith("error:") and "Traceback" not in proc.stderr
     assert "needs no conversion" in proc.stderr
 

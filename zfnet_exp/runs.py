@@ -127,7 +127,7 @@ def read_checkpoint(path: str | Path, prefer: str = "best", key: str = "ckpt") -
         if published is not None:
             found = f"published {published.layout.source} `{published.layout.name}` ImageNet weights"
             hint = (
-                f" Convert them once into a checkpoint: python -m zfnet_exp.models.pretrained {p} --out <folder>, "
+                f" Convert them once into a checkpoint: python -m zfnet_exp.models.convert {p} --out <folder>, "
                 f"then pass {key}=<folder>; or start a training run from them with model.checkpoint={p}."
             )
         raise UserError(

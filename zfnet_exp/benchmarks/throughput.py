@@ -131,7 +131,7 @@ def _plain_step(net, norm, opt, x, y, device, precision: str) -> None:
 
 def _lit(args, num_classes: int) -> LitClassifier:
     return LitClassifier(
-        arch=args.model,
+        name=args.model,
         num_classes=num_classes,
         input_size=args.image_size,
         init="kaiming",
