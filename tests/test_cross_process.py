@@ -77,6 +77,7 @@ def test_skipped_files_are_gathered_over_ddp_ranks(tmp_path):
 # Run by each process of the statistics test: wait for the others, then ask for the statistics at once.
 _STATS_WORKER = r"""
 import os, sys, time
+from pathlib import Path
 import torch
 import zfnet_exp.data.stats as stats
 
