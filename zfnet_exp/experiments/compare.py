@@ -332,7 +332,7 @@ def analyze(
                 base, matched_any = hits[0], True
             elif len(pools) > 1:
                 notes.append(f"{label}: the baseline matches no variant here; the first variant ({base}) is used.")
-        tables.append(_table(label, variants, base, chosen))
+        tables.append(variant_table(label, variants, base, chosen))
     if wanted and not matched_any:
         names = "; ".join(v for t in tables for v in t.variants)
         raise UserError(
@@ -343,7 +343,8 @@ def analyze(
     return Comparison(paths, jobs, tables, keys, replicates, chosen, shown, pending, notes)
 
 
-def _table(label: str, variants: dict[str, list[Job]], base: str, metrics: Sequence[str]) -> Table:
+def variant_table(label: str, variants: dict[str, list[Job]], base: str, metrics: Sequence[str]) -> Table:
+    """The statistics of ``variants`` (label -> jobs, finished ones used) for each metric against ``base``."""
     order = [base] + [v for v in variants if v != base]
     summary = []
     paper = {}
@@ -431,7 +432,17 @@ def markdown(c: Comparison) -> str:
                 ]
                 + ([_num(paper)] if t.paper else [])
             )
-        header = ["metric", "variant", "n", "mean ± sd", "95% CI", "diff [95% CI]", "Cohen's d", "p (Welch)", "p (Holm)"]
+        header = [
+            "metric",
+            "variant",
+            "n",
+            "mean ± sd",
+            "95% CI",
+            "diff [95% CI]",
+            "Cohen's d",
+            "p (Welch)",
+            "p (Holm)",
+        ]
         text += md_table(header + (["paper"] if t.paper else []), rows)
         one = sorted({s["variant"] for s in t.summary if s["n"] == 1 and s["metric"] in c.shown})
         if one:
@@ -449,9 +460,11 @@ def markdown(c: Comparison) -> str:
     )  # fmt: skip
     out_of_stats = [j for j in c.jobs if not j.finished]
     if out_of_stats:
-        text += "\nNot in the statistics (unfinished): " + "; ".join(
-            f"{j.variant} {j.replicate} ({j.status}, {j.epochs} epochs)" for j in out_of_stats
-        ) + ".\n"
+        text += (
+            "\nNot in the statistics (unfinished): "
+            + "; ".join(f"{j.variant} {j.replicate} ({j.status}, {j.epochs} epochs)" for j in out_of_stats)
+            + ".\n"
+        )
     if c.pending:
         text += "\nNot started (no run folder): " + "; ".join(" ".join(p) for p in c.pending) + ".\n"
     text += "".join(f"\nNote: {n}\n" for n in c.notes)
@@ -465,7 +478,9 @@ def table3_layout(t: Table) -> str:
     on_imagenet = all(j.run.choices.get("data") == "imagenet" for j in t.jobs)
     if not on_imagenet or not models or any(m not in TABLE3 for m in models.values()):
         return ""
-    stats = {(s["variant"].removeprefix(f"[{t.label}] ") if t.label else s["variant"], s["metric"]): s for s in t.summary}
+    stats = {
+        (s["variant"].removeprefix(f"[{t.label}] ") if t.label else s["variant"], s["metric"]): s for s in t.summary
+    }
 
     def ours(variant: str, metric: str) -> str:
         s = stats.get((variant, metric))
@@ -539,7 +554,7 @@ def compare(
     text = markdown(c)
     out.mkdir(parents=True, exist_ok=True)
     runs_csv = _atomic_csv(run_rows(c), out / "compare_runs.csv")
-    summary = [s for t in c.tables for s in t.summary]
+    summary = [{k: s.get(k) for k in SUMMARY_COLUMNS} for t in c.tables for s in t.summary]
     summary_csv = _atomic_csv(summary, out / "compare_summary.csv", SUMMARY_COLUMNS)
     pngs = []
     for name, canvas in figures:

@@ -40,11 +40,14 @@ def describe(values: Sequence[float], level: float = LEVEL) -> dict[str, float |
 def against(baseline: Sequence[float], variant: Sequence[float], level: float = LEVEL) -> dict[str, float | None]:
     """``variant`` against ``baseline``: ``diff`` = mean(variant) - mean(baseline), its Welch interval
     (``diff_ci_low``/``diff_ci_high``), ``cohens_d`` (difference over the pooled sample sd) and ``p_welch``
-    (two-sided, ``scipy.stats.ttest_ind(variant, baseline, equal_var=False)``). Needs n >= 2 on both sides and
-    some spread; otherwise those are None (the difference itself needs one value on each side)."""
+    (two-sided, ``scipy.stats.ttest_ind(variant, baseline, equal_var=False)``, whose statistic is ``t_welch``).
+    Needs n >= 2 on both sides and some spread; otherwise those are None (the difference itself needs one value
+    on each side)."""
     from scipy.stats import t, ttest_ind
 
-    out: dict[str, float | None] = dict.fromkeys(("diff", "diff_ci_low", "diff_ci_high", "cohens_d", "p_welch"))
+    out: dict[str, float | None] = dict.fromkeys(
+        ("diff", "diff_ci_low", "diff_ci_high", "cohens_d", "p_welch", "t_welch")
+    )
     if not baseline or not variant:
         return out
     diff = statistics.fmean(variant) - statistics.fmean(baseline)
@@ -61,8 +64,9 @@ def against(baseline: Sequence[float], variant: Sequence[float], level: float = 
     pooled = math.sqrt(((na - 1) * va + (nb - 1) * vb) / (na + nb - 2))
     with warnings.catch_warnings():  # scipy warns when one side has (almost) no spread; the test holds
         warnings.simplefilter("ignore", RuntimeWarning)
-        p = float(ttest_ind(variant, baseline, equal_var=False).pvalue)
-    out.update(diff_ci_low=diff - half, diff_ci_high=diff + half, cohens_d=diff / pooled, p_welch=p)
+        test = ttest_ind(variant, baseline, equal_var=False)
+    out.update(diff_ci_low=diff - half, diff_ci_high=diff + half, cohens_d=diff / pooled)
+    out.update(p_welch=float(test.pvalue), t_welch=float(test.statistic))
     return out
 
 
