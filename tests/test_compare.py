@@ -364,3 +364,38 @@ def test_side_by_side_figure_columns_rows_and_pixels(sweep, tmp_path):
     x, y, w, h = boxes[("k5", 2)]
     crop = np.asarray(canvas.to_pil(), dtype=np.float32)[y : y + h, x : x + w]
     assert np.abs(crop - np.asarray(ref, dtype=np.float32)).mean() < 1.0
+
+
+def test_wandb_run_in_the_sweeps_group_and_watch(generated, wandb_home, capsys):
+    """Reference: the offline W&B run's own records (``wandb leet inspect``): one run, job type ``compare``, in the
+    group named after the sweep folder, holding the summary table. ``--watch`` prints the table again while a
+    run holds a live lock file and returns once it is gone."""
+    import json
+    import threading
+
+    sweep, _, _ = generated
+    result = compare([sweep], figure=None, wandb="on")
+    (folder,) = sorted((sweep / "wandb").glob("offline-run-*"))
+    text = subprocess.run(
+        [str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    run = next(r["run"] for r in records if r.get("type") == "run")
+    assert (run["job_type"], run["run_group"]) == ("compare", sweep.name)
+    logged = {k for r in records if r.get("type") == "history" for k in r["history"]["item"]}
+    assert {k.split(".")[0] for k in logged} >= {"compare/summary", "compare/runs"}  # tables: "<key>._type" ...
+    assert result.wandb_dir == sweep / "wandb"
+
+    from zfnet_exp.experiments.compare import watch
+
+    lock = sweep / "8" / ".lock"  # the run of wd=20 that stopped after 1 of 2 epochs
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename}))
+    threading.Timer(1.5, lock.unlink).start()
+    kw = {"baseline": None, "metrics": ["val/err_top1"], "replicates": ["seed"], "plugins": []}
+    watch([str(sweep)], kw, every=0.5)
+    out = capsys.readouterr().out
+    assert out.count("# Comparison") >= 2 and "running" in out and "| val/err_top1 |" in out

@@ -364,12 +364,16 @@ class Run:
         return True
 
     def _recently_active(self) -> bool:
-        newest = 0.0
-        for p in (self.path / "metrics.csv", self.path / "checkpoints", self.path / "wandb", self.path):
-            if p.exists():
-                newest = max(newest, p.stat().st_mtime)
-        for p in self.path.glob("wandb/*/*.wandb"):
-            newest = max(newest, p.stat().st_mtime)
+        """A file that a training process writes changed within :data:`RECENT_S`: its composed config and job log
+        (at start), ``metrics.csv`` (each epoch), ``last.ckpt``, the W&B log (continuously). Not the folder's own
+        time: adding or removing a lock file changes that."""
+        files = [
+            self.path / ".hydra" / "config.yaml",
+            self.path / "metrics.csv",
+            self.path / "checkpoints" / "last.ckpt",
+        ]
+        files += [*self.path.glob("*.log"), *self.path.glob("wandb/*/*.wandb")]
+        newest = max((p.stat().st_mtime for p in files if p.is_file()), default=0.0)
         return time.time() - newest < RECENT_S
 
     def _saved_mid_epoch(self) -> bool:

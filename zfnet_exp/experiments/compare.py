@@ -527,6 +527,10 @@ class Written:
     wandb_dir: Path | None = None
 
 
+def _is_job(path: Path) -> bool:
+    return (path / ".hydra" / "config.yaml").is_file()
+
+
 def default_out(paths: Sequence[Path]) -> Path:
     first = Path(paths[0])
     return first.parent if (first / ".hydra" / "config.yaml").is_file() and len(paths) > 1 else first
@@ -596,8 +600,9 @@ def log_wandb(result: Written, out: Path) -> Path:
 
     c = result.comparison
     cfg = c.jobs[0].run.config
-    group = OmegaConf.select(cfg, "group", default=None, throw_on_resolution_failure=False)
-    group = group if isinstance(group, str) and "${" not in group else out.name
+    raw = OmegaConf.to_container(cfg, resolve=False).get("group")  # a literal group (table3), not ${sweep_group:}
+    first = c.paths[0]
+    group = raw if isinstance(raw, str) and "${" not in raw else (first.parent if _is_job(first) else first).name
     project = OmegaConf.select(cfg, "logger.wandb.project", default=None, throw_on_resolution_failure=False)
     run = wandb.init(
         project=project or "zfnet-exp",
@@ -674,6 +679,8 @@ class CompareSweep(Callback):
         if not self.enabled:
             return
         sweep = Path(config.hydra.sweep.dir)
+        if not find_runs([sweep]):  # not a training sweep (analyze.py / eval.py -m), or no job got far
+            return
         try:
             result = compare([sweep], figure=self.figure, wandb=self.wandb)
         except UserError as e:
