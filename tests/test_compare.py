@@ -399,3 +399,15 @@ def test_wandb_run_in_the_sweeps_group_and_watch(generated, wandb_home, capsys):
     watch([str(sweep)], kw, every=0.5)
     out = capsys.readouterr().out
     assert out.count("# Comparison") >= 2 and "running" in out and "| val/err_top1 |" in out
+
+
+def test_status_of_a_fresh_unfinished_run(tmp_path, base_cfg):
+    """A run stopped after 1 of 2 epochs whose files were just written counts as running (no lock file to say
+    otherwise) while the sweep may go on, and as failed at the end of the multirun (``ended``); a finished run is
+    finished either way."""
+    make_run(tmp_path / "s" / "0", base_cfg, {WD: "5", "seed": 1}, rows_for({"val/err_top1": 0.3}))
+    fresh = make_run(tmp_path / "s" / "1", base_cfg, {WD: "5", "seed": 2}, rows_for({"val/err_top1": 0.3}, 1))
+    now = time.time()
+    os.utime(fresh / "metrics.csv", (now, now))
+    assert [j.status for j in analyze([tmp_path / "s"]).jobs] == ["finished", "running"]
+    assert [j.status for j in analyze([tmp_path / "s"], ended=True).jobs] == ["finished", "failed"]

@@ -325,13 +325,18 @@ class Run:
     @property
     def status(self) -> str:
         """``finished`` (all ``trainer.max_epochs`` validated), ``running`` (a live lock file, or without one a
-        file in the folder changed within :data:`RECENT_S`), ``preempted`` (``last.ckpt`` was saved in the middle
-        of an epoch: the save-on-signal of a preemption or time limit, waiting for its requeue) or ``failed``
-        (stopped before the end otherwise)."""
+        file the training writes changed within :data:`RECENT_S`), ``preempted`` (``last.ckpt`` was saved in the
+        middle of an epoch: the save-on-signal of a preemption or time limit, waiting for its requeue) or
+        ``failed`` (stopped before the end otherwise)."""
+        return self.state()
+
+    def state(self, ended: bool = False) -> str:
+        """:attr:`status`; ``ended=True`` when the caller knows no job of the sweep runs any more (the end of a
+        multirun): recent files then do not mean "running"."""
         done, total = self.epochs_done, self.max_epochs
         if total is not None and total >= 0 and done >= total:
             return "finished"
-        if self._locked() or (not self.lock.exists() and self._recently_active()):
+        if not ended and (self._locked() or (not self.lock.exists() and self._recently_active())):
             return "running"
         if self._saved_mid_epoch():
             return "preempted"

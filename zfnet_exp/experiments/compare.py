@@ -150,10 +150,11 @@ def run_metrics(run: Run) -> dict[str, float]:
     return values
 
 
-def read_job(run: Run, replicates: Sequence[str]) -> Job:
+def read_job(run: Run, replicates: Sequence[str], ended: bool = False) -> Job:
+    """One run: status (``ended``: the sweep is over, nothing runs), epochs, overrides, replicate, metrics."""
     overrides = run.override_map
     replicate = ",".join(f"{k}={overrides.get(k, run.setting(k))}" for k in replicates)
-    return Job(run, run.status, run.epochs_done, run.max_epochs, overrides, replicate, run_metrics(run))
+    return Job(run, run.state(ended), run.epochs_done, run.max_epochs, overrides, replicate, run_metrics(run))
 
 
 def variant_keys(jobs: Sequence[Job], replicates: Sequence[str]) -> list[str]:
@@ -266,9 +267,11 @@ def analyze(
     metrics: Sequence[str] | None = None,
     replicates: Sequence[str] = ("seed",),
     plugins: Sequence[str] = (),
+    ended: bool = False,
 ) -> Comparison:
-    """Read and group the runs under ``paths`` and compute the statistics (nothing written). Raises
-    :class:`UserError` for no runs, a baseline that matches no variant, a metric no run logged."""
+    """Read and group the runs under ``paths`` and compute the statistics (nothing written); ``ended``: the
+    sweep is known to be over (its end-of-multirun callback). Raises :class:`UserError` for no runs, a baseline
+    that matches no variant, a metric no run logged."""
     paths = [Path(p) for p in paths]
     for module in plugins:
         try:
@@ -286,7 +289,7 @@ def analyze(
             f"<time>_<name>, as printed at its start) or run folders."
         )
     replicates = list(replicates)
-    jobs = [read_job(r, replicates) for r in runs]
+    jobs = [read_job(r, replicates, ended) for r in runs]
     keys = variant_keys(jobs, replicates)
     for j in jobs:
         j.variant = ",".join(f"{k}={j.overrides.get(k, '(default)')}" for k in keys) or "all runs"
@@ -547,12 +550,13 @@ def compare(
     epochs: Sequence[int] | None = None,
     wandb: str = "auto",
     plugins: Sequence[str] = (),
+    ended: bool = False,
 ) -> Written:
     """:func:`analyze`, then the figure(s) made in memory, then every file written (nothing when anything before
     failed), then the W&B run."""
     from .side_by_side import comparison_figures
 
-    c = analyze(paths, baseline, metrics, replicates, plugins)
+    c = analyze(paths, baseline, metrics, replicates, plugins, ended)
     out = Path(out) if out else default_out(c.paths)
     figures = comparison_figures(c, figure, figure_seed, epochs) if figure else []
     text = markdown(c)
@@ -682,7 +686,7 @@ class CompareSweep(Callback):
         if not find_runs([sweep]):  # not a training sweep (analyze.py / eval.py -m), or no job got far
             return
         try:
-            result = compare([sweep], figure=self.figure, wandb=self.wandb)
+            result = compare([sweep], figure=self.figure, wandb=self.wandb, ended=True)
         except UserError as e:
             print(f"\nerror: {e}\n", file=sys.stderr, flush=True)
             return
