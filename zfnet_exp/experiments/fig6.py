@@ -14,9 +14,13 @@ The numbers are each run's own per-epoch ``metrics.csv`` (FilterHealth callback)
 ``health/conv1/dead_frac``, ``health/conv2/dead_frac``, ``val/acc_top1`` at the final epoch. One more column
 comes from the last checkpoint: conv1's spectral energy above the Nyquist frequency of its own stride
 (:func:`~zfnet_exp.diagnostics.filters.aliasing_index` with ``cutoff = 1/stride``), the share that aliases
-when conv1's output is subsampled; for stride 2 it is the logged aliasing index itself. Only runs that
-finished all their epochs enter the statistics (equal training length); the others, and grid points with no
-run at all, are listed by name.
+when conv1's output is subsampled; for stride 2 it is the logged aliasing index itself (the comparison's derived
+metric ``derived/conv1/aliasing_at_stride``). Only runs that finished all their epochs enter the statistics (equal
+training length); the others, and grid points with no run at all, are listed by name.
+
+Fig. 6 is an instance of the general comparison (:mod:`.compare`): the runs, their status and the grid points not
+started are read by it, and the statistics are its :func:`~.compare.variant_table` with ``zf`` as baseline; what
+stays here is Fig. 6's own: its variant names and geometry, its units and layout, and its figure.
 """
 
 from __future__ import annotations
