@@ -157,10 +157,10 @@ def read_job(run: Run, replicates: Sequence[str], ended: bool = False) -> Job:
     return Job(run, run.state(ended), run.epochs_done, run.max_epochs, overrides, replicate, run_metrics(run))
 
 
-def variant_keys(jobs: Sequence[Job], replicates: Sequence[str]) -> list[str]:
+def variant_keys(overrides: Sequence[dict[str, str]], replicates: Sequence[str]) -> list[str]:
     """The override keys whose values differ between the jobs (replicate keys aside), in first-seen order."""
-    keys = list(dict.fromkeys(k for j in jobs for k in j.overrides))
-    return [k for k in keys if k not in replicates and len({j.overrides.get(k) for j in jobs}) > 1]
+    keys = list(dict.fromkeys(k for o in overrides for k in o))
+    return [k for k in keys if k not in replicates and len({o.get(k) for o in overrides}) > 1]
 
 
 def planned_jobs(sweep: Path) -> list[list[str]]:
@@ -185,9 +185,8 @@ def planned_jobs(sweep: Path) -> list[list[str]]:
         return []
 
 
-def _same_job(planned: list[str], overrides: dict[str, str]) -> bool:
-    mine = {o.split("=", 1)[0].lstrip("+"): o.split("=", 1)[1] if "=" in o else "~" for o in planned}
-    return mine == overrides
+def _as_dict(planned: list[str]) -> dict[str, str]:
+    return {o.split("=", 1)[0].lstrip("+~"): o.split("=", 1)[1] if "=" in o else "~" for o in planned}
 
 
 def select_metrics(requested: Sequence[str] | None, available: Iterable[str]) -> list[str]:
@@ -290,12 +289,11 @@ def analyze(
         )
     replicates = list(replicates)
     jobs = [read_job(r, replicates, ended) for r in runs]
-    keys = variant_keys(jobs, replicates)
+    planned = [_as_dict(p) for sweep in paths for p in planned_jobs(sweep)]
+    keys = variant_keys([*(j.overrides for j in jobs), *planned], replicates)
     for j in jobs:
         j.variant = ",".join(f"{k}={j.overrides.get(k, '(default)')}" for k in keys) or "all runs"
-    pending = []
-    for sweep in paths:
-        pending += [p for p in planned_jobs(sweep) if not any(_same_job(p, j.overrides) for j in jobs)]
+    pending = [[f"{k}={v}" for k, v in p.items()] for p in planned if not any(p == j.overrides for j in jobs)]
     finished = [j for j in jobs if j.finished]
     available = list(dict.fromkeys(m for j in jobs for m in j.values))
     chosen = select_metrics(metrics, available)
@@ -426,7 +424,7 @@ def markdown(c: Comparison) -> str:
                     s["metric"],
                     variant,
                     str(s["n"]),
-                    f"{_num(s['mean'])} ± {_num(s['sd'])}",
+                    "no finished run" if s["mean"] is None else f"{_num(s['mean'])} ± {_num(s['sd'])}",
                     ci,
                     diff,
                     _num(s["cohens_d"], 2),
@@ -469,7 +467,12 @@ def markdown(c: Comparison) -> str:
             + ".\n"
         )
     if c.pending:
-        text += "\nNot started (no run folder): " + "; ".join(" ".join(p) for p in c.pending) + ".\n"
+        shown = [*c.keys, *c.replicates]
+        text += (
+            "\nNot started (no run folder): "
+            + "; ".join(" ".join(o for o in p if o.split("=", 1)[0] in shown) or " ".join(p) for p in c.pending)
+            + ".\n"
+        )
     text += "".join(f"\nNote: {n}\n" for n in c.notes)
     return text
 
