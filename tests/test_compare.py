@@ -411,3 +411,11 @@ def test_status_of_a_fresh_unfinished_run(tmp_path, base_cfg):
     os.utime(fresh / "metrics.csv", (now, now))
     assert [j.status for j in analyze([tmp_path / "s"]).jobs] == ["finished", "running"]
     assert [j.status for j in analyze([tmp_path / "s"], ended=True).jobs] == ["finished", "failed"]
+    # the save-on-signal of a preemption writes last.ckpt in the middle of an epoch: "preempted" (awaiting requeue)
+    (fresh / "checkpoints").mkdir()
+    progress = {"fit_loop": {"epoch_loop.batch_progress": {"is_last_batch": False}}}
+    torch.save(
+        {"state_dict": {}, "hyper_parameters": {"name": "zfnet"}, "loops": progress},
+        fresh / "checkpoints" / "last.ckpt",
+    )
+    assert [j.status for j in analyze([tmp_path / "s"], ended=True).jobs] == ["finished", "preempted"]
