@@ -419,3 +419,25 @@ def test_status_of_a_fresh_unfinished_run(tmp_path, base_cfg):
         fresh / "checkpoints" / "last.ckpt",
     )
     assert [j.status for j in analyze([tmp_path / "s"], ended=True).jobs] == ["finished", "preempted"]
+
+
+def test_status_from_the_run_lock(tmp_path, base_cfg):
+    """Reference: a real process holding the POSIX lock of ``.run.lock`` (as ``zfnet_exp.utils.run_lock`` does
+    while training): the run is running while that process lives, and failed once it is killed (the file a crash
+    leaves behind is not locked), even though its files are fresh."""
+    run = make_run(tmp_path / "s" / "0", base_cfg, {WD: "5", "seed": 1}, rows_for({"val/err_top1": 0.3}, 1))
+    lock = run / ".run.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import fcntl,os,time; fd=os.open({str(lock)!r}, os.O_RDWR|os.O_CREAT); "
+         "fcntl.lockf(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        now = time.time()
+        os.utime(run / "metrics.csv", (now, now))
+        assert [j.status for j in analyze([tmp_path / "s"]).jobs] == ["running"]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert lock.is_file() and [j.status for j in analyze([tmp_path / "s"]).jobs] == ["failed"]

@@ -48,6 +48,7 @@ STATUSES = ("finished", "running", "preempted", "failed")
 # a run folder without a lock file counts as running while one of its files changed this recently (seconds)
 RECENT_S = 600.0
 NOT_METRICS = ("epoch", "step")
+LOCK_NAMES = (".run.lock", ".lock")  # zfnet_exp.utils.run_lock's (a held POSIX lock), a plain pid file
 LIGHTNING_CHECKPOINT = "a checkpoint written by train.py (a Lightning .ckpt: a run folder's checkpoints/*.ckpt)"
 
 
@@ -319,15 +320,19 @@ class Run:
 
     @property
     def lock(self) -> Path:
-        """``<run>/.lock``: present while a training process holds the run (it may name that process)."""
-        return self.path / ".lock"
+        """The run's lock file: ``<run>/.run.lock`` (``zfnet_exp.utils.run_lock``: a POSIX lock held by the training
+        process, naming it; removed when the run finishes) or a plain ``<run>/.lock`` naming a pid."""
+        for name in LOCK_NAMES:
+            if (self.path / name).is_file():
+                return self.path / name
+        return self.path / LOCK_NAMES[0]
 
     @property
     def status(self) -> str:
-        """``finished`` (all ``trainer.max_epochs`` validated), ``running`` (a live lock file, or without one a
-        file the training writes changed within :data:`RECENT_S`), ``preempted`` (``last.ckpt`` was saved in the
-        middle of an epoch: the save-on-signal of a preemption or time limit, waiting for its requeue) or
-        ``failed`` (stopped before the end otherwise)."""
+        """``finished`` (all ``trainer.max_epochs`` validated), ``running`` (a live lock file, :attr:`lock`, or
+        without one a file the training writes changed within :data:`RECENT_S`), ``preempted`` (``last.ckpt`` was
+        saved in the middle of an epoch: the save-on-signal of a preemption or time limit, waiting for its
+        requeue) or ``failed`` (stopped before the end otherwise)."""
         return self.state()
 
     def state(self, ended: bool = False) -> str:
@@ -345,10 +350,14 @@ class Run:
         return "failed"
 
     def _locked(self) -> bool:
-        """A lock file whose owner is alive: one that names a process of this host that no longer exists is
-        stale (a killed job); one that names none, or another host's, is trusted."""
+        """A lock file whose owner is alive. ``.run.lock``: its POSIX lock is held (the kernel drops it when the
+        process ends, however it ends; a file left by a crash is not locked). A plain ``.lock``: one that names a
+        process of this host that no longer exists is stale (a killed job); one that names none, or another
+        host's, is trusted."""
         if not self.lock.is_file():
             return False
+        if self.lock.name == LOCK_NAMES[0]:
+            return _lock_held(self.lock)
         text = self.lock.read_text(errors="replace").strip()
         try:
             info = json.loads(text) if text.startswith("{") else {}
@@ -429,6 +438,24 @@ def find_runs(paths: Iterable[str | Path], started: bool = True) -> list[Run]:
             found = {c.parent.parent for c in p.rglob(".hydra/config.yaml")}
             runs += sorted((r for r in found if is_run(r, started)), key=_natural)
     return [Run(r) for r in dict.fromkeys(runs)]
+
+
+def _lock_held(path: Path) -> bool:
+    """Whether another process holds the POSIX lock on ``path`` (probed with a shared, non-blocking lockf)."""
+    import errno
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        return e.errno in (errno.EACCES, errno.EAGAIN)
+    finally:
+        os.close(fd)
+    return False
 
 
 def _numbers(row: dict[str, str]) -> dict[str, float]:
