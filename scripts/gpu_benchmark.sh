@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Throughput of ZFNet on one GPU, for the README's "Throughput" table (issue 13). Budget: < 8 minutes on an H100/H200.
 #
-#   scripts/gpu_benchmark.sh            # on a GPU machine; CSV -> ${OUT:-outputs/bench}/gpu_benchmark.csv
+#   scripts/gpu_benchmark.sh            # on a GPU machine; CSV -> ${OUT:-outputs/bench}/gpu_benchmark.csv, one
+#                                       # results record per run -> ${OUT:-outputs/bench}/results/throughput/ (copy
+#                                       # them into the repository's results/throughput/ to keep them)
 #   scripts/gpu_benchmark.sh --smoke    # the same steps on the CPU with tiny sizes (checks the script runs)
 #
 # Runs (one CSV row each):
@@ -21,7 +23,7 @@ CACHE=${BENCH_CACHE:-$OUT_DIR/cache}
 
 if [[ "${1:-}" == "--smoke" ]]; then
   COMMON=(--device cpu --precision bf16-mixed --channels-last --image-size 64 --batch 8 --steps 1 --windows 2
-          --warmup 1 --workers 0 --cache-dir "$CACHE" --csv "$CSV")
+          --warmup 1 --workers 0 --cache-dir "$CACHE" --csv "$CSV" --record "$OUT_DIR/results")
   COMPILE=(--compile --compile-backend eager)   # inductor takes minutes on a CPU
   DIAG=(--diag-images 16 --diag-callbacks top9,filter_health)
   SHARDS=()
@@ -30,7 +32,7 @@ else
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT_DIR/gpu.txt"
   WORKERS=${WORKERS:-$(( $(nproc) - 2 ))}
   COMMON=(--device cuda --precision bf16-mixed --channels-last --image-size 224 --batch 256 --steps 10 --windows 5
-          --warmup 5 --workers "$WORKERS" --cache-dir "$CACHE" --csv "$CSV")
+          --warmup 5 --workers "$WORKERS" --cache-dir "$CACHE" --csv "$CSV" --record "$OUT_DIR/results")
   COMPILE=(--compile)
   DIAG=(--diag-images 50000)
   SHARDS=(--steps 5 --windows 3 --warmup 3)   # 5,120 generated images (generation + conversion ~1-2 min, once)

@@ -23,8 +23,9 @@ def test_missing_checkpoint_is_one_clear_paragraph(tmp_path):
 def test_analysis_must_be_chosen(tmp_path):
     """Without analysis=<name>, Hydra stops at composition and lists the choices (reference: conf/analysis/)."""
     r = _run(f"ckpt={tmp_path}/x.ckpt", f"paths.output_root={tmp_path}")
-    assert r.returncode != 0 and "You must specify 'analysis'" in r.stderr
+    assert r.returncode == 2 and "You must specify 'analysis'" in r.stderr, r.stderr
+    assert r.stderr.strip().startswith("error: ") and r.stderr.strip().count("\n") == 0  # one paragraph
     choices = sorted(p.stem for p in (ROOT / "conf" / "analysis").glob("*.yaml"))
-    listed = r.stderr.split("Available options:")[1].split()
-    assert listed[: len(choices)] == choices
+    listed = r.stderr.split("The options are: ")[1].split(". ")[0].split(", ")
+    assert listed == choices
     assert not list(tmp_path.rglob("*.png"))  # nothing ran

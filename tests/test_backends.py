@@ -110,6 +110,37 @@ def test_shard_conversion_resumes_to_identical_shards(shard_source, tmp_path):
         assert (img.permute(1, 2, 0).float() - expected.float()).abs().max() <= 1  # same decoder family
 
 
+def test_shards_command_line(shard_source, tmp_path):
+    """``python -m zfnet_exp.data.shards FOLDER OUT --size --part-size`` (a real subprocess): exit 0, the shards are
+    byte-identical to :func:`convert_folder` with the same arguments, and the last line says how to train on them;
+    a folder that is not an ImageFolder tree is one ``error:`` paragraph naming it, exit code 2."""
+    import os
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    from zfnet_exp.data.shards import convert_folder
+
+    def cli(*args):
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        cmd = [sys.executable, "-m", "zfnet_exp.data.shards", *map(str, args)]
+        return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+    out = tmp_path / "cli"
+    r = cli(shard_source, out, "--size", 40, "--part-size", 3)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip().splitlines()[-1] == (
+        f"Shards written to {out}; train with data.backend=shards data.root={out}"
+    )
+    ref = convert_folder(shard_source, tmp_path / "ref", size=40, part_size=3, progress=False)
+    for split in ("train", "val"):
+        assert _files(out / split) == _files(ref / split) != {}
+    r = cli(tmp_path / "missing", tmp_path / "nowhere")
+    assert r.returncode == 2 and r.stderr.strip().startswith("error: "), r.stderr
+    assert str(tmp_path / "missing") in r.stderr and "Traceback" not in r.stderr
+
+
 def test_shards_equal_batches_per_rank_and_mid_epoch_resume(shard_source, tmp_path):
     """Two simulated ranks get the same number of batches and disjoint images (LitData's own sharding);
     a loader restored from state_dict after one batch yields exactly the rest of the epoch."""

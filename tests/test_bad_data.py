@@ -26,6 +26,15 @@ def bad_folder(tmp_path):
     return root
 
 
+def _pil_decodes(path: str) -> bool:
+    try:
+        with Image.open(path) as im:
+            im.load()
+        return True
+    except OSError:  # PIL.UnidentifiedImageError and truncated-file errors are OSErrors
+        return False
+
+
 def test_read_rgb_decodes_grey_and_cmyk_and_names_unreadable_files(tmp_path, bad_folder):
     """Reference: PIL's own conversion of the same files; a truncated or non-image file raises naming it."""
     grey, cmyk = bad_folder / "train" / "a" / "0.jpg", bad_folder / "train" / "a" / "1.jpg"
@@ -48,11 +57,19 @@ def test_unreadable_files_are_skipped_and_counted_across_workers(bad_folder, tmp
     loader = torch.utils.data.DataLoader(dm.train_set, batch_size=5, num_workers=2, shuffle=False)
     batches = list(loader)
     assert [len(b[0]) for b in batches] == [5, 5]  # 10 items, none dropped
-    bad = {i for i, (p, _) in enumerate(dm.train_set.samples) if "zz_" in p}
+    samples = dm.train_set.samples
+    bad = {i for i, (p, _) in enumerate(samples) if "zz_" in p}
+    assert len(bad) == 2
     returned = torch.cat([b[2] for b in batches]).tolist()
-    assert not bad & set(returned)  # substitutes, never the bad files themselves
-    for i in bad:  # the substitute is the next sample (wrapping), labelled as that sample
-        assert dm.train_set.samples[(i + 1) % len(dm.train_set)][0].endswith(".jpg")
+    labels = torch.cat([b[1] for b in batches]).tolist()
+    # reference: which files PIL itself can decode, and for each position the first decodable one at or after it
+    # (wrapping); the item at that position is that file, labelled as that file
+    decodable = [_pil_decodes(p) for p, _ in samples]
+    assert [i for i, ok in enumerate(decodable) if not ok] == sorted(bad)
+    n = len(samples)
+    expected = [next((i + k) % n for k in range(n) if decodable[(i + k) % n]) for i in range(n)]
+    assert returned == expected and set(returned).isdisjoint(bad)
+    assert labels == [samples[j][1] for j in expected]
     assert sorted(p.split("/")[-1] for p in dm.skipped_files) == ["zz_html.JPEG", "zz_truncated.jpg"]
     assert all(r for r in dm.skipped_files.values())  # with the reason
 

@@ -63,7 +63,7 @@ def _hand_probs(model, x_uint8, record, c):
     return probs[4], probs.mean(0)
 
 
-def test_ensemble_averages_the_softmax_of_its_models():
+def test_ensemble_averages_the_softmax_of_its_models(tmp_path):
     """Reference: per-image hand computation of each model's 10-view softmax, averaged over views and then over
     models, top-1/top-5 misses counted by hand."""
     g = torch.Generator().manual_seed(0)
@@ -71,8 +71,8 @@ def test_ensemble_averages_the_softmax_of_its_models():
     labels = torch.randint(0, 7, (12,), generator=g)
     models = [_Linear(s, 8, 7).eval() for s in (1, 2, 3)]
     members = [Member(None, "lin", {}, 7, 8, STANDARD, m) for m in models]
-    loader = torch.utils.data.DataLoader(list(zip(images, labels, range(12))), batch_size=5)
-    tallies, ensemble = run_protocols(members, loader, 8, torch.device("cpu"), progress=False)
+    dataset = list(zip(images, labels, range(12)))
+    tallies, ensemble = run_protocols(members, dataset, 8, "cpu", batch_size=5, progress=False, out_dir=tmp_path)
     with torch.no_grad():
         per_model = [_hand_probs(m, images, STANDARD, 8) for m in models]
     ens_center = sum(p[0] for p in per_model) / 3
@@ -113,7 +113,7 @@ def _checkpoint(path, num_classes, input_size, seed, record, arch="zfnet"):
     (fc layers of 256 units: a small file)."""
     torch.manual_seed(seed)
     lit = LitClassifier(
-        arch=arch, num_classes=num_classes, input_size=input_size, init="kaiming", overrides={"fc_units": 256}
+        name=arch, num_classes=num_classes, input_size=input_size, init="kaiming", overrides={"fc_units": 256}
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(

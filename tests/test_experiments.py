@@ -73,3 +73,40 @@ def test_collect_tabulates_runs_beside_the_paper(tmp_path, data_dir):
     with csv_path.open() as f:
         assert len(list(csv.DictReader(f))) == 3
     assert md_path.read_text().count("\n| ") == 4  # header + 3 rows
+
+
+def test_collect_command_line(tmp_path, data_dir):
+    """``python -m zfnet_exp.experiments.collect SWEEP --out DIR`` (a real subprocess): exit 0, the table it prints
+    is collected.md, collected.csv holds each run's last validated epoch as a percentage (reference: the rows
+    written into the runs' metrics.csv); a folder without runs is one ``error:`` paragraph, exit code 2."""
+    import os
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    def cli(*args):
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        cmd = [sys.executable, "-m", "zfnet_exp.experiments.collect", *map(str, args)]
+        return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+    sweep, out = tmp_path / "sweep", tmp_path / "tables"
+    row = lambda e, t1, v1, v5: {"epoch": e, "train/err_top1": t1, "val/err_top1": v1, "val/err_top5": v5}  # noqa: E731
+    _fake_run(sweep, "0", "zfnet", "shapes", [row(0, 0.9, 0.8, 0.6), row(1, 0.25, 0.125, 0.0)], data_dir)
+    _fake_run(sweep, "1", "alexnet", "shapes", [row(0, 0.5, 0.375, 0.0625)], data_dir)
+    out.mkdir()
+    r = cli(sweep, "--out", out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    md = (out / "collected.md").read_text()
+    assert r.stdout.startswith(md) and r.stdout.strip().endswith(
+        f"2 runs -> {out / 'collected.csv'}, {out / 'collected.md'}"
+    )
+    with (out / "collected.csv").open() as f:
+        got = {Path(r["run"]).name: r for r in csv.DictReader(f)}
+    assert [(got[n]["epochs"], got[n]["val_top1"], got[n]["val_top5"]) for n in ("0", "1")] == [
+        ("2", "12.5", "0.0"),
+        ("1", "37.5", "6.25"),
+    ]
+    r = cli(tmp_path / "tables")
+    assert r.returncode == 2 and r.stderr.strip().startswith("error: no finished or running training runs"), r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr

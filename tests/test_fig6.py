@@ -294,3 +294,33 @@ def test_fig6_table_is_the_general_comparison(sweep):
     with (folder / "fig6_runs.csv").open() as f:
         for r in csv.DictReader(f):
             assert derived[Path(r["run"]).name] == pytest.approx(float(r["conv1_aliased_at_stride"]))
+
+
+def test_fig6_record_holds_the_summary_and_every_run(sweep, tmp_path, capsys):
+    """``--record``: the results record's rows are the numbers of fig6_summary.csv and fig6_runs.csv (reference:
+    those files read with the csv module), its printed text is the table the command printed."""
+    from zfnet_exp.experiments.fig6 import main
+    from zfnet_exp.utils.records import read_record
+
+    folder, _ = sweep
+    copy = tmp_path / "sweep"
+    shutil.copytree(folder, copy)
+    main([str(copy), "--no-figure", "--record", str(tmp_path / "results")])
+    out = capsys.readouterr().out
+    (path,) = (tmp_path / "results" / "fig6").glob("*.json")
+    record = read_record(path)
+    values = record["values"]
+    with (copy / "fig6_summary.csv").open() as f:
+        for s in csv.DictReader(f):
+            col, a, b = s["column"], s["variant_a"], s["variant_b"]
+            for key, name in (("mean_a", f"{a}/mean"), ("std_b", f"{b}/std"), ("diff", f"diff_{b}_minus_{a}"),
+                              ("cohens_d", "cohens_d"), ("welch_p", "welch_p")):  # fmt: skip
+                expected = float(s[key]) if s[key] else None
+                assert values[f"{col}/{name}"] == expected, (col, key)
+    with (copy / "fig6_runs.csv").open() as f:
+        for r in csv.DictReader(f):
+            assert values[f"run/{r['variant']}/seed{r['seed']}/val_top1_pct"] == float(r["val_top1_pct"])
+    assert (
+        record["command"] == f"python -m zfnet_exp.experiments.fig6 {copy} --no-figure --record {tmp_path / 'results'}"
+    )
+    assert record["printed"] == out.split("record: ")[0] and "| metric |" in record["printed"]

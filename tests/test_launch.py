@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -130,6 +131,7 @@ def test_slurm_grid_with_a_preempted_job(slurm_cluster, tmp_path, data_dir, wand
             f"hydra.sweep.dir={sweep}",
             "hydra.launcher.cpus_per_task=1",
             "hydra.launcher.timeout_min=60",
+            "hydra.callbacks.check_launcher.status_every_s=2",
         ],  # > 10 min: submitit reports a preemption, not a time-out
         cwd=ROOT,
         env=env,
@@ -155,12 +157,88 @@ def test_slurm_grid_with_a_preempted_job(slurm_cluster, tmp_path, data_dir, wand
             proc.kill()
     assert proc.returncode == 0, out[-3000:]
     log = "".join(p.read_text() for p in (sweep / ".submitit").glob(f"{array}_0/*_0_log.out"))
-    assert "Caught SIGUSR2" in log and "Requeued" in log + out or "requeue" in log.lower(), log[-3000:]
+    # both halves of the hand-over: our callback saved last.ckpt on the signal, then submitit requeued the job
+    assert "Caught SIGUSR2 at epoch" in log, log[-3000:]
+    assert f"Requeued job {array}_0" in log, log[-3000:]
     assert "Resuming from" in log
     for run in ("0", "1"):
         ckpt = torch.load(sweep / run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
         assert (ckpt["epoch"], ckpt["global_step"]) == (7, 16)
+    # while it waited, a status line every 2 s, on stdout and in the sweep's log; the last one: both jobs done
+    status = (sweep / "sweep_status.log").read_text().splitlines()
+    assert len(status) >= 3 and all(line in out for line in status), out[-3000:]
+    assert any(re.search(r": 2 job\(s\): \d+ pending.*, [12] running", line) for line in status), status
+    assert status[-1].endswith(": 2 job(s): 0 pending, 0 running, 2 done, 0 failed"), status
     _check_grid(sweep, requeued=0)
+
+
+@pytest.mark.slurm
+def test_impossible_slurm_request_is_refused_before_submission(slurm_cluster, tmp_path, data_dir, wandb_home):
+    """The issue's grid (`-m hydra/launcher=slurm hydra.launcher.partition=debug model=zfnet,alexnet`) asking one
+    CPU more than the node has (reference: this machine's CPU count, which the one-node cluster's node declares)
+    and twice its memory: exit 2 before submission, one paragraph naming both keys with values that fit; nothing
+    is queued and no sweep folder is made. An unknown partition: the partitions that exist."""
+    cpus = len(os.sched_getaffinity(0))
+    mem_gb = 2 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**30
+    env = _env(data_dir, wandb_home, **slurm_cluster)
+    sweep = tmp_path / "sweep"
+
+    def submit(*overrides: str) -> str:
+        r = subprocess.run(
+            [sys.executable, "train.py", "-m", "hydra/launcher=slurm", "model=zfnet,alexnet"]
+            + [f"hydra.sweep.dir={sweep}", f"paths.data_dir={data_dir}", *overrides],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stdout[-2000:] + r.stderr[-3000:]
+        paragraphs = [p.strip() for p in r.stderr.split("\n\n") if p.strip().startswith("error:")]
+        assert len(paragraphs) == 1 and "\n" not in paragraphs[0], r.stderr
+        return paragraphs[0]
+
+    msg = submit(
+        "hydra.launcher.partition=debug", f"hydra.launcher.cpus_per_task={cpus + 1}", f"hydra.launcher.mem_gb={mem_gb}"
+    )
+    assert f"{cpus + 1} CPUs per node (hydra.launcher.cpus_per_task={cpus + 1} x 1 task(s))" in msg, msg
+    assert f"have at most {cpus}: set hydra.launcher.cpus_per_task={cpus}" in msg, msg
+    assert f"{mem_gb} GB of memory per node (hydra.launcher.mem_gb)" in msg and "nothing was submitted" in msg, msg
+    msg = submit("hydra.launcher.partition=gpu")
+    assert "hydra.launcher.partition=gpu does not exist on this cluster (sinfo lists debug)" in msg, msg
+    queue = subprocess.run(["squeue", "-h"], env=env, capture_output=True, text=True, check=True, timeout=30)
+    assert queue.stdout.strip() == "" and not sweep.exists()
+
+
+@pytest.mark.slurm
+def test_sweep_status_names_pending_jobs_and_their_reason(slurm_cluster, tmp_path):
+    """Two submitit jobs (a real job array, as the launcher submits) that each take every CPU of the one node:
+    one runs, the other waits with SLURM's reason `Resources`; the status line says so, then both done.
+    Reference: squeue's own view of the same jobs."""
+    import submitit
+
+    from zfnet_exp.utils.slurm import SweepStatus
+
+    cpus = len(os.sched_getaffinity(0))
+    saved = {k: os.environ.get(k) for k in slurm_cluster}
+    os.environ.update(slurm_cluster)
+    try:
+        executor = submitit.AutoExecutor(folder=tmp_path / ".submitit" / "%j", cluster="slurm")
+        executor.update_parameters(slurm_partition="debug", cpus_per_task=cpus, timeout_min=5)
+        jobs = executor.map_array(time.sleep, [6, 6])
+        status = SweepStatus(tmp_path, every_s=1)
+        deadline = time.time() + 60
+        while "1 pending (Resources: 1), 1 running" not in (line := status.line()):
+            assert time.time() < deadline, line
+            time.sleep(0.5)
+        states = subprocess.run(["squeue", "-h", "-r", "-o", "%T %r"], capture_output=True, text=True, timeout=30)
+        assert sorted(states.stdout.splitlines()) == ["PENDING Resources", "RUNNING None"]
+        for job in jobs:
+            job.result()
+        assert status.line().endswith(": 2 job(s): 0 pending, 0 running, 2 done, 0 failed")
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
 
 
 def test_local_launcher_grid(tmp_path, data_dir, wandb_home):

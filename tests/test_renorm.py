@@ -60,12 +60,27 @@ class _Tiny(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=50.0)  # large steps push filters past the radius
 
 
-def test_callback_applies_after_every_optimizer_step(tmp_path):
+def test_callback_applies_after_every_optimizer_step(tmp_path, monkeypatch):
+    """8 batches with 2-batch gradient accumulation are 4 optimizer steps: the weights every forward pass sees are
+    within the radius, and the filters are rescaled once per optimizer step (4 calls), not once per batch (8).
+    Reference: the trainer's own step counter seen by a spy callback, and a counting wrapper around
+    ``renormalize_filters``."""
+    import zfnet_exp.callbacks.filter_renorm as module
+
     data = torch.utils.data.TensorDataset(torch.randn(16, 3, 8, 8), torch.randint(0, 2, (16,)))
     model = _Tiny()
-    seen = []
+    seen, calls = [], []
+
+    def counting(*args, **kwargs):
+        calls.append(trainer.global_step)
+        return renormalize_filters(*args, **kwargs)
+
+    monkeypatch.setattr(module, "renormalize_filters", counting)
 
     class Spy(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, *args):
+            seen.append(_rms(pl_module.net[0].weight.detach()).max().item())
+
         def on_train_batch_end(self, trainer, pl_module, *args):
             seen.append(_rms(pl_module.net[0].weight.detach()).max().item())
 
@@ -81,4 +96,7 @@ def test_callback_applies_after_every_optimizer_step(tmp_path):
     )
     trainer.fit(model, torch.utils.data.DataLoader(data, batch_size=2))
     assert cb.clipped_total > 0
-    assert max(seen) <= 0.1 + 1e-6
+    # [start, end] of each batch: the first optimizer step ends batch 2 (index 3); from then on every forward pass
+    # sees renormalized filters, and before it the initial filters (RMS > radius here) were left alone
+    assert len(seen) == 2 * 8 and max(seen[3:]) <= 0.1 + 1e-6 and seen[0] == seen[2] > 0.1
+    assert calls == [1, 2, 3, 4]  # once after each optimizer step

@@ -108,7 +108,7 @@ def test_feature_cache_is_reused(tiny_ckpt, tmp_path):
     file. A truncated JPEG is marked unreadable (its row holds the next image, so it must be left out)."""
     from zfnet_exp.data.normalize import Normalizer
     from zfnet_exp.runs import load_model, resolve_checkpoint
-    from zfnet_exp.tasks.transfer import extract_features, feature_cache_path
+    from zfnet_exp.tasks.transfer_features import extract_features, feature_cache_path
 
     make_caltech(tmp_path / "c101", "101", [4, 3, 3])
     bad = tmp_path / "c101" / "101_ObjectCategories" / "accordion" / "image_0002.jpg"
@@ -220,3 +220,82 @@ def test_voc_features_end_to_end(tiny_ckpt, datasets, tmp_path, capsys):
     assert float(rows["Mean"]["this run"]) == pytest.approx(np.mean(scored), abs=0.1)
     assert result["mAP"] == pytest.approx(np.mean(scored) / 100, abs=1e-3)
     assert "Table 6" in printed and "*test* set" in printed and re.search(r"Mean\s*\|\s*74\.3\s*\|\s*82\.2", printed)
+
+
+@pytest.mark.parametrize(
+    ("library", "name", "head"),
+    [("zfnet_exp", "zfnet", "classifier.fc8"), ("timm", "resnet18", "fc"), ("torchvision", "alexnet", "classifier.6")],
+)
+def test_finetune_network_keeps_the_pretrained_layers(tmp_path, library, name, head):
+    """The network fine-tuning trains, from a checkpoint file of a 4-class model: every tensor but the last layer's
+    is the checkpoint's (reference: the saved state dict), the last layer has the target's 3 outputs (timm's
+    ``reset_classifier`` for ours and timm's, the last ``nn.Linear`` of a torchvision network), and the optimizer
+    Lightning gets trains that layer at ``transfer.lr`` and the pretrained ones at ``lr * finetune_lr_mult``, with
+    a cosine schedule over the given steps."""
+    import lightning as L
+    from omegaconf import OmegaConf
+
+    from zfnet_exp.models import LitClassifier
+    from zfnet_exp.tasks.transfer_source import TransferSource
+    from zfnet_exp.tasks.transfer_training import transfer_classifier
+
+    torch.manual_seed(0)
+    lit = LitClassifier(name=name, library=library, num_classes=4, input_size=64, init=None)
+    record = {"mean": [0.4, 0.45, 0.5], "std": [0.2, 0.25, 0.3], "normalization": "standard"}
+    saved = {k.removeprefix("model."): v.clone() for k, v in lit.state_dict().items()}
+    torch.save({"state_dict": lit.state_dict(), "hyper_parameters": dict(lit.hparams),
+                "pytorch-lightning_version": L.__version__, "ImageFolderDataModule": {"zfnet_data": 2, **record}},
+               tmp_path / "pre.ckpt")  # fmt: skip
+    cfg = OmegaConf.create({"ckpt": str(tmp_path / "pre.ckpt"), "transfer": {"mode": "finetune"}})
+    source = TransferSource(cfg, torch.device("cpu"))
+    source.load()
+    t = OmegaConf.create({"lr": 0.01, "weight_decay": 5e-4, "finetune_lr_mult": 0.1})
+    net = transfer_classifier(source, 3, True, t, steps=10)
+    state = net.model.state_dict()
+    assert sorted(k for k in state if not torch.equal(state[k], saved.get(k, torch.empty(0)))) == [
+        f"{head}.bias",
+        f"{head}.weight",
+    ]
+    assert state[f"{head}.weight"].shape == (3, saved[f"{head}.weight"].shape[1])
+    assert net.model.eval()(torch.zeros(2, 3, 64, 64)).shape == (2, 3)
+    config = net.configure_optimizers()
+    new, old = config["optimizer"].param_groups
+    head_params = {id(p) for p in net.model.get_submodule(head).parameters()}
+    assert {id(p) for p in new["params"]} == head_params and new["lr"] == 0.01
+    assert len(old["params"]) == len(list(net.model.parameters())) - 2 and old["lr"] == pytest.approx(0.001)
+    assert config["lr_scheduler"]["scheduler"].T_max == 10 and config["lr_scheduler"]["interval"] == "step"
+
+
+def test_multilabel_loss_weights_each_present_class_equally():
+    """The fine-tuning loss on multi-label images (VOC): for each image with at least one present class, the mean
+    over its present classes of -log softmax (reference: a per-image loop); images without one are left out,
+    "difficult"-only labels (IGNORE) are not present classes."""
+    from zfnet_exp.data.voc import IGNORE
+    from zfnet_exp.tasks.transfer_training import TransferClassifier
+
+    torch.manual_seed(0)
+    record = {"mean": [0.5] * 3, "std": [0.25] * 3, "normalization": "standard"}
+    lit = TransferClassifier(record, name="zfnet", num_classes=4, input_size=64, optimizer={"lr": 0.1})
+    x = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
+    y = torch.tensor([[1, 0, 1, 0], [0, 0, 0, IGNORE], [0, 1, 0, 0]])
+    x = lit.on_after_batch_transfer((x, y), 0)[0]
+    lit.eval()  # dropout off, so the reference sees the same logits
+    with torch.no_grad():
+        loss = lit.training_step((x, y), 0)
+        logp = torch.log_softmax(lit(x), 1)
+    reference = torch.stack([-(logp[0, 0] + logp[0, 2]) / 2, -logp[2, 1]]).mean()
+    assert loss == pytest.approx(float(reference), rel=1e-5)
+
+
+def test_voc_finetune_end_to_end(tiny_ckpt, datasets, tmp_path, capsys):
+    """VOC fine-tuning (soft targets, Lightning's Trainer) one epoch: Table 6 with this run's column, its mean the
+    mean of the scored classes' AP (cat, dog, person have positives), and the result's mAP the same."""
+    out = tmp_path / "run"
+    result = _transfer(out, f"ckpt={tiny_ckpt}", "data=voc2012", f"data.root={datasets / 'voc'}",
+                       "transfer.mode=finetune", "transfer.epochs=1")  # fmt: skip
+    rows = {r["class"]: r for r in _csv(out / "table6.csv")}
+    scored = [float(rows[c]["this run"]) for c in ("Cat", "Dog", "Person")]
+    assert rows["Airplane"]["this run"] == "-"
+    assert float(rows["Mean"]["this run"]) == pytest.approx(np.mean(scored), abs=0.1)
+    assert result["mAP"] == pytest.approx(np.mean(scored) / 100, abs=1e-3)
+    assert "Ours: fine-tuned" in capsys.readouterr().out

@@ -38,6 +38,7 @@ from .data.folder import IndexedImageFolder
 from .data.normalize import Normalizer
 from .data.transforms import eval_transform
 from .errors import UserError
+from .utils import resolvers  # noqa: F401  (a run's saved config reads ${default:} and the project's resolvers)
 from .utils.launch import say
 from .utils.tensors import evenly_spaced
 from .utils.torch_files import load_torch_file
@@ -132,17 +133,34 @@ def read_checkpoint(path: str | Path, prefer: str = "best", key: str = "ckpt") -
             if _is_state_dict(raw)
             else ""
         )
+        published = _published(raw) if _is_state_dict(raw) else None
+        if published is not None:
+            found = f"published {published.layout.source} `{published.layout.name}` ImageNet weights"
+            hint = (
+                f" Convert them once into a checkpoint: python -m zfnet_exp.models.pretrained {p} --out <folder>, "
+                f"then pass {key}=<folder>; or start a training run from them with model.checkpoint={p}."
+            )
         raise UserError(
             f"{key}={p} holds {found}, not {LIGHTNING_CHECKPOINT} with its model hyper-parameters and weights. "
             f"Pass {key}=<run folder> or {key}=<run folder>/checkpoints/last.ckpt.{hint}"
         )
     hp = raw["hyper_parameters"]
-    if not isinstance(hp, dict) or not ("name" in hp or "arch" in hp):
+    if not isinstance(hp, dict) or "name" not in hp:
         raise UserError(
             f"{key}={p} is a Lightning checkpoint, but not one of this project's models (no model name in its "
             f"hyper-parameters). Pass a checkpoint written by train.py."
         )
     return Checkpoint(p, raw)
+
+
+def _published(state: dict) -> Any:
+    """The published network a bare state dict holds (:func:`zfnet_exp.models.pretrained.identify`), else None."""
+    from .models.pretrained import identify
+
+    try:
+        return identify(state)
+    except UserError:
+        return None
 
 
 def _is_state_dict(obj: Any) -> bool:

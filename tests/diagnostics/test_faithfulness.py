@@ -194,11 +194,18 @@ def test_random_baseline_row_is_at_chance():
 
 
 def test_wilson_interval_matches_the_closed_form():
-    # reference: the textbook Wilson score interval for 5/10 (0.2366, 0.7634) and for 0/n: [0, z^2 / (n + z^2)]
+    # reference: the textbook Wilson score interval for 5/10 (0.2366, 0.7634), for 0/n: [0, z^2 / (n + z^2)] and
+    # for k/n in general (z = 1.959964..., the normal distribution's 97.5% point, for a 95% interval)
+    z = 1.959963984540054
     lo, hi = wilson_interval(torch.tensor([True] * 5 + [False] * 5))
     assert lo == pytest.approx(0.2366, abs=1e-4) and hi == pytest.approx(0.7634, abs=1e-4)
     lo, hi = wilson_interval(torch.zeros(20, dtype=torch.bool))
-    assert lo == 0.0 and hi == pytest.approx(1.96**2 / (20 + 1.96**2))
+    assert lo == 0.0 and hi == pytest.approx(z**2 / (20 + z**2))
+    k, n = 3, 17
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert wilson_interval(torch.arange(n) < k) == pytest.approx((centre - half, centre + half))
 
 
 def test_offcentre_column_separates_object_from_centre_bias():

@@ -85,8 +85,14 @@ def test_cascade_starts_at_one_and_leaves_the_model_alone(similarity, tiny_model
         model, images, "conv3", 1, similarity=similarity, return_projections=True
     )
     assert [n for n, _ in scores] == ["original", "features.conv3", "features.conv2", "features.conv1"]
-    assert scores[0][1] == pytest.approx(1.0, abs=1e-9)
+    assert scores[0][1] == pytest.approx(1.0, abs=1e-6)  # torchmetrics' Spearman ranks in float32
     assert all(-1.0 <= s <= 1.0 + 1e-9 for _, s in scores[1:])
+    # the sanity check's point: each further randomized layer takes the projection further from the original
+    # (measured: ssim 1 > 0.64 > 0.52 > 0.29, spearman 1 > 0.51 > 0.37 > 0.07 on this model), down to a map
+    # that keeps little of it
+    values = [v for _, v in scores]
+    assert all(a > b + 0.05 for a, b in zip(values, values[1:])), scores
+    assert values[-1] < 0.5, scores
     assert not torch.equal(projections[0], projections[-1])
     assert torch.equal(torch.get_rng_state(), rng)
     assert model.training

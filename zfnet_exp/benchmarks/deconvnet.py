@@ -13,6 +13,7 @@ is measured, the mining pass is not timed. Weights are random (Kaiming init) unl
 
     python -m zfnet_exp.benchmarks.deconvnet            # 224 px, 8 maps x 9 units x conv1..conv5 = 360
     python -m zfnet_exp.benchmarks.deconvnet --quick    # 112 px, 2 maps: 90 projections
+    python -m zfnet_exp.benchmarks.deconvnet --record   # also keep the figures in results/deconvnet/
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from zfnet_exp.diagnostics.deconvnet import project
 from zfnet_exp.diagnostics.geometry import run_until
 from zfnet_exp.diagnostics.layers import resolve_layer
 from zfnet_exp.models import create_model
+from zfnet_exp.utils.records import Figure, add_record_option, recording
 from zfnet_exp.utils.torch_files import load_torch_file
 
 
@@ -85,7 +87,38 @@ def main(argv: list[str] | None = None) -> dict:
         help="skip timing the project's own simple path, the batched pass without receptive-field crops "
         "(crop=False), against which the crop planner must pay to stay",
     )
+    add_record_option(ap)
     args = ap.parse_args(argv)
+    with recording("deconvnet", args.record, "python -m zfnet_exp.benchmarks.deconvnet", argv) as rec:
+        result = measure(args)
+        rec.extend(figures(result))
+    return result
+
+
+def figures(result: dict) -> list[Figure]:
+    """The record's rows: per layer and in total, the four timings, the speed-up and the two differences."""
+    out = [Figure(k, result[k], u) for k, u in (("size", "px"), ("threads", ""), ("n", "projections"))]
+    for scope, t, speedup, exact, lrn in [
+        *((r["layer"], r["times"], r["speedup"], r["max_rel_diff"], r["lrn_effect"]) for r in result["layers"]),
+        ("total", result["totals"], result["speedup"], result["max_rel_diff"], result["lrn_effect"]),
+    ]:
+        out += [Figure(f"{scope}/{key}_s", value, "s") for key, value in t.items()]
+        out += [
+            Figure(f"{scope}/speedup_vs_captum", speedup, "x"),
+            Figure(f"{scope}/max_rel_diff", exact),
+            Figure(f"{scope}/lrn_effect", lrn),
+        ]
+    for r in result["layers"]:
+        out += [Figure(f"{r['layer']}/n", r["n"], "projections"), Figure(f"{r['layer']}/nonzero", r["nonzero"])]
+    for key in ("speedup_zf_vs_captum", "speedup_uncropped_vs_captum", "crop_vs_uncropped"):
+        if result.get(key) is not None:
+            out.append(Figure(f"total/{key}", result[key], "x"))
+    return out
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Time and print the workload of ``args`` (what :func:`main` parsed); return the numbers for the caller and
+    the record."""
     size = args.size or (112 if args.quick else 224)
     maps = args.maps or (2 if args.quick else 8)
     layers = [s.strip() for s in args.layers.split(",") if s.strip()]
@@ -179,7 +212,30 @@ def main(argv: list[str] | None = None) -> dict:
         f"max relative difference vs Captum x activation: {worst_exact:.1e} (float32 round-off); "
         f"ZF default vs Captum: {worst_lrn:.2f} (LRN skipped on the way down, as in the paper)"
     )
-    return {"totals": totals, "speedup": speed, "max_rel_diff": worst_exact, "lrn_effect": worst_lrn, "n": n}
+    return {
+        "totals": totals,
+        "speedup": speed,
+        "max_rel_diff": worst_exact,
+        "lrn_effect": worst_lrn,
+        "n": n,
+        "size": size,
+        "threads": torch.get_num_threads(),
+        "speedup_zf_vs_captum": totals["captum"] / totals["zf"],
+        "speedup_uncropped_vs_captum": totals["captum"] / totals["uncropped"] if args.ablation else None,
+        "crop_vs_uncropped": totals["uncropped"] / totals["captum_sem"] if args.ablation else None,
+        "layers": [
+            {
+                "layer": layer,
+                "n": count,
+                "nonzero": nonzero,
+                "times": t,
+                "speedup": t["captum"] / t["captum_sem"],
+                "max_rel_diff": exact,
+                "lrn_effect": lrn,
+            }  # fmt: skip
+            for layer, count, nonzero, t, exact, lrn in rows
+        ],
+    }
 
 
 if __name__ == "__main__":

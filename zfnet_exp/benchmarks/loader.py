@@ -1,7 +1,7 @@
 """Benchmark: images/s of each dataset's training pipeline (decode + resize/crop + flip + collate), per
 DataLoader worker and in total, on a generated JPEG set.
 
-``python -m zfnet_exp.benchmarks.loader [--datasets imagenet,caltech101,voc2012,shapes] [--workers 1,8]``
+``python -m zfnet_exp.benchmarks.loader [--datasets imagenet,caltech101,voc2012,shapes] [--workers 1,8] [--record]``
 
 The pipeline measured is the datamodule's own ``train_dataloader()`` (robust loader, paper transforms, sampler,
 collate), so batches are what training receives: ``uint8 [B,3,S,S]``, normalized later on the device. Images are
@@ -29,6 +29,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..data import ImageNetDataModule, ShapesDataModule
+from ..utils.records import Figure, add_record_option, recording
 from ..utils.tables import write_csv
 
 # name -> (width, height) of the generated JPEGs; None: the generated shapes dataset
@@ -114,7 +115,27 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--batches-per-window", type=int, default=6)
     ap.add_argument("--root", default=None, help="where the generated images go (reused); default: a temp dir")
     ap.add_argument("--csv", default=None, help="also write the rows to this CSV file")
+    add_record_option(ap)
     args = ap.parse_args(argv)
+    with recording("loader", args.record, "python -m zfnet_exp.benchmarks.loader", argv) as rec:
+        rows = measure(args)
+        rec.extend(figures(rows))
+    return rows
+
+
+def figures(rows: list[dict]) -> list[Figure]:
+    """The record's rows: img/s in total and per worker, per dataset and worker count."""
+    out = []
+    for r in rows:
+        scope = f"{r['dataset']}/workers{r['workers']}"
+        out += [Figure(f"{scope}/img_per_s", r["img_per_s"], "img/s"),
+                Figure(f"{scope}/img_per_s_per_worker", r["img_per_s_per_worker"], "img/s")]  # fmt: skip
+    return out
+
+
+def measure(args: argparse.Namespace) -> list[dict]:
+    """Time and print the workload of ``args`` (what :func:`main` parsed); return the numbers for the caller and
+    the record."""
     torch.set_num_threads(1)  # the loader's cost, not intra-op parallelism in the main process
     root = Path(args.root or tempfile.mkdtemp(prefix="zfnet-loader-bench-"))
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]

@@ -1,7 +1,8 @@
 """Occlusion benchmark: exact incremental inference vs batched re-inference vs Captum ``Occlusion``.
 
 Run ``python -m zfnet_exp.benchmarks.occlusion`` (ZFNet, 1000 classes, random init, 224 px, patch 32,
-stride 8) or add ``--quick`` (112 px, patch 16, stride 8) for a smoke run.
+stride 8) or add ``--quick`` (112 px, patch 16, stride 8) for a smoke run; ``--record`` also keeps the figures
+in ``results/occlusion/``.
 
 Fairness: Captum computes a per-pixel map of logit drops rather than a position grid, but it does one
 forward pass per occluder position, the same work as ours. With ``(H - patch) % stride == 0`` Captum's
@@ -27,6 +28,8 @@ import time
 
 import torch
 
+from zfnet_exp.utils.records import Figure, add_record_option, recording
+
 
 def _positions(size: int, patch: int, stride: int) -> tuple[int, int]:
     ours = (size - patch) // stride + 1
@@ -35,11 +38,6 @@ def _positions(size: int, patch: int, stride: int) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from captum.attr import Occlusion
-
-    from zfnet_exp.diagnostics.occlusion import occlusion_sensitivity
-    from zfnet_exp.models import create_model
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="zfnet")
     ap.add_argument("--size", type=int, default=224)
@@ -57,7 +55,41 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="112 px, patch 16, stride 8, no ppe=1 estimate")
+    add_record_option(ap)
     args = ap.parse_args(argv)
+    with recording("occlusion", args.record, "python -m zfnet_exp.benchmarks.occlusion", argv) as rec:
+        result = measure(args)
+        rec.extend(figures(result))
+    return result
+
+
+def figures(result: dict) -> list[Figure]:
+    """The record's rows: the best time of each path, the speed-ups, the FLOP ceiling and the differences."""
+    best = result["best"]
+    out = [Figure(k, result[k], u) for k, u in (("size", "px"), ("patch", "px"), ("stride", "px"), ("threads", ""),
+                                                 ("positions", ""), ("load_avg", ""))]  # fmt: skip
+    out += [Figure(f"{key}_s", value, "s") for key, value in best.items()]
+    out += [
+        Figure("captum_ppe1_estimate_s", result["ppe1_estimate"], "s"),
+        Figure("speedup_incremental_vs_captum", best["captum"] / best["incremental"], "x"),
+        Figure("speedup_incremental_vs_full", best["full"] / best["incremental"], "x"),
+        Figure("speedup_full_vs_captum", best["captum"] / best["full"], "x"),
+        Figure("flop_ceiling", result["flop_ceiling"], "x"),
+        Figure("max_prob_diff", result["prob_diff"]),
+        Figure("max_logit_diff", result["logit_diff"]),
+        Figure("max_pixel_diff_vs_captum", result["pixel_diff"]),
+    ]
+    return out
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Time and print the workload of ``args`` (what :func:`main` parsed); return the numbers for the caller and
+    the record."""
+    from captum.attr import Occlusion
+
+    from zfnet_exp.diagnostics.occlusion import occlusion_sensitivity
+    from zfnet_exp.models import create_model
+
     if args.quick:
         args.size, args.patch, args.stride, args.ppe1_sample = 112, 16, 8, 0
     if args.threads:
@@ -69,10 +101,11 @@ def main(argv: list[str] | None = None) -> dict:
     with torch.no_grad():  # the clean top class, so that its probability is not vanishingly small
         target = int(model(image[None]).argmax())
     ours_n, captum_n = _positions(args.size, args.patch, args.stride)
+    load_avg = os.getloadavg()[0]
     print(
         f"model={args.model} classes={args.num_classes} (random init) target={target} input={args.size}px "
         f"patch={args.patch} stride={args.stride} batch/ppe={args.batch_size} threads={torch.get_num_threads()} "
-        f"load_avg={os.getloadavg()[0]:.1f}"
+        f"load_avg={load_avg:.1f}"
     )
     print(
         f"positions: ours {ours_n}x{ours_n} = {ours_n**2}, Captum {captum_n}x{captum_n} = {captum_n**2}"
@@ -86,9 +119,10 @@ def main(argv: list[str] | None = None) -> dict:
         plan = IncrementalOcclusion(model, image[None], (args.patch,) * 2, (args.stride,) * 2, torch.zeros(3))
     conv_full, conv_inc = plan.macs_per_position()
     head = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear))
+    ceiling = (conv_full + head) / (conv_inc + head)
     print(
         f"MACs per position: convs {conv_full / 1e6:.0f}M full vs {conv_inc / 1e6:.0f}M incremental; "
-        f"+ FC {head / 1e6:.0f}M both -> FLOP ceiling {(conv_full + head) / (conv_inc + head):.2f}x"
+        f"+ FC {head / 1e6:.0f}M both -> FLOP ceiling {ceiling:.2f}x"
     )
 
     def run_captum():
@@ -178,6 +212,12 @@ def main(argv: list[str] | None = None) -> dict:
         "logit_diff": logit_diff,
         "pixel_diff": pix_diff,
         "positions": ours_n**2,
+        "flop_ceiling": ceiling,
+        "size": args.size,
+        "patch": args.patch,
+        "stride": args.stride,
+        "threads": torch.get_num_threads(),
+        "load_avg": load_avg,
     }
 
 

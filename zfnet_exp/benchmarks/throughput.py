@@ -3,6 +3,7 @@
     python -m zfnet_exp.benchmarks.throughput [--model zfnet] [--backend default|gpu_decode|shards]
         [--image-size 224] [--batch 128] [--steps 10] [--windows 5] [--device auto] [--precision bf16-mixed]
         [--channels-last] [--compile] [--workers 4] [--data shapes|<ImageFolder root>] [--csv results.csv]
+        [--record [DIR]]
 
 Prints, each the median over ``--windows`` timed windows of ``--steps`` steps after ``--warmup`` steps:
 
@@ -18,8 +19,10 @@ and with ``--diag-images N`` the diagnostics' cost at scale: the extra seconds o
 diagnostic callback (top-9, evolution, filter health, occlusion; default configs) is due, measured on a
 synthetic validation epoch of N images (the paper's ImageNet: 50,000 at 224 px).
 
-One CSV row per run (``--csv``, appended). Why medians of windows: on a shared machine single timings swing
-by 2x; the median of several windows after warm-up is what a long run converges to.
+One CSV row per run (``--csv``, appended); ``--record`` also keeps the run as a results record
+(:mod:`zfnet_exp.utils.records`: command, machine, versions, figures) in ``results/throughput/``. Why medians
+of windows: on a shared machine single timings swing by 2x; the median of several windows after warm-up is what
+a long run converges to.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..data.normalize import Normalizer
 from ..models import LitClassifier
+from ..utils.records import Figure, add_record_option, numeric_figures, recording
 
 ROOT = Path(__file__).resolve().parents[2]
 # dense bf16 tensor-core peaks (vendor datasheets; performance-anchors.md section 6)
@@ -439,6 +443,7 @@ def parse_args(argv=None):
         help="diagnostic callbacks (conf/callbacks/<name>.yaml, default settings) in the cost run",
     )
     ap.add_argument("--csv", default=None, help="append one row per run to this CSV")
+    add_record_option(ap)
     args = ap.parse_args(argv)
     args.measure = [m for m in args.measure.split(",") if m]
     args.diag_callbacks = [c for c in args.diag_callbacks.split(",") if c]
@@ -446,10 +451,18 @@ def parse_args(argv=None):
     return args
 
 
+UNITS = {"train_flops_per_image": "FLOP", "peak_fraction": "", "image_size": "px", "batch": "img"} | {
+    k: "img/s" for k in ("synthetic_img_s", "loader_img_s", "loader_img_s_per_worker", "lightning_img_s", "plain_img_s")
+}
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    row = run(args)
-    print(report(row), flush=True)
+    with recording("throughput", args.record, "python -m zfnet_exp.benchmarks.throughput", argv) as rec:
+        row = run(args)
+        print(report(row), flush=True)
+        rec.extend(Figure(k, v) for k, v in row.items() if isinstance(v, (str, bool)))  # device, backend, ...
+        rec.extend(numeric_figures(row, units=UNITS))
     if args.csv:
         write_csv(row, args.csv)
         print(f"CSV row appended to {args.csv}")

@@ -1,6 +1,6 @@
 """Benchmark: what top-9 mining adds to a validation epoch (issue goal: at most 15%).
 
-``python -m zfnet_exp.benchmarks.topk_overhead [--size 224] [--images 256] [--batch 64]``
+``python -m zfnet_exp.benchmarks.topk_overhead [--size 224] [--images 256] [--batch 64] [--record]``
 
 Runs the same validation forward passes twice in one process: plain, and with exactly what the top-9
 callback adds per batch (forward hooks on every conv layer via ``capture_activations(keep="first")`` and
@@ -19,6 +19,7 @@ import torch
 from ..diagnostics.layers import capture_activations, conv_layer_names
 from ..diagnostics.topk import TopKAccumulator
 from ..models import create_model
+from ..utils.records import Figure, add_record_option, recording
 
 
 def _epoch(model, images, batch, acc=None, acts=None) -> float:
@@ -41,7 +42,24 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--k", type=int, default=9)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
+    add_record_option(ap)
     args = ap.parse_args(argv)
+    with recording("topk_overhead", args.record, "python -m zfnet_exp.benchmarks.topk_overhead", argv) as rec:
+        result = measure(args)
+        rec.extend(
+            [
+                Figure("plain_s", result["plain_s"], "s"),
+                Figure("mined_s", result["mined_s"], "s"),
+                Figure("overhead_pct", result["overhead_pct"], "%"),
+                Figure("threads", torch.get_num_threads()),
+            ]
+        )
+    return result
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Time and print the workload of ``args`` (what :func:`main` parsed); return the numbers for the caller and
+    the record."""
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -1,21 +1,15 @@
-"""Helpers shared by the diagnostic callbacks: de-normalizing for figures, the one schedule check, sizing
+"""Helpers shared by the diagnostic callbacks: the one schedule check, sizing
 and gathering top-k buffers across DDP ranks. (Which maps/images to show: :mod:`zfnet_exp.utils.tensors`.)"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 
-from ..data.normalize import denormalizer as make_denormalizer
 from ..diagnostics.layers import capture_activations, resolve_layer
 from ..diagnostics.topk import TopK, TopKAccumulator
 from ..utils.tensors import eval_mode
-
-
-def denormalizer(datamodule) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Network input -> [0, 1] RGB, from the datamodule's normalizer (min-max per image without one)."""
-    return make_denormalizer(datamodule)
 
 
 @torch.no_grad()

@@ -8,7 +8,7 @@ the "strongest image" change between epochs for reasons that have nothing to do 
 
 Logged at each scheduled epoch under one key per layer, ``diag/<layer>/evolution`` (a W&B step slider):
 the strip so far (rows = maps labelled "<layer> / map <index>", columns = scheduled epochs labelled "epoch <n>",
-cells of ``cell_px`` pixels; :func:`zfnet_exp.viz.grids.evolution_figure`), so the last image is the full Fig. 4.
+cells of ``cell_px`` pixels; :mod:`zfnet_exp.figures.fig4`), so the last image is the full Fig. 4.
 Only rank 0 works; no collective is involved (the subset is small and the model is replicated).
 """
 
@@ -19,19 +19,14 @@ from collections.abc import Sequence
 
 import lightning as L
 import torch
-from torch.utils.data import Subset
 
 from ..data.normalize import NormalizedView
-from ..diagnostics.deconvnet import DeconvnetNotApplicable
-from ..diagnostics.geometry import NoReceptiveField
 from ..diagnostics.layers import conv_layer_names
-from ..diagnostics.projections import topk_projections
-from ..diagnostics.topk import mine_topk
+from ..figures import emit, fig4
+from ..utils.options import at_least, each, maps_option, option_rules
 from ..utils.skips import say_skipped
-from ..utils.tensors import pick_maps, seeded_subset
+from ..utils.tensors import seeded_subset
 from ..viz import ImageSink
-from ..viz.grids import evolution_figure
-from ..viz.images import normalize_each
 
 DEFAULT_EPOCHS = (1, 2, 5, 10, 20, 30, 40, 64)
 
@@ -43,6 +38,13 @@ def schedule(epochs: Sequence[int], max_epochs: int | None) -> list[int]:
     return sorted({int(e) for e in epochs if 1 <= int(e) <= max_epochs} | {int(max_epochs)})
 
 
+@option_rules(
+    maps=maps_option,
+    epochs=each(at_least(1)),  # 1-based epoch numbers
+    num_images=at_least(1),
+    batch_size=at_least(1),
+    cell_px=at_least(8),
+)
 class FeatureEvolution(L.Callback):
     def __init__(
         self,
@@ -96,55 +98,26 @@ class FeatureEvolution(L.Callback):
         epoch = trainer.current_epoch + 1
         if epoch not in schedule(self.epochs, trainer.max_epochs) or epoch in self.logged_epochs:
             return
-        dm = trainer.datamodule
-        ds = self._dataset(dm)
-        subset_idx = seeded_subset(len(ds), self.num_images, self.seed)
-        model = pl_module.model
-        topk = mine_topk(
-            model, Subset(ds, subset_idx), self.layers, k=1, batch_size=self.batch_size, device=pl_module.device
+        ds = self._dataset(trainer.datamodule)
+        subset = seeded_subset(len(ds), self.num_images, self.seed)
+        column = fig4.compute(
+            pl_module.model,
+            ds,
+            subset,
+            self.layers,
+            self.maps,
+            self.seed,
+            self.batch_size,
+            pl_module.device,
+            epoch=epoch,
         )
-        channels = {layer: t.values.shape[0] for layer, t in topk.items()}
         sink = ImageSink.from_trainer(trainer)
         self.logged_epochs.append(epoch)
-        skipped = {}
-        for layer in self.layers:
-            maps = pick_maps(channels[layer], self.maps, self.seed, layer)
-            t = topk[layer]
-            idx = [int(t.indices[c, 0]) for c in maps]
-            try:
-                proj, _, _ = topk_projections(model, ds, layer, t, maps, pl_module.device, k=1)
-            except (DeconvnetNotApplicable, NoReceptiveField) as err:
-                skipped[layer] = err
-                continue
-            self.cells.setdefault(layer, []).append(normalize_each(proj[:, 0]))
-            self.records.setdefault(layer, []).append(
-                {
-                    "epoch": epoch,
-                    "maps": maps,
-                    "indices": idx,
-                    "values": t.values[maps, 0].tolist(),
-                    "positions": t.positions[maps, 0].tolist(),
-                }
+        for layer, cells in column.cells.items():  # a layer skipped once has fewer columns
+            self.cells.setdefault(layer, []).append(cells)
+            self.records.setdefault(layer, []).append(column.records[layer])
+            fig = fig4.draw(
+                layer, self.cells[layer], self.records[layer], f"{len(subset)} fixed training images", self.cell_px
             )
-            epochs = [r["epoch"] for r in self.records[layer]]  # a layer skipped once has fewer columns
-            fig = evolution_figure(
-                torch.stack(self.cells[layer], 1),
-                [f"epoch {e}" for e in epochs],
-                [f"{layer}\nmap {c}" for c in maps],
-                f"{layer}: {len(maps)} feature maps over training. Each cell: the deconvnet projection of the "
-                f"map's strongest activation on {len(subset_idx)} fixed training images, contrast-normalized on "
-                "its own (grey = 0)",
-                cell=self.cell_px,
-            )
-            sink.log_image(
-                f"diag/{layer}/evolution",
-                fig,
-                step=trainer.global_step,
-                caption=f"{layer} maps {maps}; columns = epochs {epochs}",
-            )
-            sink.log_json(
-                f"diag/{layer}/evolution",
-                {"layer": layer, "epochs": self.logged_epochs, "records": self.records[layer]},
-                step=trainer.global_step,
-            )
-        say_skipped("evolution figures", skipped)
+            emit(sink, fig, trainer.global_step)
+        say_skipped("evolution figures", column.skipped)

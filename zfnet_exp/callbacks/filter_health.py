@@ -6,9 +6,10 @@ maximum (a channel is dead iff its maximum over the val set is <= 0, which is ex
 :func:`~zfnet_exp.diagnostics.filters.dead_fraction` computes on the full activations) and running counts
 of zero activations (sparsity over the whole val set). The few numbers are reduced across DDP ranks on
 every rank (max / sum), the weight-based metrics come from :func:`filter_health` unchanged, and scalars are
-logged with ``pl_module.log`` (same value on every rank, so no sync is needed); rank 0 logs the grid.
+logged with ``pl_module.log`` (same value on every rank, so no sync is needed); rank 0 logs the grid (and
+its numbers as JSON).
 
-The grid (:func:`zfnet_exp.viz.grids.filter_figure`) shows each filter at about ``cell_px`` pixels (integer
+The grid (:func:`zfnet_exp.figures.fig6.filter_figure`) shows each filter at about ``cell_px`` pixels (integer
 nearest-neighbour enlargement: one square per weight) under a title with this epoch's numbers beside the
 picture: the aliasing index against its references (smooth ~0, white noise ~0.80), the dead-filter count
 (never active on the validation set; those filters framed red) and the low-RMS count; the W&B caption repeats it.
@@ -22,13 +23,15 @@ from contextlib import ExitStack
 import lightning as L
 import torch
 
-from ..diagnostics.filters import dead_channels, filter_health
+from ..diagnostics.filters import filter_health
 from ..diagnostics.layers import conv_layer_names
+from ..figures import emit, fig6
+from ..utils.options import at_least, option_rules
 from ..viz import ImageSink
-from ..viz.grids import filter_figure
 from ._util import capture_first, diagnostic_due
 
 
+@option_rules(every_n_epochs=at_least(1), cell_px=at_least(8))
 class FilterHealth(L.Callback):
     def __init__(self, layers: Sequence[str] | None = None, every_n_epochs: int = 1, cell_px: int = 96):
         self.layers = list(layers) if layers else None
@@ -101,28 +104,9 @@ class FilterHealth(L.Callback):
 
     def _log_grid(self, trainer, model, layers, metrics: dict, acts: dict) -> None:
         """The conv1 grid with its numbers (see the module docstring)."""
-        first = next((mod for mod in model.modules() if isinstance(mod, torch.nn.Conv2d)), None)
-        if first is None or first.weight.shape[1] not in (1, 3):
-            return
-        name = next((layer for layer in layers if f"health/{layer}/aliasing" in metrics), "conv1")
-        n = first.weight.shape[0]
-        epoch = trainer.current_epoch + 1
-        facts = []
-        if f"health/{name}/aliasing" in metrics:
-            facts.append(f"aliasing {metrics[f'health/{name}/aliasing']:.3f} (smooth ~0, white noise ~0.80)")
-        dead = dead_channels(acts[name]) if name in acts else None
-        if dead is not None:
-            facts.append(f"dead {len(dead)}/{n} (never active on val" + (", framed red)" if dead else ")"))
-        if f"health/{name}/low_rms_frac" in metrics:
-            facts.append(f"low-RMS {round(metrics[f'health/{name}/low_rms_frac'] * n)}/{n}")
-        headline = f"{name} filters ({n} x {first.weight.shape[2]}x{first.weight.shape[3]}), epoch {epoch}"
-        fig = filter_figure(first.weight, [headline, "; ".join(facts)], marked=dead or (), cell=self.cell_px)
-        ImageSink.from_trainer(trainer).log_image(
-            "diag/filters/conv1",
-            fig,
-            step=trainer.global_step,
-            caption=f"{headline}: " + "; ".join(facts),
-        )
+        fig = fig6.filter_figure(model, layers, metrics, acts, trainer.current_epoch + 1, cell=self.cell_px)
+        if fig is not None:
+            emit(ImageSink.from_trainer(trainer), fig, trainer.global_step)
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         if self._hooks is not None:

@@ -2,9 +2,9 @@
 
 Thin: picks *when* (end of a validation epoch, not the sanity check) and *which* images (``num_probes``
 indices drawn once with ``seed`` from ``trainer.datamodule.val_set``: the same on every rank and in every
-epoch, so the figures form a time series), calls
-:func:`zfnet_exp.diagnostics.occlusion.occlusion_sensitivity` for the true class, and hands the Fig. 7
-figure and the grids (JSON) to the image sink under ``diag/occlusion/<probe>``.
+epoch, so the figures form a time series), computes and
+draws the Fig. 7 of each for the true class (:mod:`zfnet_exp.figures.fig7`) and hands the figure and the grids
+(JSON) to the image sink under ``diag/occlusion/<probe>``.
 
 DDP: the work is local to global rank 0 and uses no collective, so the other ranks simply skip it (nothing
 is reached by only some ranks). The model's train/eval modes are restored afterwards (the diagnostic runs
@@ -19,19 +19,16 @@ from __future__ import annotations
 
 import lightning as L
 
-from ..data.normalize import normalized_split
+from ..data.normalize import denormalizer, normalized_split
 from ..diagnostics.autograd import input_gradients_only
-from ..diagnostics.deconvnet import DeconvnetNotApplicable
-from ..diagnostics.geometry import NoReceptiveField
-from ..diagnostics.occlusion import occlusion_sensitivity
-from ..diagnostics.projections import strongest_unit_projection
-from ..utils.skips import say_skipped
+from ..figures import emit, fig7
+from ..utils.options import at_least, option_rules
 from ..utils.tensors import seeded_subset
 from ..viz import ImageSink
-from ..viz.occlusion_figure import occlusion_figure, result_payload
-from ._util import denormalizer, diagnostic_due
+from ._util import diagnostic_due
 
 
+@option_rules(**dict.fromkeys(("every_n_epochs", "num_probes", "patch", "stride", "batch_size"), at_least(1)))
 class OcclusionSensitivity(L.Callback):
     def __init__(
         self,
@@ -73,18 +70,20 @@ class OcclusionSensitivity(L.Callback):
         step, epoch = trainer.global_step, trainer.current_epoch + 1
         x, y, index = val_set[idx]
         x = x.to(device)
-        res = occlusion_sensitivity(model, x, int(y), self.patch, self.stride, self.fill, self.layer, self.batch_size)
-        proj = None
-        if self.projection and res.channel is not None:
-            try:
-                proj = strongest_unit_projection(model, x, res.layer, res.channel)
-            except (DeconvnetNotApplicable, NoReceptiveField) as err:
-                say_skipped("occlusion deconvnet panel", {res.layer: err})
-        shown = denorm(x.cpu())
-        name = classes[int(y)] if classes else str(int(y))
-        key = f"diag/occlusion/{int(index):06d}"
-        fig = occlusion_figure(
-            shown, res, classes, proj, title=f"val image {int(index)} ({name}), epoch {epoch} (step {step})"
+        occ = fig7.compute(
+            model,
+            x,
+            int(y),
+            patch=self.patch,
+            stride=self.stride,
+            fill=self.fill,
+            layer=self.layer,
+            batch_size=self.batch_size,
+            projection=self.projection,
         )
-        sink.log_image(key, fig, step=step, caption=f"{name}: p={res.clean_prob:.2f}")
-        sink.log_json(key, result_payload(res, classes, index=int(index), step=step), step=step)
+        name = classes[int(y)] if classes else str(int(y))
+        title = f"val image {int(index)} ({name}), epoch {epoch} (step {step})"
+        fig = fig7.draw(
+            occ, denorm(x.cpu()), classes, f"diag/occlusion/{int(index):06d}", title, index=int(index), step=step
+        )
+        emit(sink, fig, step)

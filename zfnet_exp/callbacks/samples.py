@@ -8,10 +8,12 @@ from __future__ import annotations
 import lightning as L
 
 from ..data.normalize import denormalizer
+from ..utils.options import at_least, option_rules
 from ..viz import ImageSink
 from ..viz.canvas import labelled_grid_figure
 
 
+@option_rules(num_images=at_least(1), per_row=at_least(1), cell_px=at_least(8))
 class TrainSamples(L.Callback):
     def __init__(self, num_images: int = 16, per_row: int = 8, cell_px: int = 96):
         self.num_images = num_images

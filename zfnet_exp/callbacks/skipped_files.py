@@ -16,7 +16,9 @@ from lightning.pytorch.callbacks import Callback
 
 
 class SkippedFilesMonitor(Callback):
-    def __init__(self, filename: str = "skipped_files.txt"):
+    FILENAME = "skipped_files.txt"
+
+    def __init__(self, filename: str = FILENAME):
         self.filename = filename
 
     @staticmethod

@@ -6,7 +6,7 @@ At the end of the validation epoch every rank gathers the buffers (a collective 
 result equals one process scanning the whole validation set; only rank 0 then projects the chosen maps
 (autograd re-enabled locally: Lightning validates under ``inference_mode``) and logs one figure per layer
 (``diag/<layer>/top9``: ``maps`` maps, ``maps_per_row`` to a row, each headed "map <index>", patches labelled
-with their class, cells of ``cell_px`` pixels; see :func:`zfnet_exp.viz.grids.top9_figure`) and its JSON
+with their class, cells of ``cell_px`` pixels; see :mod:`zfnet_exp.figures.fig2`) and its JSON
 (values, dataset indices, positions) through the image sink.
 
 Default 8 maps, 3 to a row (rows of 3, 3, 2): at 96 px cells a layer's figure is about 2000 x 1200 px, about
@@ -22,19 +22,18 @@ from contextlib import ExitStack
 
 import lightning as L
 
-from ..data.normalize import normalized_split
-from ..diagnostics.deconvnet import DeconvnetNotApplicable
-from ..diagnostics.geometry import NoReceptiveField
+from ..data.normalize import denormalizer, normalized_split
 from ..diagnostics.layers import conv_layer_names
-from ..diagnostics.projections import topk_projections
-from ..diagnostics.topk import TopKAccumulator, topk_payload
-from ..utils.skips import say_skipped
-from ..utils.tensors import class_names_of, pick_maps
+from ..diagnostics.topk import TopKAccumulator
+from ..figures import emit, fig2
+from ..utils.options import at_least, maps_option, option_rules
 from ..viz import ImageSink
-from ..viz.grids import top9_cells, top9_figure
-from ._util import capture_first, denormalizer, diagnostic_due, gather_topk, layer_channels
+from ._util import capture_first, diagnostic_due, gather_topk, layer_channels
 
 
+@option_rules(
+    k=at_least(1), maps=maps_option, every_n_epochs=at_least(1), maps_per_row=at_least(1), cell_px=at_least(8)
+)
 class Top9Deconv(L.Callback):
     def __init__(
         self,
@@ -97,36 +96,24 @@ class Top9Deconv(L.Callback):
             return
         dm = trainer.datamodule
         sink = ImageSink.from_trainer(trainer)
-        denorm = denormalizer(dm)
-        step = trainer.global_step
-        epoch = trainer.current_epoch + 1
-        names = list(getattr(dm, "classes", None) or [])
-        skipped = {}
-        for layer in self.layers:
-            topk = result[layer]
-            maps = pick_maps(topk.values.shape[0], self.maps, self.seed, layer)
-            if not maps:  # maps=[]: mine (last_result / JSON-free) but draw nothing
-                continue
-            try:
-                proj, patches, filled = topk_projections(
-                    pl_module.model, normalized_split(dm, "val"), layer, topk, maps, pl_module.device
-                )
-            except (DeconvnetNotApplicable, NoReceptiveField) as err:  # mined (last_result), not projected
-                skipped[layer] = err
-                continue
-            P, Q = top9_cells(proj, patches, filled, denorm)
-            labels = [class_names_of(dm.val_set, topk.indices[c, : self.k].tolist(), names) for c in maps]
-            title = [
-                f"{layer}: top-{self.k} validation images of {len(maps)} feature maps, epoch {epoch} (step {step})",
-                "left: deconvnet projections, each contrast-normalized on its own (grey = 0); "
-                "right: the same images' receptive-field patches, with their class",
-            ]
-            fig = top9_figure(P, Q, maps, labels, title, maps_per_row=self.maps_per_row, cell=self.cell_px)
-            payload = topk_payload(topk, layer, maps)
-            payload["epoch"] = epoch
-            sink.log_image(f"diag/{layer}/top9", fig, step=step, caption=f"{layer} top-{self.k}, epoch {epoch}")
-            sink.log_json(f"diag/{layer}/top9", payload, step=step)
-        say_skipped("top9 figures", skipped)
+        step, epoch = trainer.global_step, trainer.current_epoch + 1
+        for _, fig in fig2.figures(
+            pl_module.model,
+            normalized_split(dm, "val"),
+            result,
+            self.layers,
+            maps=self.maps,
+            seed=self.seed,
+            device=pl_module.device,
+            denorm=denormalizer(dm),
+            classes=list(getattr(dm, "classes", None) or []),
+            images="validation images",
+            when=f"epoch {epoch} (step {step})",
+            maps_per_row=self.maps_per_row,
+            cell=self.cell_px,
+            epoch=epoch,
+        ):
+            emit(sink, fig, step)
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         if self._hooks is not None:

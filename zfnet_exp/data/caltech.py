@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..utils.options import at_least, one_of, option_rules
 from .datamodule import ImageFolderDataModule
 from .folder import SampleList, SkipLog, is_image_file, layout_error
 from .transforms import eval_transform, train_transform
@@ -164,6 +165,7 @@ def protocol_split(
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
+@option_rules(variant=one_of(("101", "256")), per_class=at_least(1), test_per_class=at_least(1))
 class CaltechDataModule(ImageFolderDataModule):
     """Caltech-101/256 as a datamodule.
 

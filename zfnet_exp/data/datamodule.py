@@ -12,10 +12,20 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..errors import DataError, UserError
-from .backends import resolve_backend
+from ..utils.options import FieldError, at_least, between, one_of, option_rules
+from .backends import BACKENDS, resolve_backend
 from .backends.gpu_decode import EncodedImages, collate_encoded, decode_batch
-from .folder import IMAGEFOLDER_TREE, IndexedImageFolder, SkipLog, SkippingDataset, check_split_folder, layout_error
-from .normalize import Normalizer
+from .folder import (
+    IMAGEFOLDER_TREE,
+    MAX_SKIPPED_FILES,
+    MAX_SKIPPED_FRACTION,
+    IndexedImageFolder,
+    SkipLog,
+    SkippingDataset,
+    check_split_folder,
+    layout_error,
+)
+from .normalize import NORMALIZATIONS, Normalizer
 from .sampling import ClassBalancedSampler, ShuffleSampler
 from .shapes import SHAPE_CLASSES, ShapesSpec, generate_shapes
 from .stats import cached_statistics, subset
@@ -27,13 +37,11 @@ DATA_STATE_VERSION = 2
 
 def data_state(checkpoint: dict) -> dict:
     """The datamodule state a checkpoint holds (Lightning stores ``datamodule.state_dict()`` under the class
-    name, which the offline tasks do not know): normalization record, ``image_size``, ``classes``, ``root``.
-    Checkpoints written before the datamodule carried its own state kept it under ``zfnet_data``."""
+    name, which the offline tasks do not know): normalization record, ``image_size``, ``classes``, ``root``."""
     for value in checkpoint.values():
         if isinstance(value, dict) and DATA_STATE_KEY in value:
             return value
-    legacy = checkpoint.get(DATA_STATE_KEY)
-    return dict(legacy) if isinstance(legacy, dict) else {}
+    return {}
 
 
 def _run_seed() -> int:
@@ -42,6 +50,28 @@ def _run_seed() -> int:
     return int(os.environ.get("PL_GLOBAL_SEED", torch.initial_seed())) % 2**31
 
 
+def _statistics(options) -> None:
+    for name in ("mean", "std"):
+        value = getattr(options, name)
+        if value is not None and len(value) != 3:
+            raise FieldError(name, value, "three per-channel values [r, g, b] (or null: computed from train)")
+    if options.std is not None and min(options.std) <= 0:
+        raise FieldError("std", options.std, "positive standard deviations")
+
+
+@option_rules(
+    _statistics,
+    image_size=at_least(64),  # the 5-conv models need a conv5 map of at least 1x1 after three poolings
+    batch_size=at_least(1),
+    num_workers=at_least(0),
+    num_classes=at_least(2),
+    normalization=one_of(NORMALIZATIONS),
+    prefetch_factor=at_least(1),
+    stats_images=at_least(1),
+    backend=one_of(BACKENDS),
+    max_skipped_fraction=between(0.0, 1.0, "a fraction in [0, 1]"),
+    max_skipped_files=at_least(0),
+)
 class ImageFolderDataModule(L.LightningDataModule):
     """``root/train/<class>/*`` and ``root/val/<class>/*``; items are ``(uint8 image, label, dataset_index)``.
 
@@ -86,6 +116,8 @@ class ImageFolderDataModule(L.LightningDataModule):
         strict: bool = False,
         skip_dir: str | None = None,
         backend: str = "default",
+        max_skipped_fraction: float = MAX_SKIPPED_FRACTION,
+        max_skipped_files: int = MAX_SKIPPED_FILES,
     ):
         super().__init__()
         self.root = Path(root).expanduser() if root else None
@@ -106,7 +138,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         self._num_classes = num_classes
         self.balanced_batches = balanced_batches
         self.strict = bool(strict)
-        self.skip_log = SkipLog(skip_dir)
+        self.skip_log = SkipLog(skip_dir, max_skipped_fraction, max_skipped_files)
         self.train_set: SkippingDataset | None = None
         self.val_set: SkippingDataset | None = None
         self.normalizer: Normalizer | None = None
@@ -194,6 +226,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.backend = resolve_backend(self.backend)
         train, val = self._shard_splits() if self.backend == "shards" else self.build_splits()
         self.train_set, self.val_set = train, val
+        train.split, val.split = "train", "val"  # in the skip log and its messages
         if self._num_classes is not None and self._num_classes != len(train.classes):
             raise DataError(
                 f"data.num_classes={self._num_classes} but {self.root} has {len(train.classes)} classes; fix "
@@ -316,10 +349,6 @@ class ImageFolderDataModule(L.LightningDataModule):
             return batch
         return type(batch)([self.normalizer(x), *batch[1:]])
 
-    def normalization_params(self) -> dict:
-        """The normalization record (``Normalizer.record()``): what a figure needs to show network inputs."""
-        return self.normalizer.record()
-
     def state_dict(self) -> dict:
         """Saved by Lightning in every checkpoint: what offline tasks need to feed images as training did."""
         if self.normalizer is None:
@@ -340,6 +369,13 @@ class ImageFolderDataModule(L.LightningDataModule):
             self._build_normalizer()
 
 
+@option_rules(
+    pixel_noise=at_least(0),
+    blur_probability=between(0.0, 1.0, "a probability in [0, 1]"),
+    train_per_class=at_least(1),
+    val_per_class=at_least(1),
+    generate_workers=at_least(1),
+)  # the radius range against the crop (it depends on image_size) is checked by the constructor
 class ShapesDataModule(ImageFolderDataModule):
     """The embedded dataset: generated once per parameter set into ``cache_dir/shapes-<hash>`` (images are
     drawn at the resize size of the paper transforms, with the object always inside the training crop)."""

@@ -12,6 +12,11 @@
   spawned), so an in-memory counter in the dataset would stay in the worker. Each process appends the paths it
   skipped to its own small file in one folder; the main process reads the union (distinct files), which is
   exact across workers, persistent or not, and across epochs.
+* A few bad files are skipped; a mostly unreadable split is not a dataset to train on (a copy cut short, a
+  wrong extraction): once more than ``max(max_files, max_fraction x split size)`` distinct files of one split
+  are unreadable (``data.max_skipped_files``, ``data.max_skipped_fraction``), :class:`TooManyUnreadable` stops
+  the run in one paragraph naming the count, the split and the file that lists them. Below that, the first
+  :data:`SAY_FIRST` files of a split get a warning each and the rest one summary line, not one line per file.
 * :func:`check_split_folder` / :func:`layout_error` give the layout errors with the expected tree and the config
   key to set, raised at start, before a model is built.
 
@@ -63,6 +68,26 @@ class UnreadableImage(DataError):
         )
 
 
+MAX_SKIPPED_FRACTION = 0.01  # of a split: more unreadable files than this stop the run (data.max_skipped_fraction)
+MAX_SKIPPED_FILES = 10  # ... unless there are at most this many (tiny splits; data.max_skipped_files)
+SAY_FIRST = 5  # unreadable files of a split that get a warning line each; the rest: one summary line
+
+
+def _own_line(message: str, name: str) -> str:
+    """The message of an exception re-raised from a DataLoader worker, whose one argument is the worker's
+    traceback: keep its last line, our own message."""
+    last = str(message).strip().splitlines()[-1] if str(message).strip() else ""
+    return last.split(f"{name}: ", 1)[-1] if "Original Traceback" in str(message) else str(message)
+
+
+class TooManyUnreadable(DataError):
+    """More unreadable files in one split than ``data.max_skipped_*`` allow (raised in whichever process met
+    the one file too many; one line, so that a DataLoader worker's re-raise keeps it whole)."""
+
+    def __init__(self, message: str):
+        super().__init__(_own_line(message, type(self).__name__))
+
+
 class SkippedImageWarning(UserWarning):
     """One per unreadable file (per process): the file was skipped and replaced in its batch."""
 
@@ -88,10 +113,20 @@ def read_rgb(path: str | Path, draft_size: int | None = None) -> Image.Image:
 
 class SkipLog:
     """The set of files skipped so far, shared by the main process and its DataLoader workers through a
-    folder: each process appends to ``skipped-<pid>.tsv`` (``path<TAB>reason`` lines). ``directory=None``
-    makes a private temporary folder, removed when the creating process exits."""
+    folder: each process appends to ``skipped-<pid>.tsv`` (``path<TAB>reason<TAB>split`` lines). ``directory=None``
+    makes a private temporary folder, removed when the creating process exits. ``max_fraction`` /
+    ``max_files``: the limit per split (see the module docstring); ``report``: where the full list is written
+    when the limit stops the run (the run folder's ``skipped_files.txt``; the train task sets it)."""
 
-    def __init__(self, directory: str | Path | None = None):
+    def __init__(
+        self,
+        directory: str | Path | None = None,
+        max_fraction: float = MAX_SKIPPED_FRACTION,
+        max_files: int = MAX_SKIPPED_FILES,
+        report: str | Path | None = None,
+    ):
+        self.max_fraction, self.max_files = float(max_fraction), int(max_files)
+        self.report = report
         if directory is None:
             directory = tempfile.mkdtemp(prefix="zfnet-skipped-")
             creator = os.getpid()
@@ -99,25 +134,71 @@ class SkipLog:
         self.directory = str(directory)
         Path(self.directory).mkdir(parents=True, exist_ok=True)
 
-    def entries(self) -> dict[str, str]:
-        """``{path: reason}`` of every distinct skipped file."""
-        out: dict[str, str] = {}
+    def _lines(self) -> dict[str, tuple[str, str]]:
+        """``{path: (reason, split)}`` of every distinct skipped file."""
+        out: dict[str, tuple[str, str]] = {}
         for f in sorted(Path(self.directory).glob("skipped-*.tsv")):
             for line in f.read_text().splitlines():
-                path, _, reason = line.partition("\t")
-                out.setdefault(path, reason)
+                path, _, rest = line.partition("\t")
+                reason, _, split = rest.partition("\t")
+                out.setdefault(path, (reason, split or "data"))
         return out
+
+    def entries(self) -> dict[str, str]:
+        """``{path: reason}`` of every distinct skipped file."""
+        return {path: reason for path, (reason, _) in self._lines().items()}
 
     def __len__(self) -> int:
         return len(self.entries())
 
-    def record(self, path: str, reason: str) -> bool:
-        """Add ``path``; True if it was not known yet (the caller then warns once)."""
-        if path in self.entries():
-            return False
+    def limit(self, size: int) -> int:
+        """Unreadable files a split of ``size`` files may have before the run stops."""
+        return max(self.max_files, int(self.max_fraction * size))
+
+    def record(self, path: str, reason: str, split: str = "data", size: int | None = None) -> int:
+        """Add ``path`` (of ``split``, which has ``size`` files); 0 if it was known already, else the number of
+        distinct unreadable files of that split so far (the caller warns for the first few). Past the limit
+        (``size`` given): the list is written to :attr:`report` and :class:`TooManyUnreadable` raised."""
+        lines = self._lines()
+        if path in lines:
+            return 0
         with open(Path(self.directory) / f"skipped-{os.getpid()}.tsv", "a") as f:
-            f.write(f"{path}\t{reason.replace(chr(10), ' ')}\n")
-        return True
+            f.write(f"{path}\t{reason.replace(chr(10), ' ').replace(chr(9), ' ')}\t{split}\n")
+        lines[path] = (reason, split)
+        count = sum(1 for _, s in lines.values() if s == split)
+        if size is not None and count > self.limit(size):
+            raise TooManyUnreadable(self._too_many(count, split, size, lines))
+        return count
+
+    def warn(self, count: int, split: str, line: str, say: Callable[[str], None]) -> None:
+        """``say(line)`` for the first :data:`SAY_FIRST` files of a split, then one summary line for the rest
+        (``count``: what :meth:`record` returned; 0, a file met before, says nothing)."""
+        if 0 < count <= SAY_FIRST:
+            say(line)
+        elif count == SAY_FIRST + 1:
+            where = f" and listed in {self.report}" if self.report else ""
+            say(
+                f"More unreadable images in the {split} split: from now on they are skipped without a line each "
+                f"(counted in data/skipped_files{where}; the run stops past {self.max_fraction:g} of the split or "
+                f"{self.max_files} files, data.max_skipped_fraction / data.max_skipped_files)."
+            )
+
+    def _too_many(self, count: int, split: str, size: int, lines: dict[str, tuple[str, str]]) -> str:
+        listed = "(set no report file)"
+        if self.report is not None:
+            try:
+                Path(self.report).write_text("".join(f"{p}\t{r}\n" for p, (r, _) in sorted(lines.items())))
+                listed = f"listed in {self.report}"
+            except OSError as e:
+                listed = f"not listed: {self.report} could not be written ({e.strerror})"
+        first = sorted(p for p, (_, s) in lines.items() if s == split)[0]
+        return (
+            f"Too many unreadable images: {count} of the {size} files of the {split} split met so far cannot be "
+            f"read (e.g. {first}), more than the {self.limit(size)} allowed (data.max_skipped_fraction="
+            f"{self.max_fraction:g} of {size}, at least data.max_skipped_files={self.max_files}); they are "
+            f"{listed}. A split this unreadable is a broken copy, not a few bad files: re-copy or re-extract the "
+            f"dataset, or raise data.max_skipped_fraction to train on the readable rest."
+        )
 
 
 class SkippingDataset(Dataset):
@@ -134,6 +215,7 @@ class SkippingDataset(Dataset):
     target_transform: Callable | None = None
     strict: bool = False
     skip_log: SkipLog | None = None
+    split: str = "data"  # named in the skip log and its messages; the datamodule sets train / val
     draft_size: int | None = None  # JPEG DCT downscaling target (see read_rgb); the datamodule sets it
     _class_names: list[str] | None = None
 
@@ -170,13 +252,14 @@ class SkippingDataset(Dataset):
             except UnreadableImage as e:
                 if self.strict:
                     raise
-                if self.skip_log.record(e.path, e.reason):
-                    warnings.warn(
-                        f"Skipping unreadable image {e.path} ({e.reason}); its place in the batch goes to the "
-                        f"next readable image. Counted in data/skipped_files; data.strict=true makes this an error.",
-                        SkippedImageWarning,
-                        stacklevel=2,
-                    )
+                count = self.skip_log.record(e.path, e.reason, self.split, n)
+                self.skip_log.warn(
+                    count,
+                    self.split,
+                    f"Skipping unreadable image {e.path} ({e.reason}); its place in the batch goes to the next "
+                    f"readable image. Counted in data/skipped_files; data.strict=true makes this an error.",
+                    lambda line: warnings.warn(line, SkippedImageWarning, stacklevel=4),
+                )
         raise DataError(f"None of the {n} images of this dataset can be read (e.g. {self.samples[index][0]}).")
 
     def __getitem__(self, index: int) -> tuple[Any, Any, int]:
@@ -213,6 +296,7 @@ class IndexedImageFolder(SkippingDataset, ImageFolder):
     ):
         check_split_folder(Path(root), tree, config_key)
         self._fixed_class_to_idx, self._tree = class_to_idx, tree
+        self.split = Path(root).name
         try:  # with a fixed mapping (a validation split labelled like training) a class may lack images
             ImageFolder.__init__(self, str(root), transform=transform, allow_empty=class_to_idx is not None)
         except FileNotFoundError as e:  # a class folder without images

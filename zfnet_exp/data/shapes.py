@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from ..utils.progress import progress_bar
 from .stats import channel_stats
 
 GENERATOR_VERSION = 1
@@ -124,7 +125,11 @@ def _canonical(name: str) -> tuple[list[np.ndarray], list[np.ndarray], dict[str,
         outer, shift, r2 = 1.0, 0.5, 0.85
         x = (outer**2 - r2**2 + shift**2) / (2 * shift)
         y = math.sqrt(max(outer**2 - x**2, 0.0))
-        return [_circle(r=outer)], [_circle(r=r2, cx=shift)], {"horn_top": (x, -y), "horn_bottom": (x, y), "back": (-1.0, 0.0)}
+        return (
+            [_circle(r=outer)],
+            [_circle(r=r2, cx=shift)],
+            {"horn_top": (x, -y), "horn_bottom": (x, y), "back": (-1.0, 0.0)},
+        )
     if name == "heart":
         t = np.linspace(0, 2 * np.pi, 96, endpoint=False)
         x = 16 * np.sin(t) ** 3
@@ -290,8 +295,9 @@ def _jobs(spec: ShapesSpec, root: Path):
             yield spec, str(root), split, index % len(SHAPE_CLASSES), index
 
 
-def generate_shapes(cache_dir: str | os.PathLike, spec: ShapesSpec | None = None, workers: int | None = None,
-                    progress: bool = True) -> Path:
+def generate_shapes(
+    cache_dir: str | os.PathLike, spec: ShapesSpec | None = None, workers: int | None = None, progress: bool = True
+) -> Path:
     """Generate (or reuse) the dataset for ``spec`` under ``cache_dir/shapes-<key>`` and return its root.
 
     Generation writes into a temporary folder that is renamed into place only when complete, so an
@@ -310,7 +316,8 @@ def generate_shapes(cache_dir: str | os.PathLike, spec: ShapesSpec | None = None
             (tmp / "masks" / split / cls).mkdir(parents=True, exist_ok=True)
     jobs = list(_jobs(spec, tmp))
     workers = workers if workers is not None else min(4, os.cpu_count() or 1)
-    bar = _progress(len(jobs), f"Generating shapes dataset ({len(jobs)} images) in {root}", progress)
+    desc = f"Generating shapes dataset ({len(jobs)} images) in {root}"
+    bar = progress_bar(total=len(jobs), desc=desc, enabled=progress, unit="img", leave=False)
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             for _ in pool.map(_write_one, jobs, chunksize=64):
@@ -321,9 +328,15 @@ def generate_shapes(cache_dir: str | os.PathLike, spec: ShapesSpec | None = None
             bar.update(1)
     bar.close()
     mean, std = channel_stats(sorted((tmp / "train").glob("*/*.png")))
-    meta = {"spec": asdict(spec), "version": GENERATOR_VERSION, "classes": list(SHAPE_CLASSES),
-            "mean": mean, "std": std, "num_train": spec.train_per_class * len(SHAPE_CLASSES),
-            "num_val": spec.val_per_class * len(SHAPE_CLASSES)}
+    meta = {
+        "spec": asdict(spec),
+        "version": GENERATOR_VERSION,
+        "classes": list(SHAPE_CLASSES),
+        "mean": mean,
+        "std": std,
+        "num_train": spec.train_per_class * len(SHAPE_CLASSES),
+        "num_val": spec.val_per_class * len(SHAPE_CLASSES),
+    }
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     try:
         tmp.rename(root)
@@ -331,8 +344,3 @@ def generate_shapes(cache_dir: str | os.PathLike, spec: ShapesSpec | None = None
         shutil.rmtree(tmp, ignore_errors=True)
     return root
 
-
-def _progress(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, disable=not enabled, unit="img", leave=False)

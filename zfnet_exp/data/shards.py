@@ -226,13 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quality", type=int, default=90, help="JPEG quality (default 90)")
     ap.add_argument("--part-size", type=int, default=10_000, help="images per resumable part")
     args = ap.parse_args(argv)
-    from ..errors import UserError
+    from ..errors import UserError, exit_with
 
     try:
         out = convert_folder(args.folder, args.out, args.size, args.quality, args.part_size)
     except UserError as e:
-        print(f"Error: {e}", file=sys.stderr)
-        return 2
+        exit_with(str(e))  # the project's one "error: ..." paragraph, exit code 2
     print(f"Shards written to {out}; train with data.backend=shards data.root={out}")
     return 0
 

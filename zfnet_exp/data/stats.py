@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,9 +25,10 @@ import numpy as np
 import torch
 from filelock import FileLock
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
+from torch.utils.data import Dataset
 
+from ..utils.loaders import make_loader
+from ..utils.progress import progress_bar
 from ..utils.torch_files import load_torch_file
 from .folder import SkipLog, UnreadableImage, read_rgb
 from .transforms import center_uint8
@@ -50,8 +50,11 @@ class _StatsImages(Dataset):
         try:
             return self.transform(read_rgb(self.files[i], self.size)), 1
         except UnreadableImage as e:
-            if self.skip_log is not None and self.skip_log.record(e.path, e.reason):
-                rank_zero_warn(f"statistics: skipping unreadable image {e.path} ({e.reason})")
+            if self.skip_log is not None:  # the statistics read (a subset of) the training split
+                count = self.skip_log.record(e.path, e.reason, "train", len(self.files))
+                self.skip_log.warn(
+                    count, "train", f"statistics: skipping unreadable image {e.path} ({e.reason})", rank_zero_warn
+                )
             return torch.zeros(3, self.size, self.size, dtype=torch.uint8), 0
 
 
@@ -77,20 +80,11 @@ def image_statistics(
     files = [str(f) for f in files]
     if not files:
         raise ValueError("no images to compute statistics from")
-    loader = DataLoader(
-        _StatsImages(files, size, skip_log), batch_size=batch_size, num_workers=num_workers, shuffle=False
-    )
+    loader = make_loader(_StatsImages(files, size, skip_log), batch_size, num_workers, pin_memory=False)
     total = torch.zeros(3, size, size, dtype=torch.float64)
     total_sq = torch.zeros(3, dtype=torch.float64)
     used = 0
-    bar = tqdm(
-        total=len(files),
-        desc=f"mean image ({size}x{size})",
-        unit="img",
-        disable=not progress,
-        mininterval=0.5 if sys.stderr.isatty() else 30.0,  # plain periodic lines in a log file
-        ascii=not sys.stderr.isatty(),
-    )
+    bar = progress_bar(total=len(files), desc=f"mean image ({size}x{size})", unit="img", enabled=progress)
     with bar:
         for x, weight in loader:
             keep = weight.bool()

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 from torchvision import transforms as T
 
-from .normalize import NORMALIZATIONS
-
-__all__ = ["NORMALIZATIONS", "center_uint8", "eval_geometry", "eval_transform", "resize_for", "train_transform"]
+__all__ = ["center_uint8", "eval_geometry", "eval_transform", "resize_for", "train_transform"]
 
 
 def resize_for(crop_size: int) -> int:

@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..errors import DataError
+from ..utils.options import at_least, option_rules
 from .caltech import derived
 from .folder import SampleList, SkipLog, layout_error
 from .transforms import eval_transform, resize_for, train_transform
@@ -148,6 +149,7 @@ class VOCClassification(SampleList):
         return torch.stack(self.targets)
 
 
+@option_rules(image_size=at_least(64), batch_size=at_least(1), num_workers=at_least(0))
 class VOCDataModule(L.LightningDataModule):
     """VOC 2012 classification: train on ``train_split``, evaluate on ``eval_split``. The paper trained on
     train+val and reported the (server-scored) test set; the test annotations are not public, so the default is

@@ -30,9 +30,10 @@ from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
+from scipy.stats import binomtest
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from ..utils.progress import progress_bar
 from ..utils.tensors import argmax_yx, eval_mode
 
 MODES = ("deletion", "insertion")
@@ -209,15 +210,14 @@ def baseline_map(name: str, batch: int, height: int, width: int) -> Tensor:
 # ----------------------------------------------------------------------------------------- the table
 
 
-def wilson_interval(hits: Tensor, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval (95% for z = 1.96) of a hit rate: honest at rates near 0 or 1 and small n."""
+def wilson_interval(hits: Tensor, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a hit rate (scipy's ``binomtest(...).proportion_ci``): honest at rates near 0 or 1
+    and small n, where the normal approximation would leave [0, 1]."""
     n = hits.numel()
     if n == 0:
         return float("nan"), float("nan")
-    p = float(hits.double().mean())
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    ci = binomtest(int(hits.sum()), n).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 METRICS = ("deletion", "insertion", "pointing")
@@ -263,7 +263,7 @@ def faithfulness_table(
         masks = masks.cpu()
         off_centre = ~pointing_game(center_baseline(b, h, w), masks, tolerance)
     rows = []
-    for name, m in tqdm(all_maps.items(), desc="faithfulness", unit="method", disable=not progress):
+    for name, m in progress_bar(all_maps.items(), desc="faithfulness", unit="method", enabled=progress):
         row: dict = {"method": name, "n": b}
         if "deletion" in metrics:
             row["deletion_auc"] = float(deletion_auc(model, images, m, targets, n_steps, batch_size)[0].mean())

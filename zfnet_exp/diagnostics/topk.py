@@ -27,8 +27,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from ..utils.loaders import make_loader
 from ..utils.tensors import argmax_yx, eval_mode
 from .geometry import run_until
 from .layers import capture_activations, resolve_layer
@@ -209,7 +210,7 @@ def mine_topk(
     device = torch.device(device)
     modules = [resolve_layer(model, layer)[1] for layer in layers]
     acc = TopKAccumulator(layers, k)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = make_loader(dataset, batch_size, num_workers, pin_memory=False)
     offset = 0
     with eval_mode(model), capture_activations(model, layers) as acts:
         for batch in loader:

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from ..errors import UserError, exit_with
 from ..runs import Run, find_runs
 from ..utils.tables import write_csv
 from .paper import TABLE3
@@ -83,9 +84,9 @@ def collect(paths: Iterable[str | Path], out: str | Path | None = None) -> tuple
     paths = list(paths)
     runs = find_runs(paths)
     if not runs:
-        raise SystemExit(
-            "error: no finished or running training runs found (folders with metrics.csv and .hydra/); pass a sweep "
-            "folder (outputs/train/multirun/<date>/<time>_<name>) or run folders."
+        raise UserError(
+            f"no finished or running training runs found in {', '.join(map(str, paths))} (folders with metrics.csv "
+            "and .hydra/); pass a sweep folder (outputs/train/multirun/<date>/<time>_<name>) or run folders."
         )
     rows = [collect_run(r) for r in runs]
     out = Path(out) if out else (Path(paths[0]) if len(runs) > 1 or Path(paths[0]) != runs[0].path else runs[0].path)
@@ -102,7 +103,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("paths", nargs="+", help="a sweep folder, or run folders")
     ap.add_argument("--out", default=None, help="where collected.csv / collected.md go (default: the sweep folder)")
     args = ap.parse_args(argv)
-    rows, csv_path, md_path = collect(args.paths, args.out)
+    try:
+        rows, csv_path, md_path = collect(args.paths, args.out)
+    except UserError as e:
+        exit_with(str(e))
     sys.stdout.write(md_path.read_text())
     print(f"\n{len(rows)} runs -> {csv_path}, {md_path}")
 

@@ -4,11 +4,13 @@ filter health and accuracy with the effect size, and a figure of both first laye
 
     python train.py -m experiment=fig6_shapes                 # trains 2 variants x 3 seeds, then this summary
     python -m zfnet_exp.experiments.fig6 <sweep folder>       # the summary again (also of a partly done sweep)
+    python -m zfnet_exp.experiments.fig6 <sweep folder> --record   # and keep its numbers in results/fig6/
 
 Writes into the sweep folder: ``fig6.md`` (also printed), ``fig6_summary.csv`` (one row per metric: mean and
 sample std per variant, difference, Cohen's d, Welch's t-test), ``fig6_runs.csv`` (one row per run: the final
 epoch's values, i.e. the per-seed numbers) and ``fig6.png`` (conv1 filter grids and conv2 top-9 panels of one
-seed of each variant, drawn with the same functions as the training callbacks, from each run's last checkpoint).
+seed of each variant, drawn with the same functions as the training callbacks, from each run's last checkpoint;
+:mod:`zfnet_exp.figures.fig6`) with ``fig6.json`` (its captions and which run each column is).
 
 The numbers are each run's own per-epoch ``metrics.csv`` (FilterHealth callback): ``health/conv1/aliasing``,
 ``health/conv1/dead_frac``, ``health/conv2/dead_frac``, ``val/acc_top1`` at the final epoch. One more column
@@ -26,6 +28,7 @@ stays here is Fig. 6's own: its variant names and geometry, its units and layout
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,9 +40,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..errors import UserError
 from ..runs import Run, find_runs
+from ..utils.records import add_record_option, recording
 from ..utils.tables import write_csv
 from .compare import Job, analyze, md_table, read_job, variant_table
 from .derived import DERIVED
+from .record_run import fig6_figures
 
 # (metrics.csv key, column, label, scale)
 LOGGED = (
@@ -332,28 +337,20 @@ def figure_seed(by_variant: dict[str, list[Fig6Run]]) -> dict[str, Fig6Run]:
 
 
 def variant_panels(run: Fig6Run, maps: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The conv1 filter grid and the conv2 top-9 panel of one run's last checkpoint, made by the functions
-    the FilterHealth and Top9Deconv callbacks use (mined over the checkpoint's own validation split)."""
+    """The conv1 filter grid and the conv2 top-9 panel of one run's last checkpoint, mined over the
+    checkpoint's own validation split (:func:`zfnet_exp.figures.fig6.variant_panels`)."""
     from ..data.normalize import denormalizer
-    from ..diagnostics.projections import topk_projections
-    from ..diagnostics.topk import mine_topk
+    from ..figures import fig6
     from ..runs import build_dataset, load_model
-    from ..utils.tensors import pick_maps
-    from ..viz.grids import filter_grid, top9_panel
 
     model, data = load_model(run.checkpoint, device)
-    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
-    grid = filter_grid(first.weight, scale=4)
     dataset = build_dataset(data, "val")
     print(f"fig6: {run.variant} seed {run.seed}: conv2 top-9 over {len(dataset)} val images", flush=True)
-    topk = mine_topk(model, dataset, ["conv2"], k=9, batch_size=64, device=device)["conv2"]
-    chosen = pick_maps(topk.values.shape[0], maps, 0, "conv2")
-    proj, patches, filled = topk_projections(model, dataset, "conv2", topk, chosen, device)
-    return grid, top9_panel(proj, patches, filled, denormalizer(data), maps_per_row=2)
+    return fig6.variant_panels(model, dataset, denormalizer(data), maps, device)
 
 
 def _figure(by_variant, path: Path, maps: int, device, notes: list[str]) -> Path | None:
-    from ..viz.fig6 import fig6_figure
+    from ..figures import fig6
 
     chosen = figure_seed(by_variant)
     if len(chosen) < 2:
@@ -369,9 +366,17 @@ def _figure(by_variant, path: Path, maps: int, device, notes: list[str]) -> Path
             f"filters conv1 {_fmt(v['conv1_dead_pct'], 1)}% conv2 {_fmt(v['conv2_dead_pct'], 1)}%, val top-1 "
             f"{_fmt(v['val_top1_pct'], 1)}%"
         )
-    fig = fig6_figure(filters, top9, captions, title="Fig. 6 on the embedded data: first layer 7x7/s2 vs 11x11/s4")
+    fig = fig6.comparison(
+        filters,
+        top9,
+        captions,
+        "Fig. 6 on the embedded data: first layer 7x7/s2 vs 11x11/s4",
+        runs={variant: str(run.path) for variant, run in chosen.items()},
+        maps=maps,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    fig.figure.savefig(path)
+    path.with_suffix(".json").write_text(json.dumps(fig.payload, indent=1))
     return path
 
 
@@ -409,8 +414,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--maps", type=int, default=4, help="conv2 feature maps in each top-9 panel (default 4)")
     ap.add_argument("--no-figure", dest="figure", action="store_false", help="the table only")
     ap.add_argument("--device", default="auto", help="for the figure's top-9 mining: auto | cpu | cuda")
+    add_record_option(ap)
     args = ap.parse_args(argv)
-    run_task(lambda a: report(a.paths, a.out, figure=a.figure, maps=a.maps, device=a.device), args)
+    run_task(lambda a: _report_and_record(a, argv), args)
+
+
+def _report_and_record(args: argparse.Namespace, argv: Sequence[str] | None) -> Fig6Result:
+    """:func:`report`; with ``--record``, the table's numbers also become a results record (``results/fig6/``)."""
+    with recording("fig6", args.record, "python -m zfnet_exp.experiments.fig6", argv) as rec:
+        result = report(args.paths, args.out, figure=args.figure, maps=args.maps, device=args.device)
+        rec.extend(fig6_figures(result))
+        rec.source = {"runs": [str(r.path) for r in result.runs], "skipped": result.skipped}
+    return result
 
 
 if __name__ == "__main__":

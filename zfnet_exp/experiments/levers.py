@@ -3,6 +3,7 @@
     python -m zfnet_exp.experiments.levers --out outputs/levers                 # every lever, one seed, in turn
     python -m zfnet_exp.experiments.levers --out DIR --only base,first_conv_0.01 --seeds 42,43 --jobs 2
     python -m zfnet_exp.experiments.levers --out DIR --summarize                 # table of the runs already there
+    python -m zfnet_exp.experiments.levers --out DIR --summarize --record results # ... kept in results/levers/
 
 Each lever is a list of ``train.py`` overrides applied on top of the shipped default (``python train.py``), so a
 row says what changing that one thing (or that combination) does. Every run keeps the filter-health callback
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ..utils.records import Figure, add_record_option, recording
 from ..utils.tables import write_csv
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -161,7 +163,8 @@ def summarize_run(folder: Path, lever: str, seed: int) -> dict | None:
         "conv1_dead_frac": _float(last, "health/conv1/dead_frac"),
         "conv2_dead_frac": _float(last, "health/conv2/dead_frac"),
         "conv1_rms": _float(last, "health/conv1/rms_mean"),
-        "wall_s": float(wall.read_text()) if wall.is_file() else None,
+        # the subprocess's wall time; without it (runs made elsewhere) the run's own metrics.csv time/elapsed_s
+        "wall_s": float(wall.read_text()) if wall.is_file() else _float(last, "time/elapsed_s"),
         "overrides": " ".join(LEVERS.get(lever, [])),
     }
 
@@ -175,6 +178,17 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def figures(rows: list[dict]) -> list[Figure]:
+    """The table's numbers as record rows ``<lever>/seed<seed>/<column>``."""
+    units = {"val_top1": "%", "wall_s": "s", "epochs": ""}
+    return [
+        Figure(f"{r['lever']}/seed{r['seed']}/{c}", r[c], units.get(c, ""))
+        for r in rows
+        for c in COLUMNS
+        if c not in ("lever", "seed", "overrides")
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for the runs and the table")
@@ -184,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: torch's)")
     parser.add_argument("--summarize", action="store_true", help="only print the table of the runs in --out")
     parser.add_argument("overrides", nargs="*", help="extra train.py overrides for every run (e.g. trainer=gpu)")
+    add_record_option(parser)  # give DIR (--record results) when overrides follow, or it takes the first one
     args = parser.parse_args(argv)
     levers = args.only.split(",") if args.only else list(LEVERS)
     unknown = [name for name in levers if name not in LEVERS]
@@ -201,9 +216,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = [r for name, seed in jobs if (r := summarize_run(run_dir(args.out, name, seed), name, seed))]
     missing = [f"{n} seed {s}" for n, s in jobs if not (run_dir(args.out, n, s) / "metrics.csv").is_file()]
     table = markdown(rows)
-    print(table)
-    if missing:
-        print(f"[levers] no metrics.csv (failed or not run): {', '.join(missing)}")
+    with recording("levers", args.record, "python -m zfnet_exp.experiments.levers", argv) as rec:
+        print(table)
+        if missing:
+            print(f"[levers] no metrics.csv (failed or not run): {', '.join(missing)}")
+        rec.extend(figures(rows))
+        rec.source = {"out": str(args.out), "overrides": list(args.overrides), "missing": missing}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "levers.md").write_text(table + "\n")
     write_csv(rows, args.out / "levers.csv", COLUMNS)

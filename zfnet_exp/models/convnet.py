@@ -211,6 +211,13 @@ class ConvNet(nn.Module):
     def get_classifier(self) -> nn.Module:
         return self.classifier.fc8
 
+    def reset_classifier(self, num_classes: int) -> None:
+        """timm's contract: a fresh last layer (``nn.Linear``'s own init) with ``num_classes`` outputs, on the old
+        one's device, the rest of the network as it is (fine-tuning on another label set)."""
+        old = self.classifier.fc8
+        self.classifier.fc8 = nn.Linear(old.in_features, num_classes).to(old.weight.device, old.weight.dtype)
+        self.num_classes = num_classes
+
 
 # The two base architectures (paper Fig. 3; Krizhevsky et al. 2012, dense single-GPU replication).
 _ZF_POOL = PoolSpec(3, 2, ceil_mode=True)

@@ -140,22 +140,43 @@ def _state_dict(obj) -> dict[str, torch.Tensor]:
     return obj
 
 
+def read_state_dict(path: str | Path, key: str = "model.checkpoint") -> dict[str, torch.Tensor]:
+    """The parameter dict in a local weights file (``.pth``/``.pt``/``.ckpt`` read with ``weights_only=True`` and
+    tensors memory-mapped, or ``.safetensors``); ``key`` names the option in the error message."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"{key}={str(path)!r} does not exist; give a local weights file (no downloads).")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return _state_dict(load_file(str(path)))
+    return _state_dict(load_torch_file(path, "a weights file (a state dict, or a checkpoint holding one)", mmap=True))
+
+
 def load_weights(model: nn.Module, path: str | Path) -> list[str]:
     """Load weights from a local file (``.pth``/``.pt``/``.ckpt`` or ``.safetensors``) into ``model``.
 
     Tensors whose shape differs from the model's (typically the classifier of a checkpoint trained on another
     number of classes) are skipped and their names returned (and printed, one line): fine-tuning starts from
     every other layer. Any other missing or unexpected key is a :class:`ConfigError`.
-    """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"model.checkpoint={str(path)!r} does not exist; give a local weights file (no downloads).")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
 
-        state = _state_dict(load_file(str(path)))
-    else:
-        state = _state_dict(load_torch_file(path, "a weights file (a state dict, or a checkpoint holding one)"))
+    A published ImageNet weight file (pytorchcv's ZFNet/AlexNet, torchvision's AlexNet:
+    :mod:`~zfnet_exp.models.pretrained`) loaded into our :class:`~.convnet.ConvNet` has its keys renamed to ours,
+    and the network must have the layer table the file implies (LitClassifier builds it so).
+    """
+    from .convnet import ConvNet
+    from .pretrained import identify
+
+    state = read_state_dict(path)
+    published = identify(state) if isinstance(model, ConvNet) else None
+    if published is not None:
+        if model.spec != published.layout.spec:
+            raise ConfigError(
+                f"model.checkpoint={str(path)!r} holds {published.layout.source} `{published.layout.name}` weights, "
+                f"but the model's layer table differs from theirs. Build it with their table: "
+                f"zfnet_exp.models.pretrained.LAYOUTS (LitClassifier and train.py do this by themselves)."
+            )
+        state = published.state
     own = model.state_dict()
     skipped = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     state = {k: v for k, v in state.items() if k not in skipped}

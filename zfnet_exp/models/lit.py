@@ -37,7 +37,7 @@ class LitClassifier(L.LightningModule):
     def __init__(
         self,
         name: str = "zfnet",
-        arch: dict | str | None = None,
+        arch: dict | None = None,
         library: str = "zfnet_exp",
         checkpoint: str | None = None,
         num_classes: int = 1000,
@@ -57,8 +57,15 @@ class LitClassifier(L.LightningModule):
         compile_options: dict | None = None,
     ):
         super().__init__()
-        if isinstance(arch, str):  # checkpoints written before the architecture became config: arch = name
-            name, arch = arch, None
+        if checkpoint and library == "zfnet_exp":
+            # a published ImageNet weight file fixes the network: its layer table replaces model.arch (said in the
+            # log), and is what the hyper-parameters record, so this run's checkpoints rebuild that network
+            from .pretrained import published_model_config
+
+            structure_only = torch.empty(0).is_meta  # train.py's up-front check builds under torch.device("meta")
+            published = published_model_config(checkpoint, _plain(arch), announce=not structure_only)
+            if published is not None:
+                name, arch = published
         self.save_hyperparameters(
             {
                 "name": name,

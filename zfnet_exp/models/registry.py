@@ -139,8 +139,6 @@ def build_model(
     if library not in LIBRARIES:
         raise ConfigError(f"model.library={library!r} is not a valid choice; choose one of: {', '.join(LIBRARIES)}.")
     if library == "zfnet_exp":
-        if isinstance(arch, str):  # checkpoints written before the architecture became config
-            name, arch = arch, None
         if arch is None:
             model = create_model(name, num_classes, input_size, init, init_std, zero_head, **(overrides or {}))
         else:
@@ -152,7 +150,7 @@ def build_model(
         model = init_weights(create_external(library, name, num_classes, input_size), init, init_std, zero_head)
     if first_conv_std is not None:
         init_first_conv(model, first_conv_std)
-    if checkpoint:
+    if checkpoint and not any(p.is_meta for p in model.parameters()):  # a structure-only build loads nothing
         from .external import load_weights
 
         load_weights(model, checkpoint)

@@ -1,17 +1,25 @@
-"""Config validation by schema: every group of a composed task config is checked at start, before anything
-is built, and a wrong value fails in one :class:`~zfnet_exp.errors.ConfigError` paragraph that names the full
-key, the bad value and what is valid (the task runner prints it and exits with code 2).
+"""Config validation: every group of a composed task config (``train``, ``analyze``, ``eval``, ``transfer``) is
+checked once, at start, in one pass, before any data is read or anything is built, and a wrong value fails in one
+:class:`~zfnet_exp.errors.ConfigError` paragraph that names the full key, the bad value, what is valid and the fix
+(the task runner prints it and exits with code 2).
 
-- one dataclass per group option in this package (``data``, ``model``, ``trainer``, ``callbacks``,
-  ``logger``, ``analysis``, ``paths`` and the top-level keys); OmegaConf enforces the field types when a node
-  is merged into it, ``__post_init__`` the ranges and choices (:mod:`.base`);
-- :func:`validate_config` picks the schema of each node by the class (or function) its ``_target_`` names;
-  a node whose target has no schema here (a user's own callback) is only checked to be importable;
-- :func:`check_layer_names` checks the layer names of every enabled callback and of the analysis against
-  the built model (the names a model has are only known once it exists), before training or analysing.
+Where each schema comes from (each option is declared once):
 
-The composition itself stays untyped: a typed Hydra defaults list would reject a bad value inside
-``@hydra.main``, with Hydra's own message and exit code 1, before the runner can report it.
+- a node with a ``_target_`` (``data``, ``callbacks.*``, ``logger.*``, ``trainer``, ``analysis``,
+  ``model.optimizer``/``model.scheduler``): the object it names, imported from the config's own dotted path,
+  gives the schema: its signature (names, types, defaults) and the rules it declares next to it with
+  :func:`zfnet_exp.utils.options.option_rules` (:mod:`.signature`; a library class's rules: :mod:`.library`).
+  A subclass keeps its parent's rules; a user's own class is checked against its own signature;
+- ``model``: the structured config :class:`ModelConfig` (:mod:`.model`), registered in Hydra's ConfigStore as the
+  group's base (typed already at composition);
+- the top-level keys of each entry point, ``transfer.*`` and ``paths``: :mod:`.top` (their values live in the
+  YAML file; the dataclass gives their types and ranges, and refuses a key that does not exist);
+- :func:`check_layer_names` checks the layer names of every enabled callback and of the analysis against the
+  built model (the names a model has are only known once it exists), before training or analysing.
+
+The composition itself stays untyped (but for ``model``): the YAML files list the options a user sets (a key
+overridden without ``+`` must exist in the composed config), with ``${default:}`` standing for the object's own
+default (:mod:`zfnet_exp.utils.resolvers`), and the checks here run on the composed, resolved config.
 """
 
 from __future__ import annotations
@@ -25,38 +33,55 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..utils.instantiators import switch_only
-from . import analysis, callbacks, data, logger, model, trainer
+from . import model
 from .base import check_node, show
 from .model import ModelConfig, validate_model
-from .top import AnalyzeTop, Paths, TrainTop
+from .signature import schema_of
+from .top import AnalyzeTop, EvalTop, Paths, TrainTop, Transfer, TransferTop, group_keys, per_class_counts
 
-__all__ = ["ModelConfig", "check_layer_names", "validate_config", "validate_model"]
+__all__ = ["ModelConfig", "check_layer_names", "per_class_counts", "validate_config", "validate_model"]
+
+TOPS = {"train": TrainTop, "analyze": AnalyzeTop, "eval": EvalTop, "transfer": TransferTop}
 
 
-def validate_config(cfg: DictConfig) -> None:
-    """Check every group of a composed ``train`` or ``analyze`` config; raise one ConfigError on the first
-    problem. Interpolations are resolved first (the values the objects would receive)."""
-    command = "analyze" if "analysis" in cfg else "train"
+def command_of(cfg: Mapping) -> str:
+    """The entry point a composed config belongs to (the command its error messages show)."""
+    if "analysis" in cfg:
+        return "analyze"
+    if "transfer" in cfg:
+        return "transfer"
+    return "train" if "trainer" in cfg else "eval"
+
+
+def validate_config(cfg: DictConfig, command: str | None = None) -> None:
+    """Check every group of a composed config of ``command`` (train, analyze, eval or transfer; by default
+    inferred from its groups); raise one ConfigError on the first problem. Interpolations are resolved first
+    (the values the objects would receive)."""
+    command = command or command_of(cfg)
     plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     plain.pop("hydra", None)
-    check_node(AnalyzeTop if command == "analyze" else TrainTop, plain, "", subset=True, command=command)
+    top = TOPS[command]
+    groups = group_keys(top)
+    check_node(top, {k: (None if k in groups else v) for k, v in plain.items()}, "", command=command)
     if "paths" in plain:
         check_node(Paths, plain["paths"] or {}, "paths", subset=True, command=command)
     if plain.get("data") is not None:
-        _by_target(plain["data"], "data", data.SCHEMAS, {}, command)
+        _by_target(plain["data"], "data", command)
     if plain.get("model") is not None:
         check_node(model.ModelConfig, plain["model"], "model", command=command)
+        for part in ("optimizer", "scheduler"):
+            if isinstance(plain["model"].get(part), Mapping):
+                _by_target(plain["model"][part], f"model.{part}", command)
     if plain.get("trainer") is not None:
-        check_node(trainer.Trainer, plain["trainer"], "trainer", subset=True, command=command)
-    for group, full, subset in (
-        ("callbacks", callbacks.SCHEMAS, callbacks.SUBSET_SCHEMAS),
-        ("logger", {}, logger.SUBSET_SCHEMAS),
-    ):
+        _by_target(plain["trainer"], "trainer", command)
+    for group in ("callbacks", "logger"):
         for name, node in (plain.get(group) or {}).items():
             if node is not None and not switch_only(node):
-                _by_target(node, f"{group}.{name}", full, subset, command, generic=callbacks.Callback)
+                _by_target(node, f"{group}.{name}", command, switch=True)
     if plain.get("analysis") is not None:
-        _by_target(plain["analysis"], "analysis", analysis.SCHEMAS, {}, command, by_path=True)
+        _by_target(plain["analysis"], "analysis", command)
+    if command == "transfer":
+        check_node(Transfer, plain.get("transfer") or {}, "transfer", command=command)
 
 
 def check_layer_names(cfg: DictConfig, network: nn.Module) -> None:
@@ -65,7 +90,7 @@ def check_layer_names(cfg: DictConfig, network: nn.Module) -> None:
     valid names. Run it right after the model is built, before ``trainer.fit`` or the analysis."""
     from ..diagnostics.layers import resolve_layer
 
-    command = "analyze" if "analysis" in cfg else "train"
+    command = command_of(cfg)
     nodes = [(f"callbacks.{n}", node) for n, node in (cfg.get("callbacks") or {}).items() if node is not None]
     if cfg.get("analysis") is not None:
         nodes.append(("analysis", cfg.analysis))
@@ -90,8 +115,9 @@ def _plain(value: Any) -> Any:
     return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
 
-def _by_target(node: Any, key: str, full: dict, subset: dict, command: str, generic=None, by_path=False) -> None:
-    """Check ``node`` against the schema of the class (or function) its ``_target_`` names."""
+def _by_target(node: Any, key: str, command: str, switch: bool = False) -> None:
+    """Check ``node`` against the schema of the class (or function) its ``_target_`` names. ``switch``: the
+    node may hold ``enabled`` (callbacks, loggers)."""
     if not isinstance(node, Mapping) or "_target_" not in node:
         raise ConfigError(f"{key} has no _target_ (the class or function to build); see conf/{key.split('.')[0]}/.")
     target = node["_target_"]
@@ -99,10 +125,5 @@ def _by_target(node: Any, key: str, full: dict, subset: dict, command: str, gene
         obj = get_object(target)
     except Exception as e:  # noqa: BLE001 - any import problem is reported as the config's
         raise ConfigError(f"{key}._target_={target!r} cannot be imported ({e}). Check the dotted path.") from None
-    name = f"{obj.__module__}.{obj.__name__}" if by_path else getattr(obj, "__name__", "")
-    if name in full:
-        check_node(full[name], node, key, command=command)
-    elif name in subset:
-        check_node(subset[name], node, key, subset=True, command=command)
-    elif generic is not None:
-        check_node(generic, {k: v for k, v in node.items() if k in ("_target_", "enabled")}, key, command=command)
+    schema = schema_of(obj, partial=bool(node.get("_partial_", False)), switch=switch)
+    check_node(schema.dataclass, node, key, subset=schema.open, command=command)

@@ -1,11 +1,12 @@
-"""The machinery every group schema shares: a schema is a dataclass whose field types OmegaConf enforces when
-a config node is merged into it, and whose ``__post_init__`` checks ranges and choices with the helpers below;
-:func:`check_node` turns whatever goes wrong into one :class:`~zfnet_exp.errors.ConfigError` paragraph that
-names the full key, the bad value and what is valid."""
+"""The machinery every schema shares: a schema is a dataclass whose field types OmegaConf enforces when a config
+node is merged into it, and whose ``__post_init__`` checks ranges and choices (the rules of
+:mod:`zfnet_exp.utils.options`); :func:`check_node` turns whatever goes wrong into one
+:class:`~zfnet_exp.errors.ConfigError` paragraph that names the full key, the bad value, what is valid and the fix."""
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -14,59 +15,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, ValidationError
 
 from ..errors import ConfigError
-
-
-class FieldError(Exception):
-    """Raised by a schema's ``__post_init__``: ``field`` holds ``value``, which is not ``expected``."""
-
-    def __init__(self, field: str, value: Any, expected: str):
-        super().__init__(f"{field}={value!r}: expected {expected}")
-        self.field, self.value, self.expected = field, value, expected
-
-
-def at_least(obj: Any, name: str, low: float) -> None:
-    """``obj.<name> >= low`` (None passes: optional fields say so in their type)."""
-    value = getattr(obj, name)
-    if value is not None and value < low:
-        raise FieldError(name, value, f"a value >= {low}")
-
-
-def between(obj: Any, name: str, low: float, high: float) -> None:
-    value = getattr(obj, name)
-    if value is not None and not low <= value <= high:
-        raise FieldError(name, value, f"a value in [{low}, {high}]")
-
-
-def one_of(obj: Any, name: str, choices: Sequence[Any]) -> None:
-    """``obj.<name>`` is one of ``choices`` (each item, when the field is a list)."""
-    value = getattr(obj, name)
-    items = value if isinstance(value, list) else [value]
-    for item in items:
-        if item is not None and item not in choices:
-            raise FieldError(name, value, f"one of {', '.join(map(str, choices))}")
-
-
-def maps_option(obj: Any, name: str = "maps") -> None:
-    """The ``maps`` option of the diagnostics: an int N >= 0, ``all``, or a list of channel indices."""
-    value = getattr(obj, name)
-    ok = (
-        value == "all"
-        or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
-        or (isinstance(value, list) and all(isinstance(c, int) and c >= 0 for c in value))
-    )
-    if not ok:
-        raise FieldError(name, value, "a number of maps N >= 0, all, or a list of channel indices like [0, 5]")
-
-
-def number_or_fraction(obj: Any, name: str) -> None:
-    """Lightning's ``limit_*_batches``: an int number of batches >= 0 or a float fraction in [0, 1]."""
-    value = getattr(obj, name)
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise FieldError(name, value, "a number of batches (int >= 0) or a fraction (float in [0, 1])")
-    if (isinstance(value, int) and value < 0) or (isinstance(value, float) and not 0.0 <= value <= 1.0):
-        raise FieldError(name, value, "a number of batches (int >= 0) or a fraction (float in [0, 1])")
+from ..utils.options import FieldError
 
 
 def check_node(schema: type, node: Mapping[str, Any], key: str, *, subset: bool = False, command: str = "train") -> Any:
@@ -74,6 +23,8 @@ def check_node(schema: type, node: Mapping[str, Any], key: str, *, subset: bool 
     missing key becomes a ConfigError naming ``<key>.<field>``. ``subset``: check only the keys the schema
     declares (a Lightning class takes many more arguments than the ones we set and check)."""
     names = {f.name for f in dataclasses.fields(schema)}
+    if not subset and set(node) - names:  # a wrong value of a declared key first, then the unknown key
+        check_node(schema, node, key, subset=True, command=command)
     values = {k: v for k, v in node.items() if not subset or k in names}
     try:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
@@ -86,10 +37,13 @@ def check_node(schema: type, node: Mapping[str, Any], key: str, *, subset: bool 
             f"e.g. python {command}.py {full}=..."
         ) from None
     except ConfigKeyError as e:
-        where = f"{key} ({node.get('_target_', schema.__name__)})" if key else "the top level"
+        where = f"{key} ({node.get('_target_', schema.__name__)})" if key else f"python {command}.py's config"
+        valid = sorted(n for n in names if not n.startswith("_"))
+        close = difflib.get_close_matches(str(e.full_key), valid, n=1)
+        guess = f" Did you mean {join(key, close[0])}?" if close else ""
         raise ConfigError(
-            f"{join(key, str(e.full_key))} is not an option of {where}; valid keys: "
-            f"{', '.join(sorted(n for n in names if not n.startswith('_')))}. Check the spelling, or remove it."
+            f"{join(key, str(e.full_key))} is not an option of {where}; valid keys: {', '.join(valid)}.{guess} "
+            f"Check the spelling, or remove it."
         ) from None
     except ValidationError as e:
         field = str(e.full_key).split(".")[0].split("[")[0]

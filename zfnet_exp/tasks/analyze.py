@@ -17,16 +17,16 @@ from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import Dataset
 
 from ..runs import build_dataset, read_checkpoint
 from ..schemas import check_layer_names, validate_config
-from ..utils.instantiators import instantiate_group
+from ..utils.devices import torch_device
 from ..utils.skips import forget_skips
 from ..viz import ImageSink
-from .runner import finish_wandb
+from .offline import task_loggers
 
 
 @dataclass
@@ -45,18 +45,12 @@ class AnalysisContext:
     seed: int = 0
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def analyze(cfg: DictConfig) -> dict[str, Any]:
     validate_config(cfg)
     forget_skips()  # "skipped layers" lines: once per analysis run
     run = instantiate(cfg.analysis, _convert_="all")  # the analysis function with its options bound
     name = cfg.analysis._target_.rsplit(".", 2)[-2]  # the analysis module
-    device = _device(cfg.device)
+    device = torch_device(cfg.device)
     torch.manual_seed(cfg.seed)
     out_dir = Path(cfg.paths.output_dir)
     checkpoint = read_checkpoint(cfg.ckpt) if cfg.get("ckpt") else None
@@ -67,32 +61,20 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
         check_layer_names(cfg, model)
         if cfg.get("images"):
             dataset = build_dataset(data, str(cfg.images), cfg.get("num_images"))
-    loggers = instantiate_group(cfg.get("logger"), "logger")
-    ctx = AnalysisContext(
-        model=model,
-        checkpoint=ckpt,
-        data=data,
-        dataset=dataset,
-        out_dir=out_dir,
-        sink=ImageSink(out_dir, loggers),
-        device=device,
-        batch_size=cfg.batch_size,
-        num_workers=cfg.num_workers,
-        seed=cfg.seed,
-    )
     print(f"Analysis {name}: {ckpt or '(no checkpoint)'} -> {out_dir / 'diagnostics'}", flush=True)
-    status = "failed"
-    try:
-        if loggers:
-            hparams = OmegaConf.to_container(cfg, resolve=True)
-            hparams.pop("hydra", None)
-            for lg in loggers:
-                lg.log_hyperparams({**hparams, "checkpoint": str(ckpt)})
+    with task_loggers(cfg, checkpoint=str(ckpt)) as loggers:
+        ctx = AnalysisContext(
+            model=model,
+            checkpoint=ckpt,
+            data=data,
+            dataset=dataset,
+            out_dir=out_dir,
+            sink=ImageSink(out_dir, loggers),
+            device=device,
+            batch_size=cfg.batch_size,
+            num_workers=cfg.num_workers,
+            seed=cfg.seed,
+        )
         result = run(ctx) or {}
-        status = "success"
-    finally:  # close the logger's run either way, so what was logged so far is flushed, not lost
-        for lg in loggers:
-            lg.finalize(status)
-        finish_wandb()
     print(f"Done: results in {out_dir}", flush=True)
     return result

@@ -10,7 +10,8 @@ paragraph and exit code 2:
 * a key that does not exist (``trainer.max_epoch=3``, ``model.arch.conv1.kernal=5``): the closest valid key
   (``difflib``) and the keys that node has;
 * a group option that does not exist (``model=zfnett``, ``data=imgnet``, ``callbacks=[top99]``): the options;
-* a value of the wrong type for a typed key (``model.init_std=abc``): the type expected.
+* a value of the wrong type for a typed key (``model.init_std=abc``): the type expected;
+* a config group the entry point needs and nobody chose (``analyze.py`` without ``analysis=<name>``): the options.
 
 Anything else (and ``--help``, ``--info``, shell completion, ``--config-dir``) is left to Hydra unchanged, which
 then composes again and reports it as before; a command that composes runs exactly as under ``hydra.main``.
@@ -33,7 +34,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-from ..errors import ConfigError, exit_with
+from ..errors import ConfigError, UserError, exit_with
 
 
 def hydra_main(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
@@ -49,7 +50,8 @@ def hydra_main(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Call
             script = Path(sys.argv[0]).name
             try:
                 check_composition(conf, config_name, sys.argv[1:])
-            except ConfigError as e:
+                check_output_folders(conf, config_name, sys.argv[1:])
+            except UserError as e:  # a config error, a folder that cannot be written or is in use
                 exit_with(f"{e} (command: python {script} {' '.join(sys.argv[1:])})")
             return main()
 
@@ -80,6 +82,63 @@ def check_composition(conf: Path, config_name: str, argv: list[str]) -> None:
             except _NotOurs:
                 return
             raise ConfigError(message)
+
+
+def check_output_folders(conf: Path, config_name: str, argv: list[str]) -> None:
+    """The folders the command would write (run or sweep folder, data cache, W&B directory) can be created and
+    written (:func:`zfnet_exp.utils.folders.check_folders`), and no live run holds the run folder (or, for a
+    sweep, any of its job folders: :func:`zfnet_exp.utils.run_lock.check_free`). Checked before Hydra creates the
+    run folder and writes its ``.hydra/`` files, which it does before the task runs (a failure there is a raw
+    traceback; a second run would overwrite the first one's files). A command that does not compose
+    (or a value that does not resolve yet) is left to Hydra and the task, as in :func:`check_composition`."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    from ..utils.folders import check_folders
+    from ..utils.run_lock import LOCK_NAME, check_free
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            args = get_args_parser().parse_args(argv)
+    except SystemExit:
+        return
+    if args.help or args.hydra_help or args.info or args.shell_completion or args.experimental_rerun:
+        return
+    if args.config_path or args.config_dir or args.cfg:
+        return
+    jobs = _jobs(args.overrides, multirun=args.multirun)
+    if not jobs:
+        return
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+            cfg = compose(args.config_name or config_name, overrides=jobs[0], return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        run_key = "hydra.sweep.dir" if args.multirun else "hydra.run.dir"
+        run_dir = OmegaConf.select(cfg, run_key)
+        with read_write(cfg.hydra), open_dict(cfg.hydra):  # what ${paths.output_dir} reads
+            cfg.hydra.runtime.output_dir = run_dir
+    except Exception:  # noqa: BLE001 - not composable or not resolvable here: Hydra's and the task's to report
+        return
+    finally:
+        GlobalHydra.instance().clear()
+    folders = {run_key: run_dir}
+    keys = ["paths.data_dir", "data.cache_dir"]
+    wandb = OmegaConf.select(cfg, "logger.wandb")
+    if isinstance(wandb, DictConfig) and "_target_" in wandb and wandb.get("enabled", True) is not False:
+        keys.append("logger.wandb.save_dir")
+    for key in keys:
+        try:
+            value = OmegaConf.select(cfg, key)
+        except Exception:  # noqa: BLE001 - e.g. an env resolver without its variable: the task reports it
+            continue
+        if isinstance(value, str) and value not in {str(v) for v in folders.values()}:
+            folders[key] = value
+    check_folders(folders)
+    check_free(Path(run_dir).glob(f"*/{LOCK_NAME}") if args.multirun else [Path(run_dir) / LOCK_NAME])
 
 
 def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
@@ -128,6 +187,9 @@ def _explain(error: Exception, conf: Path, config_name: str, overrides: list[str
 
     if isinstance(error, MissingConfigException) and error.missing_cfg_file:
         return _unknown_option(error.missing_cfg_file, conf, config_name)
+    unchosen = re.match(r"You must specify '([^']+)'", str(error))
+    if unchosen:
+        return _unchosen_group(unchosen.group(1), conf, config_name)
     cause = error.__cause__
     missing = re.match(r"Could not override '([^']+)'", str(error))
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and missing:
@@ -150,6 +212,16 @@ def _unknown_option(missing: str, conf: Path, config_name: str) -> str:
     return (
         f"{group}={option} is not an option of the '{group}' config group (there is no conf/{group}/{option}.yaml); "
         f"the options are: {', '.join(options)}.{guess} Pick one of them on the command line, e.g. {group}={suggestion}"
+    )
+
+
+def _unchosen_group(group: str, conf: Path, config_name: str) -> str:
+    """Hydra's own words first (``You must specify 'analysis'``), then the options on one line."""
+    options = [o for o in _group_options(conf, config_name, group) if not o.endswith("_schema")]
+    example = options[0] if options else "..."
+    return (
+        f"You must specify '{group}': conf/{config_name}.yaml leaves it to the command line. "
+        f"The options are: {', '.join(options)}. Add one, e.g. {group}={example}"
     )
 
 

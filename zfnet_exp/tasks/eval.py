@@ -10,6 +10,10 @@ the checkpoint); then
 * ``10-crop``: the 4 corner crops and the centre crop, and the same 5 crops of the horizontally flipped image
   (``torchvision.transforms.v2.functional.ten_crop``), softmax probabilities averaged over the 10.
 
+The pass over the images is a Lightning test loop (:class:`Protocols`, ``Trainer.test`` on ``device``), and the
+errors are torchmetrics' top-1/top-5 accuracy, so the loop runs wherever a Trainer runs, the metrics synced over
+processes.
+
 An ensemble averages the softmax probabilities of its models (per protocol), as in the paper's "5 convnets" /
 "6 convnets" rows of Table 2. One forward pass over the 10 crops gives both protocols (the centre crop is one of
 the ten). Top-1/top-5 errors are printed and written (``eval.csv`` in the run folder and a logger table through
@@ -20,29 +24,31 @@ architectures match and the dataset is ImageNet.
 from __future__ import annotations
 
 import numbers
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Subset
+from torchmetrics.classification import MulticlassAccuracy, MulticlassStatScores
 from torchvision.transforms.v2 import functional as TF
-from tqdm.auto import tqdm
 
 from ..data.normalize import Normalizer
 from ..data.transforms import center_uint8, resize_for
 from ..errors import UserError
 from ..models import is_preset
 from ..runs import Checkpoint, evenly_spaced_subset, read_checkpoint
-from ..utils.instantiators import instantiate_group
+from ..schemas import validate_config
+from ..utils.loaders import make_loader
 from ..utils.tables import write_csv
 from ..viz import ImageSink
-from .runner import finish_wandb
+from .offline import offline_trainer, task_loggers
 
 # Paper Table 2 (ImageNet 2012 classification error %, v3): the row whose models match, keyed by the sorted
 # architecture names of the evaluated model or ensemble: (row label, val top-1, val top-5, test top-5).
@@ -54,6 +60,7 @@ PAPER_TABLE2: dict[tuple[str, ...], tuple[str, float, float, float | None]] = {
     ("zfnet_wide345",): ("1 convnet as Fig. 3 but layers 3,4,5 = 512,1024,512 maps - (b)", 37.5, 16.0, 16.1),
     ("zfnet",) * 5 + ("zfnet_wide345",): ("6 convnets, (a) & (b) combined", 36.0, 14.7, 14.8),
 }
+PROTOCOLS = ("center", "10crop")
 CENTER = 4  # index of the (unflipped) centre crop in ten_crop's output order: tl, tr, bl, br, centre, then flipped
 
 
@@ -73,13 +80,6 @@ def normalize_full(x: torch.Tensor, record: dict[str, Any]) -> torch.Tensor:
             f"{tuple(x.shape[-2:])}; evaluate at the input size the model was trained with."
         )
     return Normalizer.from_record(record).to(x.device)(x)
-
-
-def topk_errors(probs: torch.Tensor, labels: torch.Tensor, k: int = 5) -> tuple[int, int]:
-    """Numbers of top-1 and top-k misses (ties broken by ``torch.topk``)."""
-    top = probs.topk(min(k, probs.shape[1]), dim=1).indices
-    hits = top == labels[:, None]
-    return int((~hits[:, 0]).sum()), int((~hits.any(1)).sum())
 
 
 @dataclass
@@ -104,7 +104,7 @@ def _read_member(ckpt: Checkpoint) -> Member:
             f"{ckpt.path} records no data normalization (it was not written by train.py's datamodule); eval.py "
             f"needs it to feed images the way training did."
         )
-    name = hp.get("name") or hp["arch"]
+    name = hp["name"]
     overrides = dict(hp.get("overrides") or {})
     if not is_preset(name, hp.get("arch"), hp.get("library", "zfnet_exp")):
         overrides["arch"] = "edited model.arch or another library"  # no paper row applies
@@ -118,75 +118,141 @@ def _checkpoints(ckpt: Any) -> list[Checkpoint]:
     return [read_checkpoint(str(p)) for p in items]
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+class _Counted(Dataset):
+    """Items ``(image, label, counted)`` of a dataset whose items are ``(image, label, dataset index)``.
+
+    An unreadable file arrives as a copy of its next readable neighbour (that neighbour's dataset index): such a
+    stand-in is not counted, so skipped files drop out of the denominator instead of weighting a neighbour. The
+    rule needs no memory of earlier batches, so it holds however the images are split over processes."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> tuple[Any, Any, bool]:
+        image, label, index = self.dataset[i]
+        return image, label, int(index) == _source_index(self.dataset, i)
 
 
+def _source_index(dataset: Dataset, i: int) -> int:
+    """The index in the underlying dataset of item ``i`` of ``dataset`` (through any number of ``Subset``)."""
+    while isinstance(dataset, Subset):
+        i, dataset = int(dataset.indices[i]), dataset.dataset
+    return int(i)
+
+
+@dataclass
 class _Tally:
     """Top-1/top-5 misses of one model or ensemble under both protocols (and top-1 misses per class)."""
 
-    def __init__(self):
-        self.n = 0
-        self.miss = {"center": [0, 0], "10crop": [0, 0]}
-        self.per_class: dict[int, list[int]] = {}  # label -> [images, centre top-1 misses, 10-crop top-1 misses]
-
-    def add(self, center: torch.Tensor, ten: torch.Tensor, y: torch.Tensor) -> None:
-        for name, probs in (("center", center), ("10crop", ten)):
-            m1, m5 = topk_errors(probs, y)
-            self.miss[name][0] += m1
-            self.miss[name][1] += m5
-        self.n += len(y)
-        wrong_c, wrong_t = (center.argmax(1) != y).tolist(), (ten.argmax(1) != y).tolist()
-        for label, wc, wt in zip(y.tolist(), wrong_c, wrong_t):
-            counts = self.per_class.setdefault(label, [0, 0, 0])
-            counts[0] += 1
-            counts[1] += wc
-            counts[2] += wt
+    n: int
+    miss: dict[str, list[int]]  # protocol -> [top-1 misses, top-5 misses]
+    per_class: dict[int, list[int]]  # label -> [images, centre top-1 misses, 10-crop top-1 misses]
 
     def errors(self) -> dict[str, float]:
         return {
             f"{proto}_top{k}": 100.0 * self.miss[proto][i] / max(self.n, 1)
-            for proto in ("center", "10crop")
+            for proto in PROTOCOLS
             for i, k in enumerate((1, 5))
         }
 
 
+def _scores(num_classes: int) -> nn.ModuleDict:
+    """torchmetrics' top-1 and top-5 accuracy per protocol, and per-class top-1 statistics (images, misses)."""
+    out = {}
+    for proto in PROTOCOLS:
+        out[f"{proto}_top1"] = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        out[f"{proto}_top5"] = MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro")
+        out[f"{proto}_classes"] = MulticlassStatScores(num_classes, top_k=1, average=None)
+    return nn.ModuleDict(out)
+
+
+def _tally(scores: nn.ModuleDict) -> _Tally:
+    """The counts behind the metrics (computed, so synced over processes): top-k misses = (1 - accuracy) * n."""
+    stats = {proto: scores[f"{proto}_classes"].compute().long().tolist() for proto in PROTOCOLS}  # tp fp tn fn sup
+    n = sum(row[4] for row in stats["center"])
+    miss = {
+        proto: [round((1.0 - float(scores[f"{proto}_top{k}"].compute())) * n) if n else 0 for k in (1, 5)]
+        for proto in PROTOCOLS
+    }
+    per_class = {
+        label: [c[4], c[3], t[3]] for label, (c, t) in enumerate(zip(stats["center"], stats["10crop"])) if c[4]
+    }
+    return _Tally(n, miss, per_class)
+
+
+class Protocols(L.LightningModule):
+    """Both protocols for every member and their ensemble, in one test loop: each batch is cropped 10 times per
+    member (after that member's normalization), one forward pass gives the 10 softmax outputs, the centre crop's is
+    the centre protocol's, their mean the 10-crop protocol's; the ensemble averages the members' (per protocol)."""
+
+    def __init__(self, members: list[Member], dataset: Dataset, crop: int, batch_size: int = 32, num_workers: int = 0):
+        super().__init__()
+        self.nets = nn.ModuleList([m.model for m in members])
+        self.records = [m.record for m in members]
+        self.dataset, self.crop = _Counted(dataset), crop
+        self.batch_size, self.num_workers = batch_size, num_workers
+        num_classes = members[0].num_classes
+        self.scores = nn.ModuleList([_scores(num_classes) for _ in range(len(members) + (len(members) > 1))])
+        self.tallies: list[_Tally] = []
+
+    def test_dataloader(self) -> DataLoader:
+        """Every image once: over several processes each gets its own share, none repeated to even them out (a
+        repeated image would be counted twice)."""
+        trainer = self.trainer
+        sampler = None
+        if trainer.world_size > 1:
+            sampler = UnrepeatedDistributedSampler(
+                self.dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+            )
+        on_gpu = trainer.strategy.root_device.type == "cuda"
+        return make_loader(self.dataset, self.batch_size, self.num_workers, sampler=sampler, pin_memory=on_gpu)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        x, y, counted = batch
+        if not counted.all():
+            x, y = x[counted], y[counted]
+        if not len(y):
+            return
+        center_sum, ten_sum = 0.0, 0.0
+        for net, record, scores in zip(self.nets, self.records, self.scores):
+            views = ten_crop_views(normalize_full(x, record), self.crop)  # [10,B,3,c,c]
+            logits = net(views.flatten(0, 1)).view(10, len(y), -1)
+            probs = F.softmax(logits.float(), dim=-1)
+            center, ten = probs[CENTER], probs.mean(0)
+            _update(scores, center, ten, y)
+            center_sum, ten_sum = center_sum + center, ten_sum + ten
+        if len(self.scores) > len(self.nets):
+            _update(self.scores[-1], center_sum / len(self.nets), ten_sum / len(self.nets), y)
+
+    def on_test_epoch_end(self) -> None:
+        self.tallies = [_tally(scores) for scores in self.scores]
+
+
+def _update(scores: nn.ModuleDict, center: torch.Tensor, ten: torch.Tensor, y: torch.Tensor) -> None:
+    for proto, probs in (("center", center), ("10crop", ten)):
+        for kind in ("top1", "top5", "classes"):
+            scores[f"{proto}_{kind}"].update(probs, y)
+
+
 def run_protocols(
-    members: list[Member], loader: DataLoader, crop: int, device: torch.device, progress: bool = True
+    members: list[Member],
+    dataset: Dataset,
+    crop: int,
+    device: str = "auto",
+    batch_size: int = 32,
+    num_workers: int = 0,
+    progress: bool = True,
+    out_dir: str | Path = ".",
 ) -> tuple[list[_Tally], _Tally | None]:
-    """One pass over ``loader`` (items ``(uint8 [3,S,S] image, label, dataset index)``): per-model tallies and
-    the ensemble's. An unreadable file arrives as a copy of its next readable neighbour (same dataset index):
-    each index is counted once, so skipped files drop out of the denominator instead of weighting a neighbour."""
-    seen: set[int] = set()
-    tallies = [_Tally() for _ in members]
-    ensemble = _Tally() if len(members) > 1 else None
-    bar = tqdm(
-        loader,
-        desc="evaluating (10 crops)",
-        unit="batch",
-        disable=not progress,
-        mininterval=0.5 if sys.stderr.isatty() else 30.0,
-        ascii=not sys.stderr.isatty(),
-    )
-    with torch.inference_mode():
-        for batch in bar:
-            keep = [i for i, j in enumerate(batch[2].tolist()) if not (j in seen or seen.add(j))]
-            if not keep:
-                continue
-            x, y = batch[0][keep].to(device, non_blocking=True), batch[1][keep].to(device)
-            center_sum, ten_sum = 0.0, 0.0
-            for member, tally in zip(members, tallies):
-                views = ten_crop_views(normalize_full(x, member.record), crop)  # [10,B,3,c,c]
-                logits = member.model(views.flatten(0, 1)).view(10, len(y), -1)
-                probs = F.softmax(logits.float(), dim=-1)
-                center, ten = probs[CENTER], probs.mean(0)
-                tally.add(center, ten, y)
-                center_sum, ten_sum = center_sum + center, ten_sum + ten
-            if ensemble is not None:
-                ensemble.add(center_sum / len(members), ten_sum / len(members), y)
-    return tallies, ensemble
+    """One pass over ``dataset`` (items ``(uint8 [3,S,S] image, label, dataset index)``) through a Lightning test
+    loop on ``device``: per-model tallies and the ensemble's (None for one model)."""
+    module = Protocols(members, dataset, crop, batch_size, num_workers)
+    offline_trainer(device, out_dir, progress=progress).test(module, verbose=False)
+    tallies = module.tallies
+    return tallies[: len(members)], (tallies[-1] if len(members) > 1 else None)
 
 
 def paper_row(archs: list[str], overrides: list[dict], dataset: str, num_classes: int, crop: int) -> tuple | None:
@@ -227,7 +293,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    device = _device(cfg.get("device", "auto"))
+    validate_config(cfg, "eval")  # every group, before any checkpoint or image is read
     out_dir = Path(cfg.paths.output_dir)
     members = [_read_member(p) for p in _checkpoints(cfg.ckpt)]
     sizes = sorted({m.input_size for m in members})
@@ -262,15 +328,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     dataset.transform = center_uint8(resize_for(crop))  # uint8 256x256 (at 224): normalized and cropped on device
     dataset = evenly_spaced_subset(dataset, cfg.get("num_images"))
     for m in members:
-        m.model = m.checkpoint.model(device)
-
-    loader = DataLoader(
-        dataset,
-        batch_size=int(cfg.batch_size),
-        shuffle=False,
-        num_workers=int(cfg.num_workers),
-        pin_memory=device.type == "cuda",
-    )
+        m.model = m.checkpoint.model()  # the test loop puts it on the device
     names = [
         f"{m.path.parent.parent.name}/{m.path.name}" if m.path.parent.name == "checkpoints" else m.path.name
         for m in members
@@ -280,7 +338,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         f"(resize {resize_for(crop)}, crops {crop}) -> {out_dir}",
         flush=True,
     )
-    tallies, ensemble = run_protocols(members, loader, crop, device, progress=bool(cfg.get("progress", True)))
+    tallies, ensemble = run_protocols(
+        members,
+        dataset,
+        crop,
+        cfg.get("device", "auto"),
+        int(cfg.batch_size),
+        int(cfg.num_workers),
+        progress=bool(cfg.get("progress", True)),
+        out_dir=out_dir,
+    )
 
     rows = []
     for m, name, tally in zip(members, names, tallies):
@@ -307,11 +374,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         for label, (n, c, t) in sorted(final.per_class.items())
     ]
     write_csv(per_class, out_dir / "eval_per_class.csv")
-    loggers = instantiate_group(cfg.get("logger"), "logger")
-    status = "failed"
-    try:
-        for lg in loggers:
-            lg.log_hyperparams({"checkpoints": [str(m.path) for m in members], "data": datamodule.name})
+    with task_loggers(cfg, checkpoints=[str(m.path) for m in members]) as loggers:
         ImageSink(out_dir, loggers).log_table("eval/table2", rows, step=0)
         final = rows[-1]
         metrics = {
@@ -320,11 +383,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         metrics["data/skipped_files"] = float(len(skipped))
         for lg in loggers:
             lg.log_metrics(metrics, step=0)
-        status = "success"
-    finally:
-        for lg in loggers:
-            lg.finalize(status)
-        finish_wandb()
     print("\n" + format_table(rows), flush=True)
     if datamodule.name == "imagenet" and crop != 224:
         print(f"(input size {crop}, not the paper's 224: the paper's numbers are for reference only)")

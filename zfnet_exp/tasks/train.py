@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 
 import lightning as L
@@ -31,6 +32,7 @@ from ..utils.atomic_checkpoint import AtomicCheckpointIO
 from ..utils.epoch_csv import EpochCSVLogger
 from ..utils.instantiators import instantiate_group
 from ..utils.launch import check_job_resources
+from ..utils.run_lock import hold_run_folder
 from ..utils.skips import forget_skips
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and return the final scalar metrics (``cfg.optimized_metric`` among them, for Hydra sweepers)."""
+    started = time.time()  # metrics.csv's time/elapsed_s counts from here (dataset preparation included)
     validate_config(cfg)
     forget_skips()  # "skipped layers" lines: once per run, also when a multirun's jobs share the process
     try:  # the model's structure only (no memory, no init): wrong layer names fail before any data is read
@@ -51,6 +54,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True)
     check_job_resources(cfg.trainer)
+    with hold_run_folder(run_dir):  # a second run into this folder (a re-launched sweep) refuses here
+        return _fit(cfg, run_dir, meta_model, started)
+
+
+def _fit(cfg: DictConfig, run_dir: Path, meta_model, started: float) -> dict[str, float]:
+    """Resume or start, build, fit and report, holding the run folder."""
     # the checkpoint is read (safely) and checked now: a file that is not one of ours fails before any data is read
     if cfg.get("ckpt_path"):
         resume = read_checkpoint(cfg.ckpt_path, prefer="last", key="ckpt_path")
@@ -60,6 +69,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             return {}
 
     datamodule = instantiate(cfg.data)
+    if getattr(datamodule, "skip_log", None) is not None:  # where a stop for too many unreadable files lists them
+        datamodule.skip_log.report = run_dir / SkippedFilesMonitor.FILENAME
     datamodule.prepare_data()
     datamodule.setup("fit")  # a missing or malformed dataset fails here, before a model is built
     num_classes = cfg.model.get("num_classes") or datamodule.num_classes
@@ -79,8 +90,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         callbacks=callbacks,
-        logger=[*loggers, EpochCSVLogger(run_dir)],
-        plugins=[*cluster_plugins(), AtomicCheckpointIO()],
+        logger=[*loggers, EpochCSVLogger(run_dir, started=started)],
+        plugins=[*cluster_plugins(), AtomicCheckpointIO({str(resume.path): resume.raw} if resume else None)],
     )
     _announce(run_dir, loggers)
     with children_ignore_preemption():  # W&B's service process must survive the scheduler's signal

@@ -17,280 +17,36 @@ images per class (a list sweeps N: the Fig. 9 curve), up to ``test_per_class`` t
 splits, mean per-class accuracy, mean +- std over splits. VOC: train on ``data.train_split``, per-class AP and
 mAP on ``data.eval_split``; the "softmax" on multi-label images is the softmax cross-entropy against the
 image's labels weighted equally (= one training sample per present class, weight 1/#classes).
+
+This module runs the protocols (Caltech splits, VOC train/eval) and the task; the jobs they call live in their own
+modules: the pretrained network and input format (:mod:`.transfer_source`), layer features, their cache and the
+scikit-learn classifiers (:mod:`.transfer_features`), training a ``LitClassifier`` through a Lightning ``Trainer``
+for ``finetune`` / ``scratch`` (:mod:`.transfer_training`), the paper's numbers and tables (:mod:`.transfer_tables`).
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import inspect
-import io
-import json
-import os
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
-from torch import nn
-from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
+from omegaconf import DictConfig, open_dict
 
 from ..data.caltech import CaltechDataModule, derived, protocol_split
-from ..data.normalize import Normalizer
 from ..data.voc import IGNORE, VOCDataModule
-from ..diagnostics.features import PAPER_LAYERS, layer_features
 from ..diagnostics.transfer_metrics import average_precision, mean_and_std, mean_per_class_accuracy
-from ..errors import ConfigError, UserError
-from ..models import LitClassifier
-from ..runs import read_checkpoint
-from ..utils.instantiators import instantiate_group
+from ..errors import ConfigError
+from ..figures import emit, fig9
+from ..schemas import per_class_counts, validate_config
+from ..utils.devices import torch_device
 from ..utils.tables import write_csv
-from ..utils.torch_files import load_torch_file
 from ..viz import ImageSink
 from . import transfer_tables as tables
-from .runner import finish_wandb
-
-MODES = ("features", "finetune", "scratch")
-_LIT_ARGS = set(inspect.signature(LitClassifier.__init__).parameters) - {"self"}
-FEATURE_CACHE_VERSION = 2  # bump when what a cache file holds changes, so older files are not read
-CLASSIFIERS = ("softmax", "svm")
-# normalization for a from-scratch run without a checkpoint to copy it from (ImageNet statistics)
-DEFAULT_NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "normalization": "standard"}
-
-
-def _progress(iterable, **kwargs):
-    """A tqdm bar on a terminal; on a log file a plain line every 30 s instead of a redraw per step."""
-    tty = sys.stderr.isatty()
-    return tqdm(iterable, mininterval=0.5 if tty else 30, dynamic_ncols=tty, **kwargs)
-
-
-def _check(t: DictConfig) -> list[int]:
-    if t.mode not in MODES:
-        raise ConfigError(f"transfer.mode={t.mode!r} is not valid; choose one of {', '.join(MODES)}.")
-    if t.classifier not in CLASSIFIERS:
-        raise ConfigError(f"transfer.classifier={t.classifier!r} is not valid; choose one of {', '.join(CLASSIFIERS)}.")
-    if t.mode == "features" and int(t.layer) not in PAPER_LAYERS:
-        raise ConfigError(f"transfer.layer={t.layer} is not valid; the paper's layers are 1..7 (1-5 conv, 6-7 fc).")
-    if t.mode != "features" and t.classifier == "svm":
-        raise ConfigError(
-            f"transfer.classifier=svm needs transfer.mode=features (mode={t.mode} trains the network with its "
-            f"softmax); use transfer.classifier=softmax."
-        )
-    per_class = t.per_class
-    per_class = [int(n) for n in per_class] if OmegaConf.is_list(per_class) else [int(per_class)]
-    if not per_class or min(per_class) < 1:
-        raise ConfigError(f"transfer.per_class={per_class}: give one or more numbers >= 1 (e.g. 30 or [5,10,15,30]).")
-    if int(t.splits) < 1:
-        raise ConfigError(f"transfer.splits={t.splits}: need at least one split (the paper uses 5).")
-    for key, value in (("C", t.C), ("grid", t.grid), ("epochs", t.epochs), ("lr", t.lr)):
-        if not float(value) > 0:
-            raise ConfigError(f"transfer.{key}={value} must be > 0.")
-    return per_class
-
-
-# ---------------------------------------------------------------------------------------------------- features
-def _loader(dataset: Dataset, batch_size: int, num_workers: int, shuffle: bool = False) -> DataLoader:
-    return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, pin_memory=torch.cuda.is_available()
-    )
-
-
-def feature_cache_path(
-    cache_dir: str | Path, checkpoint: Path, layer: int, grid: int, dataset, image_size: int
-) -> Path:
-    """One file per (checkpoint file version, layer, grid, image size, list of image files)."""
-    stat = checkpoint.stat()
-    files = hashlib.sha1("\n".join(p for p, _ in dataset.samples).encode()).hexdigest()
-    key = json.dumps(
-        [
-            FEATURE_CACHE_VERSION,
-            str(checkpoint.resolve()),
-            stat.st_size,
-            stat.st_mtime_ns,
-            int(layer),
-            int(grid),
-            int(image_size),
-            files,
-        ]
-    )
-    return Path(cache_dir) / f"L{layer}_g{grid}_{image_size}px_{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt"
-
-
-def extract_features(
-    model: nn.Module,
-    dataset: Dataset,
-    layer: int,
-    normalize: Callable,
-    device: torch.device,
-    grid: int = 6,
-    batch_size: int = 64,
-    num_workers: int = 0,
-    cache_path: Path | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[N, D]`` float32 features of every image of ``dataset`` (in dataset order) and ``readable [N]`` (bool):
-    False where the file could not be read (the loader put the next image in its place; such rows must be
-    left out, not labelled with the unreadable file's class). With ``cache_path``, a cached file is read
-    instead of running the network, and a fresh extraction is written there (float16: half the disk, far below
-    the precision a linear classifier needs) atomically."""
-    if cache_path is not None and cache_path.is_file():
-        print(f"Features: {cache_path} (cached)", flush=True)
-        cached = load_torch_file(cache_path, "the feature cache transfer.py writes")
-        return cached["features"].float(), cached["readable"]
-    chunks, readable = [], []
-    loader = _loader(dataset, batch_size, num_workers)
-    start = 0
-    for x, _, index in _progress(loader, desc=f"features layer {layer}", unit="batch"):
-        chunks.append(layer_features(model, normalize(x.to(device)), layer, grid).cpu())
-        readable.append(index == torch.arange(start, start + len(index)))
-        start += len(index)
-    features, readable = torch.cat(chunks), torch.cat(readable)
-    if cache_path is not None:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"features": features.half(), "readable": readable, "layer": layer, "grid": grid}, tmp)
-        os.replace(tmp, cache_path)
-    return features, readable
-
-
-def make_classifier(kind: str, C: float, max_iter: int, seed: int):
-    """scikit-learn's linear classifiers on standardized features."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import LinearSVC
-
-    if kind == "svm":
-        clf = LinearSVC(C=C, max_iter=max_iter, random_state=seed)
-    else:
-        clf = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
-    return make_pipeline(StandardScaler(), clf)
-
-
-# ---------------------------------------------------------------------------------------------------- networks
-def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
-    """The model with its last ``nn.Linear`` replaced by a fresh one with ``num_classes`` outputs."""
-    name = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
-    parent_name, _, attr = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    old = getattr(parent, attr)
-    setattr(parent, attr, nn.Linear(old.in_features, num_classes).to(old.weight.device))
-    return model
-
-
-def soft_targets(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Class-probability targets of multi-label ``y`` ([B,C], 1 = present): the present classes weighted
-    equally; and the mask of rows with at least one present class."""
-    pos = (y == 1).float()
-    count = pos.sum(1, keepdim=True)
-    return pos / count.clamp(min=1), count[:, 0] > 0
-
-
-def train_network(
-    net: nn.Module,
-    dataset: Dataset,
-    t: DictConfig,
-    normalize: Callable,
-    device: torch.device,
-    new_params: set[int] | None = None,
-    num_workers: int = 0,
-) -> nn.Module:
-    """SGD with momentum and a cosine schedule on the softmax cross-entropy (soft targets for multi-label data).
-    ``new_params``: ids of parameters trained at the full rate when fine-tuning (the others at
-    ``finetune_lr_mult`` times it)."""
-    lr = float(t.lr)
-    if new_params is None:
-        groups = [{"params": list(net.parameters()), "lr": lr}]
-    else:
-        params = list(net.parameters())
-        groups = [
-            {"params": [p for p in params if id(p) in new_params], "lr": lr},
-            {"params": [p for p in params if id(p) not in new_params], "lr": lr * float(t.finetune_lr_mult)},
-        ]
-    opt = torch.optim.SGD(groups, momentum=0.9, weight_decay=float(t.weight_decay))
-    loader = _loader(dataset, int(t.train_batch_size), num_workers, shuffle=True)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, int(t.epochs) * len(loader)))
-    net.train()
-    for _ in _progress(range(int(t.epochs)), desc="training", unit="epoch", leave=False):
-        for x, y, _ in loader:
-            x, y = normalize(x.to(device)), y.to(device)
-            logits = net(x)
-            if y.ndim == 2:
-                target, keep = soft_targets(y)
-                loss = F.cross_entropy(logits[keep], target[keep]) if keep.any() else logits.sum() * 0
-            else:
-                loss = F.cross_entropy(logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-    return net.eval()
-
-
-@torch.no_grad()
-def predict(
-    net: nn.Module, dataset: Dataset, normalize: Callable, device: torch.device, batch_size: int, num_workers: int = 0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits of every item and the dataset index each row actually comes from (an unreadable file's row holds
-    the next readable image, which is then scored against its own target)."""
-    net.eval()
-    logits, indices = [], []
-    for x, _, index in _loader(dataset, batch_size, num_workers):
-        logits.append(net(normalize(x.to(device))).cpu())
-        indices.append(index)
-    return torch.cat(logits), torch.cat(indices)
-
-
-class _Setup:
-    """What every mode needs: the pretrained network (or how to build a fresh one) and the input format."""
-
-    def __init__(self, cfg: DictConfig, device: torch.device):
-        t = cfg.transfer
-        self.device = device
-        self.checkpoint = read_checkpoint(cfg.ckpt) if cfg.get("ckpt") else None
-        if self.checkpoint is None and t.mode != "scratch":
-            raise ConfigError(
-                f"transfer.mode={t.mode} needs a pretrained network: pass ckpt=<checkpoint file or run folder> "
-                f"(transfer.mode=scratch alone needs none)."
-            )
-        self.model = None
-        if self.checkpoint is not None:  # the architecture now (cheap, memory-mapped); the weights in load()
-            self.hparams = self.checkpoint.hparams
-            self.input_size = int(self.hparams["input_size"])
-        else:
-            self.input_size = int(cfg.data.image_size)
-            self.hparams = {"name": str(t.arch), "input_size": self.input_size}
-        self.record = DEFAULT_NORMALIZATION
-        self.normalize = Normalizer.from_record(self.record).to(self.device)
-
-    def load(self) -> None:
-        """The pretrained network and the input normalization it was trained with."""
-        if self.checkpoint is None:
-            return
-        self.model, record = self.checkpoint.model(self.device), self.checkpoint.data
-        if not record.get("mean"):
-            raise UserError(
-                f"{self.checkpoint.path} records no input normalization (it was not saved by LitClassifier during "
-                f"training with a datamodule); transfer needs it to feed images the way training did."
-            )
-        self.record = record
-        self.normalize = Normalizer.from_record(record).to(self.device)
-
-    def fresh_network(self, num_classes: int, pretrained: bool) -> tuple[nn.Module, set[int] | None]:
-        """A network to train: the pretrained one with a new head (and the ids of the head's parameters), or
-        the same architecture freshly initialized."""
-        if pretrained:
-            net = replace_head(copy.deepcopy(self.model), num_classes)
-            head = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
-            return net.to(self.device), {id(p) for p in head.parameters()}
-        # the checkpoint's own model config (architecture, init) with the new class count and no weights to load
-        hp = {**self.hparams, "num_classes": num_classes, "checkpoint": None}
-        net = LitClassifier(**{k: v for k, v in hp.items() if k in _LIT_ARGS}).model
-        return net.to(self.device), None
+from .offline import task_loggers
+from .transfer_features import make_classifier, source_features
+from .transfer_source import TransferSource
+from .transfer_training import soft_targets, train_and_predict
 
 
 # ---------------------------------------------------------------------------------------------------- protocols
@@ -300,28 +56,9 @@ def _method_label(t: DictConfig) -> str:
     return "Ours: fine-tuned" if t.mode == "finetune" else "Ours: from scratch"
 
 
-def _layer_features(cfg: DictConfig, setup: _Setup, dataset, image_size: int):
-    """(features, readable) of ``dataset`` at ``transfer.layer``, through the on-disk cache when one is set."""
+def run_caltech(cfg: DictConfig, dm: CaltechDataModule, source: TransferSource, sink: ImageSink, out_dir: Path) -> dict:
     t = cfg.transfer
-    cache = None
-    if t.cache_dir:
-        cache = feature_cache_path(t.cache_dir, setup.checkpoint.path, int(t.layer), int(t.grid), dataset, image_size)
-    return extract_features(
-        setup.model,
-        dataset,
-        int(t.layer),
-        setup.normalize,
-        setup.device,
-        int(t.grid),
-        int(cfg.batch_size),
-        int(cfg.num_workers),
-        cache,
-    )
-
-
-def run_caltech(cfg: DictConfig, dm: CaltechDataModule, setup: _Setup, sink: ImageSink, out_dir: Path) -> dict:
-    t = cfg.transfer
-    per_class_list = _check(t)
+    per_class_list = per_class_counts(t)
     dm.scan()
     targets = np.asarray(dm.dataset.targets)
     num_classes = dm.num_classes
@@ -331,7 +68,7 @@ def run_caltech(cfg: DictConfig, dm: CaltechDataModule, setup: _Setup, sink: Ima
     )
     features, keep = None, np.arange(len(targets))
     if t.mode == "features":
-        features, readable = _layer_features(cfg, setup, dm.dataset, dm.image_size)
+        features, readable = source_features(cfg, source, dm.dataset, dm.image_size)
         features, keep = features.numpy(), np.flatnonzero(readable.numpy())
         if len(keep) < len(targets):
             print(f"  {len(targets) - len(keep)} unreadable image(s) left out of the splits", flush=True)
@@ -349,16 +86,8 @@ def run_caltech(cfg: DictConfig, dm: CaltechDataModule, setup: _Setup, sink: Ima
                 preds = torch.as_tensor(clf.predict(features[test_idx]))
             else:
                 torch.manual_seed(seed)
-                net, new = setup.fresh_network(num_classes, pretrained=t.mode == "finetune")
-                train_network(net, dm.augmented(train_idx), t, setup.normalize, setup.device, new, int(cfg.num_workers))
-                logits, rows = predict(
-                    net,
-                    derived(dm.dataset, test_idx),
-                    setup.normalize,
-                    setup.device,
-                    int(cfg.batch_size),
-                    int(cfg.num_workers),
-                )
+                test_set = derived(dm.dataset, test_idx)
+                logits, rows = train_and_predict(source, num_classes, dm.augmented(train_idx), test_set, cfg, out_dir)
                 preds, test_targets = logits.argmax(1), targets[test_idx[rows.numpy()]]
             acc = mean_per_class_accuracy(preds, torch.as_tensor(test_targets), num_classes)
             per_split.append(
@@ -394,8 +123,7 @@ def run_caltech(cfg: DictConfig, dm: CaltechDataModule, setup: _Setup, sink: Ima
     curve = [{"per_class": n, "mean_class_acc": ours[n][0], "std": ours[n][1]} for n in per_class_list]
     write_csv(curve, out_dir / "curve.csv")
     if len(per_class_list) > 1:
-        sink.log_table(f"transfer/{dm.name}/fig9", curve, step=0)
-        sink.log_image(f"transfer/{dm.name}/fig9", _curve_figure(dm.name, curve, label), step=0)
+        emit(sink, fig9.draw(dm.name, curve, label, tables.CALTECH_TABLES[dm.name]["rows"]), step=0)
     return {
         "dataset": dm.name,
         "mean_class_acc": {n: ours[n][0] for n in ours},
@@ -404,39 +132,8 @@ def run_caltech(cfg: DictConfig, dm: CaltechDataModule, setup: _Setup, sink: Ima
     }
 
 
-def _curve_figure(dataset: str, curve: list[dict], label: str):
-    """Fig. 9: accuracy vs training images per class, ours with the paper's rows of Table 4/5 as markers."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-    from PIL import Image
-
-    fig = Figure(figsize=(5, 3.6), dpi=100)
-    ax = fig.add_subplot(1, 1, 1)
-    ns = [r["per_class"] for r in curve]
-    ax.errorbar(
-        ns, [r["mean_class_acc"] for r in curve], yerr=[r["std"] for r in curve], marker="o", capsize=3, label=label
-    )
-    for method, cells in tables.CALTECH_TABLES[dataset]["rows"].items():
-        xs = sorted(cells)
-        ax.plot(xs, [cells[n][0] for n in xs], linestyle="--", marker="x", alpha=0.7, label=f"{method} (paper)")
-    ax.set_xlabel("training images per class")
-    ax.set_ylabel("mean per-class accuracy %")
-    ax.set_title(f"{dataset}: accuracy vs training set size (paper Fig. 9)", fontsize=9)
-    ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, loc="lower right")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    buf.seek(0)
-    return Image.open(buf).convert("RGB")
-
-
-def run_voc(cfg: DictConfig, dm: VOCDataModule, setup: _Setup, sink: ImageSink, out_dir: Path) -> dict:
+def run_voc(cfg: DictConfig, dm: VOCDataModule, source: TransferSource, sink: ImageSink, out_dir: Path) -> dict:
     t = cfg.transfer
-    _check(t)
     dm.setup()
     y_train, y_eval = dm.train_set.target_matrix, dm.eval_set.target_matrix
     print(
@@ -448,7 +145,7 @@ def run_voc(cfg: DictConfig, dm: VOCDataModule, setup: _Setup, sink: ImageSink, 
     if t.mode == "features":
         feats, readable = [], []
         for ds in (dm.train_set, dm.eval_set):
-            x, ok = _layer_features(cfg, setup, ds, dm.image_size)
+            x, ok = source_features(cfg, source, ds, dm.image_size)
             feats.append(x[ok].numpy())  # unreadable images are left out (their row holds another image)
             readable.append(ok)
         x_train, x_eval = feats
@@ -469,11 +166,7 @@ def run_voc(cfg: DictConfig, dm: VOCDataModule, setup: _Setup, sink: ImageSink, 
             scores[:, clf.classes_] = proba  # a class without training positives keeps score 0
     else:
         torch.manual_seed(seed)
-        net, new = setup.fresh_network(dm.num_classes, pretrained=t.mode == "finetune")
-        train_network(net, dm.augmented_train_set(), t, setup.normalize, setup.device, new, int(cfg.num_workers))
-        logits, rows = predict(
-            net, dm.eval_set, setup.normalize, setup.device, int(cfg.batch_size), int(cfg.num_workers)
-        )
+        logits, rows = train_and_predict(source, dm.num_classes, dm.augmented_train_set(), dm.eval_set, cfg, out_dir)
         scores, y_eval = logits.softmax(1).numpy(), y_eval[rows]
     ap = average_precision(torch.as_tensor(scores), y_eval, ignore_index=IGNORE)
     rows = tables.voc_rows(ap.tolist())
@@ -490,50 +183,36 @@ def run_voc(cfg: DictConfig, dm: VOCDataModule, setup: _Setup, sink: ImageSink, 
     return {"dataset": dm.name, "ap": ap.tolist(), "mAP": float(ap.nanmean())}
 
 
-def _device(name: str) -> torch.device:
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
-
-
 def transfer(cfg: DictConfig) -> dict:
+    validate_config(cfg, "transfer")  # every group, before any checkpoint or image is read
     t = cfg.transfer
-    _check(t)
     targets = (f"{CaltechDataModule.__module__}.CaltechDataModule", f"{VOCDataModule.__module__}.VOCDataModule")
     if cfg.data.get("_target_") not in targets:
         raise ConfigError(
             f"transfer.py runs on data=caltech101, caltech256 or voc2012 (got data._target_="
             f"{cfg.data.get('_target_')}); the other datasets are evaluated with eval.py."
         )
-    device = _device(cfg.get("device", "auto"))
+    device = torch_device(cfg.get("device", "auto"))
     torch.manual_seed(int(t.seed))
-    setup = _Setup(cfg, device)
+    source = TransferSource(cfg, device)
     with open_dict(cfg):  # images are fed at the network's own input size
-        cfg.data.image_size = setup.input_size
+        cfg.data.image_size = source.input_size
     dm = instantiate(cfg.data)
     # a wrong layout stops here, before the network is loaded, and so does a class too small for the largest N
     if isinstance(dm, CaltechDataModule):
-        dm.split(int(t.seed), max(_check(t)))
+        dm.split(int(t.seed), max(per_class_counts(t)))
     else:
         dm.setup()
-    setup.load()
+    source.load()
     out_dir = Path(cfg.paths.output_dir)
-    loggers = instantiate_group(cfg.get("logger"), "logger")
-    sink = ImageSink(out_dir, loggers)
-    status = "failed"
-    try:
-        for lg in loggers:
-            hparams = OmegaConf.to_container(cfg, resolve=True)
-            hparams.pop("hydra", None)
-            lg.log_hyperparams({**hparams, "checkpoint": str(setup.checkpoint.path if setup.checkpoint else None)})
+    checkpoint = str(source.checkpoint.path if source.checkpoint else None)
+    with task_loggers(cfg, checkpoint=checkpoint) as loggers:
+        sink = ImageSink(out_dir, loggers)
         run = run_voc if isinstance(dm, VOCDataModule) else run_caltech
         from threadpoolctl import threadpool_limits  # scikit-learn's dependency
 
         with threadpool_limits(limits=t.get("blas_threads")):  # None: the BLAS default (all cores)
-            result = run(cfg, dm, setup, sink, out_dir)
-        status = "success"
-    finally:
-        for lg in loggers:
-            lg.finalize(status)
-        finish_wandb()
+            result = run(cfg, dm, source, sink, out_dir)
     skipped = dm.skipped_files
     result["skipped_files"] = len(skipped)
     if skipped:

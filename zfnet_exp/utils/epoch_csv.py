@@ -4,11 +4,16 @@ epoch-level scalar logged (train and val metrics, learning rate), like timm's ``
 It is a Lightning ``Logger`` rather than a callback so it sees every metric, including those logged in the
 module's own epoch-end hooks (which run after the callbacks' hooks). The file is rewritten on each update,
 so it is complete at any moment, also when a run is killed.
+
+Each row also gets ``time/elapsed_s``: wall-clock seconds from ``started`` (the training task passes the moment
+it began, so dataset preparation counts) to the epoch's last logged metric, added to the previous session's
+value when a run resumes in the same folder. A run's duration is then part of its record, not a stopwatch's.
 """
 
 from __future__ import annotations
 
 import csv
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +24,21 @@ from .tables import write_csv
 
 
 class EpochCSVLogger(Logger):
-    def __init__(self, save_dir: str | Path, filename: str = "metrics.csv"):
+    ELAPSED = "time/elapsed_s"
+
+    def __init__(self, save_dir: str | Path, filename: str = "metrics.csv", started: float | None = None):
         super().__init__()
         self._path = Path(save_dir) / filename
         self._rows: dict[int, dict[str, Any]] = {}
         self._latest_lr: dict[str, float] = {}  # LearningRateMonitor logs without an epoch key
+        self._started = time.time() if started is None else started
+        self._before = 0.0  # seconds of earlier sessions of this run (resumed in the same folder)
         if self._path.is_file():  # resuming in the same folder: keep earlier epochs
             with self._path.open(newline="") as f:
                 for row in csv.DictReader(f):
                     self._rows[int(float(row["epoch"]))] = dict(row)
+                    if row.get(self.ELAPSED):
+                        self._before = max(self._before, float(row[self.ELAPSED]))
 
     @property
     def name(self) -> str:
@@ -62,6 +73,7 @@ class EpochCSVLogger(Logger):
         for key, value in metrics.items():
             if key != "epoch" and not key.endswith("_step"):
                 row[key.removesuffix("_epoch")] = round(float(value), 6)
+        row[self.ELAPSED] = round(self._before + time.time() - self._started, 1)
         self._write()
 
     def _write(self) -> None:

@@ -4,6 +4,8 @@
   ``trainer.devices`` / ``trainer.num_nodes`` match the launcher's ``tasks_per_node`` / ``nodes`` (Lightning
   under SLURM starts no processes itself: one SLURM task per device, or the job hangs at "Initializing
   distributed" or trains N unrelated copies into one folder).
+* the request against what the SLURM partition can ever run, and a status line while a sweep waits:
+  :mod:`zfnet_exp.utils.slurm`.
 * :func:`check_job_resources` is the same check inside a running SLURM job (someone's own ``sbatch`` script).
 
 Resuming in the same run folder (a requeued job, or a sweep re-launched into the same sweep folder: Hydra's sweep
@@ -67,17 +69,44 @@ def launcher_mismatch(kind: str, launcher: DictConfig, trainer: DictConfig) -> s
 
 class CheckLauncher(Callback):
     """Hydra callback (conf/hydra/default.yaml): before a multirun submits anything, the submitit launcher's request
-    must match the trainer (exit code 2 and one paragraph otherwise, like :func:`zfnet_exp.tasks.runner.run_task`).
-    A per-job mismatch (a sweep over trainer.devices) is caught again at job start by :func:`check_job_resources`."""
+    must match the trainer, and on SLURM the partition must be able to run it
+    (:func:`zfnet_exp.utils.slurm.impossible_request`); exit code 2 and one paragraph otherwise, like
+    :func:`zfnet_exp.tasks.runner.run_task`. A per-job mismatch (a sweep over trainer.devices) is caught again at
+    job start by :func:`check_job_resources`. While a SLURM sweep waits for its jobs, a status line every
+    ``status_every_s`` seconds (:class:`zfnet_exp.utils.slurm.SweepStatus`; 0: none)."""
+
+    def __init__(self, status_every_s: float = 60):
+        self.status_every_s = float(status_every_s)
+        self._status = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        from .slurm import SweepStatus, impossible_request
+
         target = str(config.hydra.launcher.get("_target_", ""))
         kind = "slurm" if target.endswith("SlurmLauncher") else "local" if target.endswith("LocalLauncher") else None
-        if kind is None or "submitit" not in target or config.get("trainer") is None:  # eval/analyze: no trainer
+        if kind is None or "submitit" not in target:
             return
-        problem = launcher_mismatch(kind, config.hydra.launcher, config.trainer)
-        if problem:
-            exit_with(str(ConfigError(problem)))
+        if config.get("trainer") is not None:  # eval/analyze: no trainer
+            problem = launcher_mismatch(kind, config.hydra.launcher, config.trainer)
+            if problem:
+                exit_with(str(ConfigError(problem)))
+        if kind == "slurm":
+            problem = impossible_request(config.hydra.launcher)
+            if problem:
+                exit_with(str(ConfigError(problem)))
+            if self.status_every_s > 0:
+                self._status = SweepStatus(config.hydra.sweep.dir, self.status_every_s)
+                self._status.start()
+
+    def __getstate__(self) -> dict:
+        """submitit pickles the launcher, and with it Hydra's callbacks, into every job: the status thread stays
+        in the process that watches the sweep."""
+        return {**self.__dict__, "_status": None}
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
 
 
 def check_job_resources(trainer: DictConfig) -> None:

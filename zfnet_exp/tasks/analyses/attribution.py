@@ -8,16 +8,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ...utils.options import at_least, option_rules
 from ...utils.tables import write_csv
 from ...utils.tensors import argmax_yx
 from ...viz.comparison import comparison_figure
-from .faithfulness import compute_maps
+from .faithfulness import HEAT_MAP_RULES, compute_maps
 from .probes import display, gather
 
 if TYPE_CHECKING:
     from ..analyze import AnalysisContext
 
 
+@option_rules(num_probes=at_least(1), **HEAT_MAP_RULES)
 def run(
     ctx: AnalysisContext,
     *,

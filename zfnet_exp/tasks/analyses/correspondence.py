@@ -21,6 +21,7 @@ from torch.utils.data import Subset
 from ...data.masks import base_folder, load_mask, mapped_annotation
 from ...diagnostics.correspondence import correspondence_table, square_masks
 from ...errors import ConfigError
+from ...utils.options import at_least, option_rules
 from ...utils.tables import write_csv
 
 if TYPE_CHECKING:
@@ -34,6 +35,13 @@ def class_positions(dataset, label: int) -> list[int]:
     return [p for p, i in enumerate(idx) if folder.targets[i] == label]
 
 
+@option_rules(
+    size=at_least(1),
+    subset_size=at_least(1),
+    repeats=at_least(1),
+    max_images=at_least(1),
+    parts=lambda v: None if v else "at least one keypoint name, e.g. [tip, tail]",
+)
 def run(
     ctx: AnalysisContext,
     *,

@@ -16,18 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch.utils.data import Subset
 
-from ...diagnostics.deconvnet import DeconvnetNotApplicable
-from ...diagnostics.geometry import NoReceptiveField
 from ...diagnostics.layers import conv_layer_names
-from ...diagnostics.projections import topk_projections
-from ...diagnostics.topk import mine_topk
+from ...figures import emit, fig4
 from ...runs import Checkpoint, build_dataset, read_checkpoint
+from ...utils.options import at_least, maps_option, option_rules
 from ...utils.skips import say_skipped
-from ...utils.tensors import pick_maps, seeded_subset
-from ...viz.grids import evolution_figure
-from ...viz.images import normalize_each
+from ...utils.tensors import seeded_subset
 
 if TYPE_CHECKING:
     from ..analyze import AnalysisContext
@@ -44,6 +39,7 @@ def checkpoints(ref: Path, explicit) -> list[Checkpoint]:
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
+@option_rules(maps=maps_option, num_images=at_least(1), step=at_least(0))
 def run(
     ctx: AnalysisContext,
     *,
@@ -62,8 +58,7 @@ def run(
         raise ValueError("analysis=evolution needs ckpt=<checkpoint or run folder>")
     layers = layers or conv_layer_names(ctx.model)
     ds = build_dataset(ctx.data, images)
-    subset = Subset(ds, seeded_subset(len(ds), num_images, seed))
-    maps_opt = maps
+    subset = seeded_subset(len(ds), num_images, seed)
     ckpts = checkpoints(Path(ctx.checkpoint), ckpts)
     cells: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
     records: dict[str, list[dict]] = {layer: [] for layer in layers}
@@ -71,44 +66,23 @@ def run(
     for ckpt in ckpts:
         model = ckpt.model(ctx.device)
         epochs.append(ckpt.epoch + 1)
-        topk = mine_topk(model, subset, layers, k=1, batch_size=ctx.batch_size, device=ctx.device)
-        for layer in layers:
-            if layer in skipped:
-                continue
-            t = topk[layer]
-            maps = pick_maps(t.values.shape[0], maps_opt, seed, layer)
-            idx = [int(t.indices[c, 0]) for c in maps]
-            try:
-                proj, _, _ = topk_projections(model, ds, layer, t, maps, ctx.device, k=1)
-            except (DeconvnetNotApplicable, NoReceptiveField) as err:
-                skipped[layer] = err
-                continue
-            cells[layer].append(normalize_each(proj[:, 0]))
-            records[layer].append(
-                {
-                    "epoch": epochs[-1],
-                    "checkpoint": str(ckpt.path),
-                    "maps": maps,
-                    "indices": idx,
-                    "values": t.values[maps, 0].tolist(),
-                    "positions": t.positions[maps, 0].tolist(),
-                }
-            )
+        column = fig4.compute(
+            model,
+            ds,
+            subset,
+            layers,
+            maps,
+            seed,
+            ctx.batch_size,
+            ctx.device,
+            epoch=epochs[-1],
+            checkpoint=str(ckpt.path),
+        )
+        skipped.update(column.skipped)
+        for layer, c in column.cells.items():
+            cells[layer].append(c)
+            records[layer].append(column.records[layer])
     say_skipped("evolution figures", skipped)
-    for layer in [layer for layer in layers if layer not in skipped]:
-        ctx.sink.log_image(
-            f"diag/{layer}/evolution",
-            evolution_figure(
-                torch.stack(cells[layer], 1),
-                [f"epoch {e}" for e in epochs],
-                [f"{layer}\nmap {c}" for c in records[layer][-1]["maps"]],
-                f"{layer}: the deconvnet projection of each map's strongest activation on {len(subset)} fixed "
-                "images, per checkpoint; each cell contrast-normalized on its own (grey = 0)",
-            ),
-            step=step,
-            caption=f"{layer}: rows = maps, columns = epochs {epochs}",
-        )
-        ctx.sink.log_json(
-            f"diag/{layer}/evolution", {"layer": layer, "epochs": epochs, "records": records[layer]}, step=step
-        )
+    for layer in [layer for layer in layers if layer not in skipped]:  # a layer skipped once stays out
+        emit(ctx.sink, fig4.draw(layer, cells[layer], records[layer], f"{len(subset)} fixed {images} images"), step)
     return {"epochs": epochs, "checkpoints": [str(c.path) for c in ckpts]}

@@ -39,7 +39,9 @@ from ...diagnostics.faithfulness import (
     pointing_accuracy,
     pointing_game,
 )
+from ...diagnostics.occlusion import SCORES
 from ...errors import UserError
+from ...utils.options import at_least, one_of, option_rules
 from ...utils.tables import write_csv
 from .probes import gather
 
@@ -47,9 +49,14 @@ if TYPE_CHECKING:
     from ..analyze import AnalysisContext
 
 
-def method_choices() -> list[str]:
-    """Every heat-map method name ``methods`` accepts: the registered attribution methods (occlusion included)."""
-    return list(available_methods())
+# the options of the analyses that compute heat maps (this one and attribution): every registered attribution
+# method name (occlusion included), the occlusion patch and its score
+HEAT_MAP_RULES = {
+    "methods": one_of(available_methods),
+    "patch": at_least(1),
+    "stride": at_least(1),
+    "occlusion_score": one_of(SCORES),
+}
 
 
 def compute_maps(
@@ -66,9 +73,10 @@ def compute_maps(
 ) -> tuple[dict, dict]:
     """Heat maps per registered attribution method (occlusion included) and the seconds each took. Each
     method takes from these settings the options it declared (occlusion: patch, stride, fill, score)."""
-    unknown = [m for m in methods if m not in method_choices()]
+    choices = list(available_methods())
+    unknown = [m for m in methods if m not in choices]
     if unknown:
-        raise UserError(f"analysis.methods has unknown method(s) {unknown}; choose from {', '.join(method_choices())}.")
+        raise UserError(f"analysis.methods has unknown method(s) {unknown}; choose from {', '.join(choices)}.")
     settings = {"patch": patch, "stride": stride, "fill": fill, "score": occlusion_score, "batch_size": batch_size}
     maps, secs = {}, {}
     for m in tqdm(methods, desc="heat maps", unit="method", disable=not progress):
@@ -80,6 +88,13 @@ def compute_maps(
     return maps, secs
 
 
+@option_rules(
+    num_images=at_least(1),
+    n_steps=at_least(1),
+    tolerance=at_least(0),
+    metrics=one_of(METRICS),
+    **HEAT_MAP_RULES,
+)
 def run(
     ctx: AnalysisContext,
     *,

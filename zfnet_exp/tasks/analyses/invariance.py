@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ...diagnostics.invariance import default_values, invariance_curves
+from ...diagnostics.invariance import TRANSFORMS, default_values, invariance_curves
+from ...utils.options import at_least, one_of, option_rules
 from ...utils.tables import write_csv
 from ...viz.invariance_figure import invariance_figures
 from .probes import gather
@@ -19,6 +20,18 @@ if TYPE_CHECKING:
     from ..analyze import AnalysisContext
 
 
+def _amounts(value) -> str | None:
+    """``amounts``: {transform: [values]} (null for a transform: its default values)."""
+    ok = value is None or (
+        not set(value) - set(TRANSFORMS)
+        and all(
+            v is None or (isinstance(v, list) and all(isinstance(x, int | float) for x in v)) for v in value.values()
+        )
+    )
+    return None if ok else f"a mapping of {', '.join(TRANSFORMS)} to lists of numbers"
+
+
+@option_rules(num_probes=at_least(1), transforms=one_of(TRANSFORMS), amounts=_amounts)
 def run(
     ctx: AnalysisContext,
     *,

@@ -9,19 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ...diagnostics.deconvnet import DeconvnetNotApplicable
-from ...diagnostics.geometry import NoReceptiveField
-from ...diagnostics.occlusion import occlusion_sensitivity
-from ...diagnostics.projections import strongest_unit_projection
-from ...utils.skips import say_skipped
+from ...figures import emit, fig7
+from ...utils.options import at_least, option_rules
 from ...utils.tables import write_csv
-from ...viz.occlusion_figure import occlusion_figure, result_payload
 from .probes import display, gather
 
 if TYPE_CHECKING:
     from ..analyze import AnalysisContext
 
 
+@option_rules(num_probes=at_least(1), patch=at_least(1), stride=at_least(1))
 def run(
     ctx: AnalysisContext,
     *,
@@ -40,7 +37,7 @@ def run(
     rows = []
     for x, y, i in zip(images, labels.tolist(), indices):
         x = x.to(ctx.device)
-        res = occlusion_sensitivity(
+        occ = fig7.compute(
             ctx.model,
             x,
             y,
@@ -49,18 +46,15 @@ def run(
             fill=fill,
             layer=layer,
             batch_size=ctx.batch_size,
+            projection=projection,
         )
-        proj = None
-        if projection and res.channel is not None:
-            try:
-                proj = strongest_unit_projection(ctx.model, x, res.layer, res.channel)
-            except (DeconvnetNotApplicable, NoReceptiveField) as err:
-                say_skipped("occlusion deconvnet panel", {res.layer: err})
         name = classes[y] if classes else str(y)
-        fig = occlusion_figure(display(ctx, x), res, classes, proj, title=f"image {i} ({name})")
-        key = f"analysis/occlusion/{i:06d}"
-        ctx.sink.log_image(key, fig, step=0, caption=name)
-        ctx.sink.log_json(key, result_payload(res, classes, index=i), step=0)
+        emit(
+            ctx.sink,
+            fig7.draw(occ, display(ctx, x), classes, f"analysis/occlusion/{i:06d}", f"image {i} ({name})", index=i),
+            0,
+        )
+        res = occ.result
         k = int(res.prob.argmin())
         gw = res.prob.shape[1]
         rows.append(

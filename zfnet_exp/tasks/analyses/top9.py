@@ -1,7 +1,7 @@
 """Offline Fig. 2: ``python analyze.py ckpt=<ckpt or run folder> analysis=top9``.
 
 Mines the top-k of the configured layers over ``images`` (default: the checkpoint's val split) with
-:func:`mine_topk` and draws the same grids as the :class:`~zfnet_exp.callbacks.top9.Top9Deconv` callback
+:func:`mine_topk` and draws them with :mod:`zfnet_exp.figures.fig2`, as the top9 training callback does
 (``diag/<layer>/top9`` PNG + JSON). ``analysis.sanity=true`` adds the Adebayo et al. cascading
 randomization check on each layer's top-1 images of the drawn maps: a JSON of the per-step similarity and a
 figure (rows = maps, columns = steps: original, then cumulatively re-initialized from the top down), under
@@ -13,24 +13,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from ...data.normalize import denormalizer
-from ...diagnostics.deconvnet import DeconvnetNotApplicable
-from ...diagnostics.geometry import NoReceptiveField
 from ...diagnostics.layers import conv_layer_names
-from ...diagnostics.projections import topk_projections
-from ...diagnostics.sanity import cascading_randomization
-from ...diagnostics.topk import mine_topk, topk_payload
-from ...utils.skips import say_skipped
-from ...utils.tensors import class_names_of, pick_maps, unwrap_subset
-from ...viz.grids import evolution_figure, top9_cells, top9_figure
-from ...viz.images import normalize_each
+from ...diagnostics.topk import mine_topk
+from ...figures import emit, fig2
+from ...figures.sanity import sanity_figure
+from ...utils.options import at_least, maps_option, one_of, option_rules
 
 if TYPE_CHECKING:
     from ..analyze import AnalysisContext
 
 
+@option_rules(
+    k=at_least(1), maps=maps_option, maps_per_row=at_least(1), step=at_least(0), similarity=one_of(("ssim", "spearman"))
+)
 def run(
     ctx: AnalysisContext,
     *,
@@ -57,73 +53,27 @@ def run(
         num_workers=ctx.num_workers,
         device=ctx.device,
     )
-    base = unwrap_subset(ctx.dataset)
     denorm = denormalizer(ctx.data)
-    maps_opt = maps
     out: dict[str, Any] = {}
-    skipped = {}
-    for layer in layers:
-        t = topk[layer]
-        maps = pick_maps(t.values.shape[0], maps_opt, seed, layer)
-        if not maps:  # maps=[]: mine (last_result / JSON-free) but draw nothing
-            continue
-        try:
-            proj, patches, filled = topk_projections(ctx.model, base, layer, t, maps, ctx.device)
-        except (DeconvnetNotApplicable, NoReceptiveField) as err:
-            skipped[layer] = err
-            continue
-        P, Q = top9_cells(proj, patches, filled, denorm)
-        labels = [class_names_of(base, t.indices[c].tolist(), ctx.data.get("classes")) for c in maps]
-        title = [
-            f"{layer}: top-{k} images of {len(maps)} feature maps ({ctx.checkpoint})",
-            "left: deconvnet projections, each contrast-normalized on its own (grey = 0); "
-            "right: the same images' receptive-field patches, with their class",
-        ]
-        grid = top9_figure(P, Q, maps, labels, title, maps_per_row=maps_per_row)
-        payload = topk_payload(t, layer, maps)
-        payload["checkpoint"] = str(ctx.checkpoint)
-        ctx.sink.log_image(f"diag/{layer}/top9", grid, step=step, caption=f"{layer} top-{k}, maps {maps}")
-        ctx.sink.log_json(f"diag/{layer}/top9", payload, step=step)
-        out[layer] = {"maps": maps}
-        if sanity:
-            keep = [c for c in maps if int(t.indices[c, 0]) >= 0]
-            if not keep:
-                continue
-            images = torch.stack([base[int(t.indices[c, 0])][0] for c in keep]).to(ctx.device)
-            with torch.enable_grad():
-                scores, projs = cascading_randomization(
-                    ctx.model,
-                    images,
-                    layer,
-                    torch.tensor(keep, device=ctx.device),
-                    similarity=similarity,
-                    positions=t.positions[keep, 0].to(ctx.device),
-                    seed=seed,
-                    return_projections=True,
-                )
-            cells = torch.stack([normalize_each(p.cpu()) for p in projs], 1)  # [M, steps, 3, H, W]
-            cells = torch.cat([denorm(images.cpu())[:, None], cells], 1)  # first column: the image
-            ctx.sink.log_image(
-                f"diag/{layer}/sanity",
-                evolution_figure(
-                    cells,
-                    ["image"] + [name for name, _ in scores],
-                    [f"{layer}\nmap {c}" for c in keep],
-                    f"{layer}: cascading randomization (columns: weights re-initialized from the top down)",
-                ),
-                step=step,
-                caption="image | " + " | ".join(name for name, _ in scores),
-            )
-            ctx.sink.log_json(
-                f"diag/{layer}/sanity",
-                {
-                    "layer": layer,
-                    "maps": keep,
-                    "similarity": similarity,
-                    "steps": [{"step": n, "score": s} for n, s in scores],
-                },
-                step=step,
-            )
-            out[layer]["sanity"] = scores
-    say_skipped("top9 figures", skipped)
+    for panels, fig in fig2.figures(
+        ctx.model,
+        ctx.dataset,
+        topk,
+        layers,
+        maps=maps,
+        seed=seed,
+        device=ctx.device,
+        denorm=denorm,
+        classes=ctx.data.get("classes"),
+        images="images",
+        when=f"checkpoint {ctx.checkpoint}",
+        maps_per_row=maps_per_row,
+        checkpoint=str(ctx.checkpoint),
+    ):
+        emit(ctx.sink, fig, step)
+        out[panels.layer] = {"maps": panels.maps}
+        check = sanity_figure(ctx.model, ctx.dataset, panels, denorm, similarity, seed, ctx.device) if sanity else None
+        if check is not None:
+            emit(ctx.sink, check, step)
+            out[panels.layer]["sanity"] = [(s["step"], s["score"]) for s in check.payload["steps"]]
     return out

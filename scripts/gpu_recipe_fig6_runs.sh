@@ -2,15 +2,15 @@
 # The GPU runs behind README "Default recipe" (lever table, seeds) and "Fig. 6 on the embedded data" (3 seeds per
 # variant), all at once on one GPU (one process per run, fp32 as on the CPU; ~5 minutes on an H200 with 16 cores).
 #
-#   OUT=/path/to/results scripts/gpu_issue10.sh
+#   OUT=/path/to/results scripts/gpu_recipe_fig6_runs.sh
 #
 # Writes into $OUT: fig6.md/.csv/.png (the summary), levers.md (the lever runs), allcb.log (a 2-epoch default run
 # with every callback on: the GPU path of every diagnostic), bench.log (synthetic-data throughput at 224 px) and
 # runs.tgz (each run's metrics.csv, config and last conv1 filter grid).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-outputs/gpu_issue10}
-WORK=${WORK:-/tmp/gpu_issue10}
+OUT=${OUT:-outputs/gpu_recipe_fig6_runs}
+WORK=${WORK:-/tmp/gpu_recipe_fig6_runs}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT" "$WORK"
 export PYTHONUNBUFFERED=1 WANDB_MODE=disabled OMP_NUM_THREADS=1
