@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,9 +24,6 @@ import torch
 from ..errors import UserError
 from ..runs import Run, read_checkpoint
 from ..viz.canvas import Canvas, line_height, wrap_lines
-
-if TYPE_CHECKING:
-    from .compare import Comparison, Job
 
 SCHEDULE = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 COLUMN_PX = 480
@@ -203,9 +200,10 @@ def side_by_side(
     return canvas, boxes, sources
 
 
-def figure_runs(jobs: Sequence[Job], variants: Sequence[str], seed: str | None) -> dict[str, Job]:
-    """One job per variant: the replicate ``seed`` (``1`` or ``seed=1``), else the lowest replicate every variant
-    has finished (so the columns differ in the variant only), else each variant's furthest run."""
+def figure_runs(jobs: Sequence[Any], variants: Sequence[str], seed: str | None) -> dict[str, Any]:
+    """One job (:class:`.compare.Job`) per variant: the replicate ``seed`` (``1`` or ``seed=1``), else the lowest
+    replicate every variant has finished (so the columns differ in the variant only), else each variant's furthest
+    run."""
     by_variant = {v: [j for j in jobs if j.variant == v] for v in variants}
     if seed is not None:
         want = seed if "=" in seed else f"seed={seed}"
@@ -230,9 +228,10 @@ def _replicate_order(rep: str) -> tuple:
 
 
 def comparison_figures(
-    c: Comparison, key: str, seed: str | None = None, epochs: Sequence[int] | None = None
+    c: Any, key: str, seed: str | None = None, epochs: Sequence[int] | None = None
 ) -> list[tuple[str, Canvas]]:
-    """The side-by-side figure of ``key`` for each table of the comparison: ``(file name, canvas)``."""
+    """The side-by-side figure of ``key`` for each table of the comparison ``c`` (a :class:`.compare.Comparison`;
+    not imported here: compare imports this module): ``(file name, canvas)``."""
     if not KEY.match(key):
         raise UserError(
             f"--figure {key}: not a diagnostic key. Pass diag/filters/conv1, diag/<layer>/top9, "
