@@ -441,3 +441,19 @@ def test_status_from_the_run_lock(tmp_path, base_cfg):
         holder.kill()
         holder.wait()
     assert lock.is_file() and [j.status for j in analyze([tmp_path / "s"]).jobs] == ["failed"]
+
+
+def test_record_holds_the_summary(generated, tmp_path, capsys):
+    """``--record``: the results record's values are compare_summary.csv's cells (reference: that file read with
+    the csv module), and its command is the one typed."""
+    from zfnet_exp.utils.records import read_record
+
+    sweep, _, _ = generated
+    main([str(sweep), "--figure", "none", "--wandb", "off", "--record", str(tmp_path / "results")])
+    (path,) = (tmp_path / "results" / "compare").glob("*.json")
+    record = read_record(path)
+    for row in _read(sweep / "compare_summary.csv"):
+        for k in ("n", "mean", "ci_low", "p_holm"):
+            assert record["values"][f"{row['variant']}/{row['metric']}/{k}"] == _f(row[k]), (row["variant"], k)
+    assert record["command"].startswith(f"python -m zfnet_exp.experiments.compare {sweep}")
+    assert "| metric | variant |" in capsys.readouterr().out

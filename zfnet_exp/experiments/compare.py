@@ -715,10 +715,33 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def summary_figures(result: Written) -> list:
+    """The comparison as record figures: ``<variant>/<metric>/<statistic>`` for every summary cell."""
+    from ..utils.records import Figure
+
+    out = []
+    for t in result.comparison.tables:
+        for row in t.summary:
+            out += [Figure(f"{row['variant']}/{row['metric']}/{k}", row[k]) for k in SUMMARY_COLUMNS[2:]]
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     from ..tasks.runner import run_task
+    from ..utils.records import add_record_option, recording
 
-    run_task(report, parser().parse_args(argv))
+    ap = parser()
+    add_record_option(ap)
+    args = ap.parse_args(argv)
+
+    def task(a: argparse.Namespace) -> Written | None:
+        with recording("compare", a.record, "python -m zfnet_exp.experiments.compare", argv) as rec:
+            result = report(a)
+            rec.extend(summary_figures(result))
+            rec.source = {"runs": [str(j.run.path) for j in result.comparison.jobs], "out": str(result.markdown.parent)}
+        return result
+
+    run_task(task, args)
 
 
 if __name__ == "__main__":
