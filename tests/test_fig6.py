@@ -263,6 +263,39 @@ def test_fig6_partial_sweeps_say_what_is_missing_and_bad_folders_get_one_paragra
         assert err.count("\n\n") <= 2 and "Traceback" not in err and "experiment=fig6_shapes" in err
 
 
+def test_fig6_table_is_the_general_comparison(sweep):
+    """Fig. 6 is an instance of the general comparison: the end-of-sweep callback's ``compare_summary.csv`` of the
+    same runs (variants by the ``fig6`` override, baseline fig6=zf) holds fig6.py's numbers: means, sample stds,
+    difference (in fig6's units: percentages are 100 x), Cohen's d and Welch's p; and
+    ``--metrics derived/conv1/aliasing_at_stride`` gives the checkpoint column of fig6_runs.csv."""
+    from zfnet_exp.experiments.compare import compare
+    from zfnet_exp.experiments.fig6 import METRIC
+
+    folder, _ = sweep
+    assert (folder / "compare.md").is_file()  # written by the general callback at the end of the multirun
+    with (folder / "compare_summary.csv").open() as f:
+        general = {(r["variant"], r["metric"]): r for r in csv.DictReader(f)}
+    with (folder / "fig6_summary.csv").open() as f:
+        fig6 = {r["column"]: r for r in csv.DictReader(f)}
+    for column, (key, scale) in METRIC.items():
+        if key not in {m for _, m in general}:
+            continue  # the derived column: below
+        a, b = general[("fig6=zf", key)], general[("fig6=alexnet_conv1", key)]
+        s = fig6[column]
+        for mine, theirs, k in ((s["mean_a"], a, "mean"), (s["mean_b"], b, "mean"), (s["std_a"], a, "sd")):
+            assert float(mine) == pytest.approx(float(theirs[k]) * scale, abs=1e-9)
+        assert float(s["diff"]) == pytest.approx(float(b["diff"]) * scale, abs=1e-9)
+        for mine, k in ((s["cohens_d"], "cohens_d"), (s["welch_p"], "p_welch")):
+            assert (mine == "" and b[k] == "") or float(mine) == pytest.approx(float(b[k]))
+    out = folder / "derived"
+    result = compare([folder], metrics=["derived/*"], out=out, figure=None, wandb="off", baseline=["fig6=zf"])
+    with result.runs_csv.open() as f:
+        derived = {Path(r["run"]).name: float(r["derived/conv1/aliasing_at_stride"]) for r in csv.DictReader(f)}
+    with (folder / "fig6_runs.csv").open() as f:
+        for r in csv.DictReader(f):
+            assert derived[Path(r["run"]).name] == pytest.approx(float(r["conv1_aliased_at_stride"]))
+
+
 def test_fig6_record_holds_the_summary_and_every_run(sweep, tmp_path, capsys):
     """``--record``: the results record's rows are the numbers of fig6_summary.csv and fig6_runs.csv (reference:
     those files read with the csv module), its printed text is the table the command printed."""

@@ -17,6 +17,10 @@ guess from file names.
 from __future__ import annotations
 
 import csv
+import json
+import os
+import socket
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -40,6 +44,12 @@ from .utils.tensors import evenly_spaced
 from .utils.torch_files import load_torch_file
 
 PREFER = ("best", "last")
+# what became of a run, decided from its folder alone (Run.status)
+STATUSES = ("finished", "running", "preempted", "failed")
+# a run folder without a lock file counts as running while one of its files changed this recently (seconds)
+RECENT_S = 600.0
+NOT_METRICS = ("epoch", "step")
+LOCK_NAMES = (".run.lock", ".lock")  # zfnet_exp.utils.run_lock's (a held POSIX lock), a plain pid file
 LIGHTNING_CHECKPOINT = "a checkpoint written by train.py (a Lightning .ckpt: a run folder's checkpoints/*.ckpt)"
 
 
@@ -299,6 +309,112 @@ class Run:
     def checkpoint(self, prefer: str = "best") -> Checkpoint:
         return read_checkpoint(self.path, prefer=prefer)
 
+    def setting(self, key: str) -> Any:
+        """The composed config's value at ``key`` (dotted), resolved where it can be outside the run (an
+        interpolation of Hydra's runtime, e.g. ``${hydra:...}``, gives None), None when absent."""
+        try:
+            value = OmegaConf.select(self.config, key, default=None, throw_on_resolution_failure=False)
+        except Exception:  # noqa: BLE001 - a custom resolver that is not registered here: unknown
+            return None
+        return OmegaConf.to_container(value, resolve=False) if isinstance(value, DictConfig) else value
+
+    @property
+    def override_map(self) -> dict[str, str]:
+        """The overrides as ``{key: value}`` (``+key`` / ``++key`` as ``key``; a deletion ``~key`` as ``key: "~"``)."""
+        out: dict[str, str] = {}
+        for item in self.overrides:
+            if item.startswith("~"):
+                out[item[1:].split("=", 1)[0]] = "~"
+                continue
+            key, _, value = item.partition("=")
+            out[key.lstrip("+")] = value
+        return out
+
+    def final_scalars(self) -> dict[str, float]:
+        """Every numeric value of the last validated epoch's row of ``metrics.csv`` (``epoch`` and ``step``
+        aside), e.g. ``val/err_top1``, ``health/conv1/aliasing``, ``data/skipped_files``, ``time/epoch_s``."""
+        rows = self.validated_epochs()
+        return _numbers(rows[-1]) if rows else {}
+
+    @property
+    def lock(self) -> Path:
+        """The run's lock file: ``<run>/.run.lock`` (``zfnet_exp.utils.run_lock``: a POSIX lock held by the training
+        process, naming it; removed when the run finishes) or a plain ``<run>/.lock`` naming a pid."""
+        for name in LOCK_NAMES:
+            if (self.path / name).is_file():
+                return self.path / name
+        return self.path / LOCK_NAMES[0]
+
+    @property
+    def status(self) -> str:
+        """``finished`` (all ``trainer.max_epochs`` validated), ``running`` (a live lock file, :attr:`lock`, or
+        without one a file the training writes changed within :data:`RECENT_S`), ``preempted`` (``last.ckpt`` was
+        saved in the middle of an epoch: the save-on-signal of a preemption or time limit, waiting for its
+        requeue) or ``failed`` (stopped before the end otherwise)."""
+        return self.state()
+
+    def state(self, ended: bool = False) -> str:
+        """:attr:`status`; ``ended=True`` when the caller knows no job of the sweep runs any more (the end of a
+        multirun): recent files then do not mean "running"."""
+        done, total = self.epochs_done, self.max_epochs
+        if total is not None and total >= 0 and done >= total:
+            return "finished"
+        if not ended and (self._locked() or (not self.lock.exists() and self._recently_active())):
+            return "running"
+        if self._saved_mid_epoch():
+            return "preempted"
+        if (total is None or total < 0) and done > 0:
+            return "finished"
+        return "failed"
+
+    def _locked(self) -> bool:
+        """A lock file whose owner is alive. ``.run.lock``: its POSIX lock is held (the kernel drops it when the
+        process ends, however it ends; a file left by a crash is not locked). A plain ``.lock``: one that names a
+        process of this host that no longer exists is stale (a killed job); one that names none, or another
+        host's, is trusted."""
+        if not self.lock.is_file():
+            return False
+        if self.lock.name == LOCK_NAMES[0]:
+            return _lock_held(self.lock)
+        text = self.lock.read_text(errors="replace").strip()
+        try:
+            info = json.loads(text) if text.startswith("{") else {}
+        except json.JSONDecodeError:
+            info = {}
+        if not info and text.split() and text.split()[0].isdigit():
+            parts = text.split()
+            info = {"pid": parts[0], "host": parts[1] if len(parts) > 1 else None}
+        pid, host = info.get("pid"), info.get("host") or info.get("hostname")
+        if pid is None or (host and host != socket.gethostname()):
+            return True
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, ValueError):
+            return True
+        return True
+
+    def _recently_active(self) -> bool:
+        """A file that a training process writes changed within :data:`RECENT_S`: its composed config and job log
+        (at start), ``metrics.csv`` (each epoch), ``last.ckpt``, the W&B log (continuously). Not the folder's own
+        time: adding or removing a lock file changes that."""
+        files = [
+            self.path / ".hydra" / "config.yaml",
+            self.path / "metrics.csv",
+            self.path / "checkpoints" / "last.ckpt",
+        ]
+        files += [*self.path.glob("*.log"), *self.path.glob("wandb/*/*.wandb")]
+        newest = max((p.stat().st_mtime for p in files if p.is_file()), default=0.0)
+        return time.time() - newest < RECENT_S
+
+    def _saved_mid_epoch(self) -> bool:
+        if self.last is None:
+            return False
+        raw = load_torch_file(self.last, LIGHTNING_CHECKPOINT, mmap=True)
+        batch = (raw.get("loops") or {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
+        return isinstance(batch, dict) and bool(batch) and not batch.get("is_last_batch", True)
+
 
 def resume_checkpoint(run_dir: Path, cfg: DictConfig) -> Checkpoint | str | None:
     """``last.ckpt`` of this run folder, read, if there is one (printed), ``"finished"`` when it already holds the end
@@ -322,21 +438,54 @@ def resume_checkpoint(run_dir: Path, cfg: DictConfig) -> Checkpoint | str | None
     return ckpt
 
 
-def is_run(path: Path) -> bool:
-    """A folder a training run wrote (its composed config and its per-epoch metrics)."""
-    return (path / ".hydra" / "config.yaml").is_file() and (path / "metrics.csv").is_file()
+def is_run(path: Path, started: bool = True) -> bool:
+    """A folder a training run wrote: its composed config and (``started``) its per-epoch metrics; with
+    ``started=False`` also a job that has not finished its first epoch (or died before)."""
+    return (path / ".hydra" / "config.yaml").is_file() and (not started or (path / "metrics.csv").is_file())
 
 
-def find_runs(paths: Iterable[str | Path]) -> list[Run]:
+def find_runs(paths: Iterable[str | Path], started: bool = True) -> list[Run]:
     """The training runs in ``paths``: each path a run folder or a folder searched for them (a sweep's numbered job
-    folders, SLURM's or the local launcher's), in a stable order."""
+    folders, SLURM's or the local launcher's), in a stable order. ``started=False``: also the jobs that have not
+    written ``metrics.csv`` yet (running, or dead before their first epoch ended)."""
     runs: list[Path] = []
     for p in map(Path, paths):
-        if is_run(p):
+        if is_run(p, started):
             runs.append(p)
         elif p.is_dir():
-            runs += sorted({m.parent for m in p.rglob("metrics.csv") if is_run(m.parent)}, key=_natural)
+            found = {c.parent.parent for c in p.rglob(".hydra/config.yaml")}
+            runs += sorted((r for r in found if is_run(r, started)), key=_natural)
     return [Run(r) for r in dict.fromkeys(runs)]
+
+
+def _lock_held(path: Path) -> bool:
+    """Whether another process holds the POSIX lock on ``path`` (probed with a shared, non-blocking lockf)."""
+    import errno
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        return e.errno in (errno.EACCES, errno.EAGAIN)
+    finally:
+        os.close(fd)
+    return False
+
+
+def _numbers(row: dict[str, str]) -> dict[str, float]:
+    out = {}
+    for key, value in row.items():
+        if key in NOT_METRICS or key is None or value in (None, ""):
+            continue
+        try:
+            out[key] = float(value)
+        except (TypeError, ValueError):
+            continue
+    return out
 
 
 def _natural(path: Path) -> tuple:

@@ -6,20 +6,20 @@ A run folder is one that holds ``metrics.csv`` (one row per epoch, written by ev
 ``.hydra/config.yaml``; a sweep folder is searched for them (its numbered job folders). For each run the row
 holds its model, dataset, epochs done, its final train/val errors (%) and, for ImageNet runs of a model the
 paper reports (Table 3 / Table 2), the paper's numbers and the difference. Unfinished runs are listed with the
-epochs done so far, so a partly finished grid still gives a table.
+epochs done so far, so a partly finished grid still gives a table. Runs are read through :mod:`zfnet_exp.runs`.
+For the statistics of a sweep's variants (seeds pooled, intervals, tests, pictures) see
+``python -m zfnet_exp.experiments.compare``.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
-
 from ..errors import UserError, exit_with
+from ..runs import Run, find_runs
 from ..utils.tables import write_csv
 from .paper import TABLE3
 
@@ -41,52 +41,22 @@ COLUMNS = [
 ]
 
 
-def find_runs(paths: Iterable[str | Path]) -> list[Path]:
-    runs: list[Path] = []
-    for p in map(Path, paths):
-        if (p / "metrics.csv").is_file():
-            runs.append(p)
-        elif p.is_dir():
-            runs += sorted({m.parent for m in p.rglob("metrics.csv") if (m.parent / ".hydra").is_dir()})
-    return runs
-
-
 def _pct(row: dict, key: str) -> float | None:
     v = row.get(key)
     return round(100.0 * float(v), 2) if v not in (None, "") else None
 
 
-def run_config(run: Path) -> DictConfig:
-    """The run's composed job config (``.hydra/config.yaml``, interpolations unresolved)."""
-    return OmegaConf.load(run / ".hydra" / "config.yaml")
-
-
-def run_choices(run: Path) -> dict[str, str]:
-    """The config-group choices the run was composed with (``.hydra/hydra.yaml``: ``{"model": "zfnet", ...}``)."""
-    path = run / ".hydra" / "hydra.yaml"
-    return dict(OmegaConf.load(path).hydra.runtime.choices) if path.is_file() else {}
-
-
-def validated_epochs(run: Path) -> list[dict]:
-    """The rows of the run's ``metrics.csv`` for epochs that were validated (strings, as written)."""
-    if not (run / "metrics.csv").is_file():
-        return []
-    with (run / "metrics.csv").open() as f:
-        return [r for r in csv.DictReader(f) if r.get("val/err_top1")]
-
-
-def collect_run(run: Path) -> dict:
-    cfg = run_config(run)
-    rows = validated_epochs(run)
+def collect_run(run: Run) -> dict:
+    cfg = run.config
+    rows = run.validated_epochs()
     last = rows[-1] if rows else {}
-    choices = run_choices(run)
     model = str(cfg.model.get("name") or cfg.model.get("arch"))
-    data = str(choices.get("data") or cfg.data.get("_target_", "?").rsplit(".", 1)[-1])
+    data = str(run.choices.get("data") or cfg.data.get("_target_", "?").rsplit(".", 1)[-1])
     out = {
-        "run": str(run),
+        "run": str(run.path),
         "model": model,
         "data": data,
-        "epochs": int(last["epoch"]) + 1 if last else 0,
+        "epochs": run.epochs_done,
         "max_epochs": cfg.trainer.get("max_epochs"),
         "train_top1": _pct(last, "train/err_top1"),
         "val_top1": _pct(last, "val/err_top1"),
@@ -119,7 +89,7 @@ def collect(paths: Iterable[str | Path], out: str | Path | None = None) -> tuple
             "and .hydra/); pass a sweep folder (outputs/train/multirun/<date>/<time>_<name>) or run folders."
         )
     rows = [collect_run(r) for r in runs]
-    out = Path(out) if out else (Path(paths[0]) if len(runs) > 1 or Path(paths[0]) != runs[0] else runs[0])
+    out = Path(out) if out else (Path(paths[0]) if len(runs) > 1 or Path(paths[0]) != runs[0].path else runs[0].path)
     csv_path = write_csv(rows, out / "collected.csv", fieldnames=COLUMNS)
     md_path = out / "collected.md"
     md_path.write_text(

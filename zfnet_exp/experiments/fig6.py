@@ -16,33 +16,34 @@ The numbers are each run's own per-epoch ``metrics.csv`` (FilterHealth callback)
 ``health/conv1/dead_frac``, ``health/conv2/dead_frac``, ``val/acc_top1`` at the final epoch. One more column
 comes from the last checkpoint: conv1's spectral energy above the Nyquist frequency of its own stride
 (:func:`~zfnet_exp.diagnostics.filters.aliasing_index` with ``cutoff = 1/stride``), the share that aliases
-when conv1's output is subsampled; for stride 2 it is the logged aliasing index itself. Only runs that
-finished all their epochs enter the statistics (equal training length); the others, and grid points with no
-run at all, are listed by name.
+when conv1's output is subsampled; for stride 2 it is the logged aliasing index itself (the comparison's derived
+metric ``derived/conv1/aliasing_at_stride``). Only runs that finished all their epochs enter the statistics (equal
+training length); the others, and grid points with no run at all, are listed by name.
+
+Fig. 6 is an instance of the general comparison (:mod:`.compare`): the runs, their status and the grid points not
+started are read by it, and the statistics are its :func:`~.compare.variant_table` with ``zf`` as baseline; what
+stays here is Fig. 6's own: its variant names and geometry, its units and layout, and its figure.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
-import statistics
 import sys
-import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import UserError
-from ..runs import read_checkpoint
+from ..runs import Run, find_runs
 from ..utils.records import add_record_option, recording
 from ..utils.tables import write_csv
-from .collect import run_choices, run_config, validated_epochs
+from .compare import Job, analyze, md_table, read_job, variant_table
+from .derived import DERIVED
 from .record_run import fig6_figures
 
 # (metrics.csv key, column, label, scale)
@@ -53,8 +54,10 @@ LOGGED = (
     ("val/acc_top1", "val_top1_pct", "val top-1 accuracy (%)", 100.0),
 )
 AT_STRIDE = ("conv1_aliased_at_stride", "conv1 energy above its stride's Nyquist (cutoff 1/stride)")
+DERIVED_AT_STRIDE = "derived/conv1/aliasing_at_stride"  # the comparison's derived metric (.derived)
 COLUMNS = [c for _, c, _, _ in LOGGED] + [AT_STRIDE[0]]
 LABELS = {c: label for _, c, label, _ in LOGGED} | {AT_STRIDE[0]: AT_STRIDE[1]}
+METRIC = {c: (key, scale) for key, c, _, scale in LOGGED} | {AT_STRIDE[0]: (DERIVED_AT_STRIDE, 1.0)}
 COMMAND = "python train.py -m experiment=fig6_shapes"
 # keys that may differ between the runs of one comparison: the variant itself and the seed
 VARIANT_KEYS = ("model.arch.conv1.", "model.arch.conv2.")
@@ -71,6 +74,7 @@ class Fig6Run:
     max_epochs: int | None
     values: dict[str, float | None] = field(default_factory=dict)
     checkpoint: Path | None = None
+    job: Job | None = field(default=None, repr=False)  # the run as the general comparison reads it
 
     @property
     def finished(self) -> bool:
@@ -97,72 +101,34 @@ def _int_or_none(value) -> int | None:
         return None
 
 
-def _max_epochs(cfg: DictConfig) -> int | None:
-    try:
-        return _int_or_none(OmegaConf.select(cfg, "trainer.max_epochs", default=None))
-    except OmegaConfBaseException:  # an interpolation that only resolves inside the run (None: not checked)
-        return None
-
-
-def _conv1_weight(checkpoint: Path) -> torch.Tensor:
-    state = read_checkpoint(checkpoint).state_dict
-    return next(v for k, v in state.items() if k.endswith("features.conv1.weight")).float()
+def from_job(job: Job) -> Fig6Run:
+    """One run of the comparison as a Fig. 6 run: its variant (the ``fig6`` choice), first-layer geometry and
+    the final-epoch values in Fig. 6's units (the derived at-stride aliasing computed when the run finished)."""
+    run = job.run
+    c1, c2 = run.config.model.arch.conv1, run.config.model.arch.conv2
+    k1, s1 = int(c1.kernel), int(c1.stride or 1)
+    geometry = f"conv1 {k1}x{k1}/s{s1}, conv2 {int(c2.kernel)}x{int(c2.kernel)}/s{int(c2.stride or 1)}"
+    values = {col: job.values[key] * scale if key in job.values else None for col, (key, scale) in METRIC.items()}
+    return Fig6Run(
+        path=run.path,
+        variant=str(run.choices.get("fig6") or f"conv1_{k1}x{k1}s{s1}"),
+        geometry=geometry,
+        order=(s1, k1),
+        seed=_int_or_none(run.setting("seed")),
+        epochs=job.epochs,
+        max_epochs=job.max_epochs,
+        values=values,
+        checkpoint=run.last,
+        job=job,
+    )
 
 
 def read_run(run: Path) -> Fig6Run:
     """One run folder: its variant (from the config), seed, epochs done and final-epoch values."""
-    cfg, choices = run_config(run), run_choices(run)
-    c1, c2 = cfg.model.arch.conv1, cfg.model.arch.conv2
-    k1, s1 = int(c1.kernel), int(c1.stride or 1)
-    geometry = f"conv1 {k1}x{k1}/s{s1}, conv2 {int(c2.kernel)}x{int(c2.kernel)}/s{int(c2.stride or 1)}"
-    rows = validated_epochs(run)
-    last = rows[-1] if rows else {}
-    values: dict[str, float | None] = {
-        col: float(last[key]) * scale if last.get(key) not in (None, "") else None for key, col, _, scale in LOGGED
-    }
-    ckpt = run / "checkpoints" / "last.ckpt"
-    values[AT_STRIDE[0]] = None
-    if ckpt.is_file():
-        from ..diagnostics.filters import aliasing_index
-
-        values[AT_STRIDE[0]] = aliasing_index(_conv1_weight(ckpt), cutoff=1.0 / s1)
-    return Fig6Run(
-        path=run,
-        variant=str(choices.get("fig6") or f"conv1_{k1}x{k1}s{s1}"),
-        geometry=geometry,
-        order=(s1, k1),
-        seed=_int_or_none(cfg.get("seed")),
-        epochs=int(float(last["epoch"])) + 1 if last else 0,
-        max_epochs=_max_epochs(cfg),
-        values=values,
-        checkpoint=ckpt if ckpt.is_file() else None,
-    )
-
-
-def job_folders(paths: Iterable[str | Path]) -> list[Path]:
-    """Run folders (holding ``.hydra/config.yaml``) given or under the given folders, finished or not."""
-    found: set[Path] = set()
-    for p in map(Path, paths):
-        if (p / ".hydra" / "config.yaml").is_file():
-            found.add(p)
-        elif p.is_dir():
-            found |= {c.parent.parent for c in p.rglob(".hydra/config.yaml")}
-    return sorted(found)
-
-
-def planned_grid(sweep: Path) -> dict[str, list[str]]:
-    """The variants and seeds a sweep was launched with (``multirun.yaml``: the experiment's sweeper params,
-    overridden by comma lists on the command line); empty when the folder is not a sweep."""
-    path = sweep / "multirun.yaml"
-    if not path.is_file():
-        return {}
-    hydra = OmegaConf.load(path).hydra
-    params = {str(k): str(v) for k, v in (OmegaConf.select(hydra, "sweeper.params") or {}).items()}
-    for override in OmegaConf.select(hydra, "overrides.task") or []:
-        key, _, value = str(override).partition("=")
-        if key in ("fig6", "seed"):
-            params[key] = value
-    return {k: [v.strip() for v in params[k].split(",")] for k in ("fig6", "seed") if k in params}
+    job = read_job(Run(run), ("seed",))
+    if job.run.last is not None:
+        job.values[DERIVED_AT_STRIDE] = DERIVED[DERIVED_AT_STRIDE](job.run)
+    return from_job(job)
 
 
 def _flat(cfg: DictConfig) -> dict[str, str]:
@@ -181,7 +147,7 @@ def _flat(cfg: DictConfig) -> dict[str, str]:
 
 def recipe_differences(runs: Sequence[Fig6Run]) -> list[str]:
     """Config keys, other than the first-layer variant and the seed, whose values differ between the runs."""
-    flats = [_flat(run_config(r.path)) for r in runs]
+    flats = [_flat(Run(r.path).config) for r in runs]
     keys = sorted(set().union(*flats))
     out = []
     for key in keys:
@@ -193,29 +159,39 @@ def recipe_differences(runs: Sequence[Fig6Run]) -> list[str]:
     return out
 
 
-def effect(a: Sequence[float], b: Sequence[float]) -> dict:
-    """``b`` against ``a``: means, sample standard deviations (n - 1), the difference of the means, Cohen's d
-    (difference over the pooled standard deviation) and Welch's two-sided t-test (``scipy.stats.ttest_ind``,
-    ``equal_var=False``). Undefined statistics (one value per side, no spread at all) are None."""
-    from scipy.stats import ttest_ind
+def effect_rows(by_variant: dict[str, list[Fig6Run]]) -> list[dict]:
+    """Fig. 6's summary (one row per column: ``variant_a``/``variant_b``, ``n``, mean, sample std, difference b - a,
+    Cohen's d, Welch's t and p) from the general comparison's statistics (:func:`.compare.variant_table`,
+    baseline = the first variant), in Fig. 6's units (the percentages scale means, stds and differences)."""
+    a, b = by_variant
+    jobs = {v: [r.job for r in rs] for v, rs in by_variant.items()}
+    table = variant_table("", jobs, a, [key for key, _ in METRIC.values()])
+    stats = {(s["variant"], s["metric"]): s for s in table.summary}
+    out = []
+    for column, (key, scale) in METRIC.items():
+        sa, sb = stats[(a, key)], stats[(b, key)]
 
-    out: dict = {"n_a": len(a), "n_b": len(b)}
-    out["mean_a"] = statistics.fmean(a) if a else None
-    out["mean_b"] = statistics.fmean(b) if b else None
-    out["std_a"] = statistics.stdev(a) if len(a) > 1 else None
-    out["std_b"] = statistics.stdev(b) if len(b) > 1 else None
-    out["diff"] = out["mean_b"] - out["mean_a"] if a and b else None
-    out["cohens_d"] = out["welch_t"] = out["welch_p"] = None
-    if len(a) > 1 and len(b) > 1:
-        pooled = math.sqrt(
-            ((len(a) - 1) * out["std_a"] ** 2 + (len(b) - 1) * out["std_b"] ** 2) / (len(a) + len(b) - 2)
+        def scaled(v, scale=scale):
+            return None if v is None else v * scale
+
+        out.append(
+            {
+                "metric": LABELS[column],
+                "column": column,
+                "variant_a": a,
+                "variant_b": b,
+                "n_a": sa["n"],
+                "n_b": sb["n"],
+                "mean_a": scaled(sa["mean"]),
+                "mean_b": scaled(sb["mean"]),
+                "std_a": scaled(sa["sd"]),
+                "std_b": scaled(sb["sd"]),
+                "diff": scaled(sb["diff"]),
+                "cohens_d": sb["cohens_d"],
+                "welch_t": sb["t_welch"],
+                "welch_p": sb["p_welch"],
+            }
         )
-        if pooled > 0:
-            out["cohens_d"] = out["diff"] / pooled
-            with warnings.catch_warnings():  # scipy warns when one side has (almost) no spread; the test holds
-                warnings.simplefilter("ignore", RuntimeWarning)
-                test = ttest_ind(b, a, equal_var=False)
-            out["welch_t"], out["welch_p"] = float(test.statistic), float(test.pvalue)
     return out
 
 
@@ -225,12 +201,6 @@ def _fmt(v, digits: int = 3) -> str:
 
 def _digits(column: str) -> int:
     return 3 if column in ("conv1_aliasing", AT_STRIDE[0]) else 2
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
 
 
 def _markdown(sweep: Path, result_runs, variants, geometry, summary, skipped, notes) -> str:
@@ -261,12 +231,12 @@ def _markdown(sweep: Path, result_runs, variants, geometry, summary, skipped, no
             ]
         )
     cols = [f"{v} ({geometry[v].split(',')[0]})" for v in (a, b)]
-    text = "\n".join(head) + "\n" + _table(["metric", *cols, f"{b} - {a}", "Cohen's d", "Welch p"], rows)
+    text = "\n".join(head) + "\n" + md_table(["metric", *cols, f"{b} - {a}", "Cohen's d", "Welch p"], rows)
     per_run = [
         [r.variant, str(r.seed), str(r.epochs)] + [_fmt(r.values.get(c), _digits(c)) for c in COLUMNS] + [r.path.name]
         for r in result_runs
     ]
-    text += "\nPer run (final epoch):\n\n" + _table(["variant", "seed", "epochs", *COLUMNS, "run"], per_run)
+    text += "\nPer run (final epoch):\n\n" + md_table(["variant", "seed", "epochs", *COLUMNS, "run"], per_run)
     if skipped:
         text += "\nNot in the table:\n\n" + "".join(f"- {s}\n" for s in skipped)
     if notes:
@@ -282,15 +252,18 @@ def summarize(
     finished runs of two variants are there."""
     paths = [Path(p) for p in paths]
     out = Path(out) if out else paths[0]
-    folders = job_folders(paths)
-    if not folders:
+    if not all(p.exists() for p in paths) or not find_runs(paths, started=False):
         raise UserError(
             f"No training runs found in {', '.join(map(str, paths))} (run folders hold .hydra/config.yaml). Run "
             f"`{COMMAND}` first and pass its sweep folder (outputs/train/multirun/<date>/<time>_fig6_shapes), or "
             f"pass run folders."
         )
-    print(f"fig6: reading {len(folders)} runs under {', '.join(map(str, paths))}", flush=True)
-    runs = [read_run(f) for f in folders]
+    comparison = analyze(paths)  # the general comparison: runs, their status, the grid points not started
+    print(f"fig6: reading {len(comparison.jobs)} runs under {', '.join(map(str, paths))}", flush=True)
+    for job in comparison.jobs:
+        if job.finished and job.run.last is not None:
+            job.values[DERIVED_AT_STRIDE] = DERIVED[DERIVED_AT_STRIDE](job.run)
+    runs = [from_job(j) for j in comparison.jobs]
     done = [r for r in runs if r.finished]
     skipped = [
         f"{r.path} ({r.variant}, seed {r.seed}): "
@@ -298,16 +271,9 @@ def summarize(
         for r in runs
         if not r.finished
     ]
-    grid = planned_grid(paths[0])
-    variants_planned = list(dict.fromkeys(grid.get("fig6", []) + [r.variant for r in runs]))
-    seeds_planned = list(dict.fromkeys([_int_or_none(s) for s in grid.get("seed", [])] + [r.seed for r in runs]))
-    have = {(r.variant, r.seed) for r in runs}
-    skipped += [
-        f"{v}, seed {s}: no run folder (not started)"
-        for v in variants_planned
-        for s in seeds_planned
-        if (v, s) not in have
-    ]
+    for planned in comparison.pending:
+        grid = dict(o.split("=", 1) for o in planned if "=" in o)
+        skipped.append(f"{grid.get('fig6', '?')}, seed {grid.get('seed', '?')}: no run folder (not started)")
     by_variant: dict[str, list[Fig6Run]] = {}
     for r in sorted(done, key=lambda r: (r.order, r.seed if r.seed is not None else -1, str(r.path))):
         by_variant.setdefault(r.variant, []).append(r)
@@ -327,11 +293,7 @@ def summarize(
     differences = recipe_differences(done)
     if differences:
         notes.append("the runs differ in more than the first layer and the seed: " + "; ".join(differences))
-    summary = []
-    for column in COLUMNS:
-        va = [r.values[column] for r in by_variant[a] if r.values.get(column) is not None]
-        vb = [r.values[column] for r in by_variant[b] if r.values.get(column) is not None]
-        summary.append({"metric": LABELS[column], "column": column, "variant_a": a, "variant_b": b, **effect(va, vb)})
+    summary = effect_rows(by_variant)
     ordered = by_variant[a] + by_variant[b]
     runs_csv = write_csv(
         [

@@ -20,6 +20,7 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from ..callbacks.epoch_timer import EpochTimer
 from ..callbacks.plain_progress import PlainProgress
 from ..callbacks.preemption import SaveOnPreemption, children_ignore_preemption, cluster_plugins
 from ..callbacks.reproducible import ResumeDataOrder, StepSeed
@@ -137,8 +138,8 @@ def optimized_metric(cfg: DictConfig, metrics: dict[str, float]) -> float | None
 
 def _run_control_callbacks(cfg: DictConfig) -> list[L.Callback]:
     """Always on: save-then-requeue on the scheduler's signal; per-step reseeding when the seed is fixed (exact
-    resume); plain progress lines where stdout is a file."""
-    out: list[L.Callback] = [SaveOnPreemption(), ResumeDataOrder()]
+    resume); plain progress lines where stdout is a file; epoch wall time and img/s in the metrics."""
+    out: list[L.Callback] = [SaveOnPreemption(), ResumeDataOrder(), EpochTimer()]
     if cfg.get("seed") is not None:
         out.append(StepSeed(int(cfg.seed)))
     progress = cfg.get("progress") or {}
