@@ -15,8 +15,9 @@ The concept list (:data:`SHAPES_CONCEPTS`, category in brackets), at the drawn i
 - [edge] "outline": the band of pixels within ``EDGE_HALF_WIDTH`` x the image side of the object boundary
   (dilation minus erosion of the object mask);
 - [texture] the object's texture kind ("solid", "stripes", "checker", "noise", "gradient") on the object;
-- [colour] the 11 basic colour terms (Berlin & Kay): each pixel of the clean composite (before pixel noise and
-  blur) named by the nearest prototype in RGB (:data:`COLOUR_TERMS`), object and background alike;
+- [colour] the 11 basic colour terms (Berlin & Kay), nearest prototype in RGB (:data:`COLOUR_TERMS`): the
+  object's pixels all take the name of its drawn base colour (the texture modulates it by a few percent), each
+  background pixel the name of its clean colour (gradient with clutter blended in, before noise and blur);
 - [clutter] "clutter stroke", "clutter blob": background distractors, outside the object.
 
 Only the object and part concepts depend on the class: the generator draws position, size, rotation, background,
@@ -133,7 +134,8 @@ def concept_masks_from_trace(spec: ShapesSpec, ann: dict, trace: dict) -> np.nda
         obj, iterations=it, border_value=0
     )
     out[names.index(trace["texture"])] = obj
-    colours = name_colours(trace["clean"])
+    colours = name_colours(trace["clean"])  # the background per pixel (gradient with clutter blended in)
+    colours[obj] = name_colours(np.asarray(trace["object_colour"])[None, None])[0, 0]  # the object: its base colour
     for i, term in enumerate(COLOUR_TERMS):
         out[names.index(term)] = colours == i
     out[names.index("clutter stroke")] = (trace["clutter"] == 1) & ~obj
