@@ -118,9 +118,9 @@ def test_masks_mean_what_their_names_say():
 
 def test_dataset_items_at_the_network_crop_and_mask_size(tmp_path):
     root = generate_shapes(tmp_path, SPEC, workers=1, progress=False)
-    ds = ShapesConcepts(root, "train", crop_size=64, transform=None, mask_size=32)
+    ds = ShapesConcepts.from_folder(root, "train", crop_size=64, mask_size=32)
     image, masks, i = ds[3]
     assert masks.shape == (len(SHAPES_CONCEPTS), 32, 32) and masks.dtype == torch.bool and i == 3
     assert image.size == (73, 73)
     with pytest.raises(DataError, match="meta.json"):
-        ShapesConcepts(tmp_path, "train", crop_size=64)
+        ShapesConcepts.from_folder(tmp_path, "train", crop_size=64)

@@ -149,7 +149,9 @@ def test_thresholds_and_iou_match_a_numpy_brute_force(cache_bytes):
         np.testing.assert_allclose(r.iou.numpy(), iou_np, atol=1e-6)
         best = iou_np.max(1)
         assert r.detectors == int((best > 0.04).sum())
-        assert [lab for lab in r.label if lab] == [concepts[int(np.argmax(iou_np[u]))] for u in np.flatnonzero(best > 0.04)]
+        assert [lab for lab in r.label if lab] == [
+            concepts[int(np.argmax(iou_np[u]))] for u in np.flatnonzero(best > 0.04)
+        ]
 
 
 def test_exact_thresholds_equal_numpy_percentile():
@@ -171,3 +173,12 @@ def test_histogram_quantile_error_within_its_stated_bound():
     assert np.all(np.abs(T.numpy() - exact) <= err.numpy() * (1 + 1e-5) + 1e-6)
     np.testing.assert_allclose(err.numpy(), ((high - low) / 512 / 2).numpy(), rtol=1e-5)  # half a bin
     assert err.max() > 0  # the bound is a real one, not the exact path
+
+
+def test_label_maps_give_the_same_result_as_boolean_masks():
+    """Integer label maps (one per concept here, value k + 1 where concept k is) against the boolean stack."""
+    net, images, masks = _random_fixture()
+    labels = (masks.long() * torch.arange(1, 5)[None, :, None, None]).to(torch.int64)
+    a = dissect(net, TensorDataset(images, masks), ["conv1"], list("abcd"))["conv1"]
+    b = dissect(net, TensorDataset(images, labels), ["conv1"], list("abcd"))["conv1"]
+    torch.testing.assert_close(a.iou, b.iou)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -162,35 +163,37 @@ def shapes_spec_of(root: str | Path) -> ShapesSpec:
 
 
 class ShapesConcepts(Dataset):
-    """Items ``(image, masks [K, m, m] bool, index)`` of generated ``split`` images: the image as
-    ``transform`` makes it from the PNG (the network's eval crop), the masks of :data:`SHAPES_CONCEPTS`
-    through the same eval geometry to the crop, then nearest-resized to ``mask_size`` (default: the crop).
-
-    ``indices`` picks images of the split (dataset order = sorted class folders, then file names, as
-    ImageFolder); masks are computed on first access and kept (``cache=True``)."""
+    """Items ``(image, masks [K, m, m] bool, i)`` of generated images ``files`` (``<root>/<split>/<class>/<index>.png``,
+    drawn with ``spec``): the image as ``transform`` makes it from the PNG (the network's eval crop and
+    normalization), the masks of :data:`SHAPES_CONCEPTS` through the same eval geometry to ``crop_size``, then
+    nearest-resized to ``mask_size`` (default: the crop). Masks are computed on first access and kept."""
 
     concepts = SHAPES_CONCEPTS
 
     def __init__(
         self,
-        root: str | Path,
-        split: str,
+        files: Sequence[str | Path],
+        spec: ShapesSpec,
         crop_size: int,
         transform=None,
-        indices: list[int] | None = None,
         mask_size: int | None = None,
         cache: bool = True,
     ):
-        self.root, self.split = Path(root), split
-        self.spec = shapes_spec_of(root)
-        files = sorted((self.root / split).glob("*/*.png"))
-        if not files:
-            raise DataError(f"{self.root / split} holds no images.")
-        self.files = [files[i] for i in indices] if indices is not None else files
+        self.files, self.spec = [Path(f) for f in files], spec
         self.crop_size, self.mask_size = int(crop_size), int(mask_size or crop_size)
         self.transform = transform
         self.geometry = eval_geometry(self.crop_size)
         self._cache: dict[int, Tensor] | None = {} if cache else None
+
+    @classmethod
+    def from_folder(cls, root: str | Path, split: str, crop_size: int, **kwargs) -> ShapesConcepts:
+        """Every image of ``split`` of the generated folder ``root``, in ImageFolder order (class folders, then
+        file names), so item i is item i of the training run's split."""
+        spec = shapes_spec_of(root)
+        files = sorted(Path(root, split).glob("*/*.png"))
+        if not files:
+            raise DataError(f"{Path(root, split)} holds no images.")
+        return cls(files, spec, crop_size, **kwargs)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -200,7 +203,8 @@ class ShapesConcepts(Dataset):
             return self._cache[i]
         path = self.files[i]
         label = SHAPE_CLASSES.index(path.parent.name)
-        m = torch.from_numpy(shapes_concept_masks(self.spec, self.split, int(path.stem), label))
+        split = path.parent.parent.name
+        m = torch.from_numpy(shapes_concept_masks(self.spec, split, int(path.stem), label))
         m = self.geometry(m.to(torch.uint8))
         if self.mask_size != self.crop_size:
             m = torch.nn.functional.interpolate(m[None].float(), size=self.mask_size, mode="nearest")[0]

@@ -210,7 +210,9 @@ def dissect_batches(
 ) -> dict[str, LayerDissection]:
     """The procedure over ``batches()``: a callable returning a fresh iterable of ``(acts, masks)`` with
     ``acts[layer] [B, U, h, w]`` and ``masks [B, K, H, W]`` bool, the same items in the same order on every
-    call (it is called up to three times; once while the activations fit in ``cache_bytes``)."""
+    call (it is called up to three times; once while the activations fit in ``cache_bytes``). ``masks`` may
+    instead be integer label maps ``[B, C, H, W]`` (value v >= 1 marks concept v - 1, 0 none; C maps per image,
+    e.g. one per Broden category), which keeps a thousand-concept dataset's items small."""
     if not 0 < quantile < 1:
         raise ValueError(f"quantile={quantile}: the share of top activations, in (0, 1) (NetDissect: 0.005)")
     concepts = list(concepts)
@@ -256,24 +258,37 @@ def dissect_batches(
         for layer in layers:
             thresholds[layer], errors[layer] = hists[layer].thresholds(quantile)
     # the IoU pass
+    K = len(concepts)
     inter = {}
     unit_area = {}
-    label_area = None
+    label_area = torch.zeros(K, dtype=torch.float64)
     for acts, masks in replay():
-        L = masks.flatten(2).float()  # [B, K, HW]
-        label_area = L.sum((0, 2)).double() if label_area is None else label_area + L.sum((0, 2)).double()
+        dense = masks.dtype == torch.bool
+        if dense:  # [B, K, H, W] bool
+            L = masks.flatten(2).float()
+            label_area += L.sum((0, 2)).double().cpu()
+        else:  # [B, C, H, W] label maps: value v >= 1 is concept v - 1, 0 is none
+            L = masks.flatten(2).long()
+            label_area += torch.bincount(L.flatten().cpu(), minlength=K + 1)[1 : K + 1].double()
         for layer in layers:
             a = acts[layer].float()
             T = thresholds[layer].to(a.device)
             if layer not in inter:
-                inter[layer] = torch.zeros(a.shape[1], L.shape[1], dtype=torch.float64, device=a.device)
+                inter[layer] = torch.zeros(a.shape[1], K, dtype=torch.float64, device=a.device)
                 unit_area[layer] = torch.zeros(a.shape[1], dtype=torch.float64, device=a.device)
             hot = a.flatten(2).amax(2) > T[None]  # [B, U]: only these maps can exceed T once upsampled
             for b in hot.any(1).nonzero().flatten().tolist():
                 units = hot[b].nonzero().flatten()
                 up = F.interpolate(a[b, units][:, None], size=mask_size, mode="bilinear", align_corners=False)
                 M = (up[:, 0] > T[units, None, None]).flatten(1).float()  # [u, HW]
-                inter[layer].index_add_(0, units, (M @ L[b].T.to(M.device)).double())
+                if dense:
+                    hits = M @ L[b].T.to(M.device)
+                else:  # each label map adds the unit's pixels to the column of the label under them
+                    hits = torch.zeros(M.shape[0], K + 1, device=M.device)
+                    for lab in L[b].to(M.device):
+                        hits.index_add_(1, lab, M)
+                    hits = hits[:, 1:]
+                inter[layer].index_add_(0, units, hits.double())
                 unit_area[layer].index_add_(0, units, M.sum(1).double())
     out = {}
     for layer in layers:
@@ -312,7 +327,8 @@ def dissect(
 ) -> dict[str, LayerDissection]:
     """Dissect ``layers`` of ``model`` (any name :func:`~zfnet_exp.diagnostics.layers.resolve_layer` accepts;
     results keyed by the canonical name, ``conv5`` for ``features.relu5``) over ``dataset``, whose items are
-    ``(image [3, H, W] as the network takes it, masks [K, H', W'] bool, ...)`` for the K ``concepts``
+    ``(image [3, H, W] as the network takes it, masks [K, H', W'] bool or label maps [C, H', W'] int, ...)`` for
+    the K ``concepts``
     (``categories``: one per concept, for the per-category counts). See the module docstring."""
     device = torch.device(device)
     names = {layer_label(model, layer): layer for layer in layers}
@@ -322,7 +338,8 @@ def dissect(
         with eval_mode(model), torch.no_grad(), capture_activations(model, list(names.values())) as acts:
             for item in loader:
                 model(item[0].to(device))
-                yield {short: acts[layer] for short, layer in names.items()}, item[1].to(device).bool()
+                masks = item[1].to(device)
+                yield {short: acts[layer] for short, layer in names.items()}, masks
 
     return dissect_batches(batches, list(names), concepts, categories, quantile, iou_threshold, cache_bytes, bins)
 

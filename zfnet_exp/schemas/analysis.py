@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import FieldError, at_least, maps_option, one_of
+from .base import FieldError, at_least, dissect_options, maps_option, one_of
 
 PREFIX = "zfnet_exp.tasks.analyses."
 TRANSFORMS = ("translation", "scale", "rotation")
@@ -110,6 +110,29 @@ class Correspondence(Analysis):
             raise FieldError("parts", self.parts, "at least one keypoint name, e.g. [tip, tail]")
 
 
+@dataclass
+class Dissect(Analysis):
+    concepts: str = "shapes"
+    concepts_root: str | None = None
+    split: str | None = None
+    layers: list[str] | None = None
+    num_images: int | None = None
+    image_size: int | None = None
+    mask_size: int | None = None
+    quantile: float = 0.005
+    iou_threshold: float = 0.04
+    top_units: int = 12
+    step: int = 0
+
+    def __post_init__(self) -> None:
+        one_of(self, "concepts", ("shapes", "voc", "broden"))
+        dissect_options(self)
+        for name in ("num_images", "image_size", "mask_size"):
+            at_least(self, name, 1)
+        at_least(self, "top_units", 0)
+        at_least(self, "step", 0)
+
+
 def _methods(obj: Any) -> None:
     from ..tasks.analyses.faithfulness import method_choices
 
@@ -169,5 +192,6 @@ SCHEMAS = {
         ("correspondence", Correspondence),
         ("attribution", Attribution),
         ("faithfulness", Faithfulness),
+        ("dissect", Dissect),
     )
 }

@@ -58,6 +58,14 @@ def maps_option(obj: Any, name: str = "maps") -> None:
         raise FieldError(name, value, "a number of maps N >= 0, all, or a list of channel indices like [0, 5]")
 
 
+def dissect_options(obj: Any) -> None:
+    """Network Dissection's two constants: ``quantile`` in (0, 1) (NetDissect 0.005), ``iou_threshold`` in
+    [0, 1] (NetDissect 0.04)."""
+    if not 0 < obj.quantile < 1:
+        raise FieldError("quantile", obj.quantile, "the share of top activations, in (0, 1) (NetDissect: 0.005)")
+    between(obj, "iou_threshold", 0.0, 1.0)
+
+
 def number_or_fraction(obj: Any, name: str) -> None:
     """Lightning's ``limit_*_batches``: an int number of batches >= 0 or a float fraction in [0, 1]."""
     value = getattr(obj, name)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import FieldError, at_least, maps_option, one_of
+from .base import FieldError, at_least, dissect_options, maps_option, one_of
 
 
 @dataclass
@@ -52,6 +52,26 @@ class FeatureEvolution(Callback):
         for e in self.epochs:
             if e < 1:
                 raise FieldError("epochs", self.epochs, "1-based epoch numbers (>= 1)")
+
+
+@dataclass
+class Dissect(Callback):
+    layers: list[str] | None = None
+    num_images: int = 200
+    mask_size: int | None = None
+    quantile: float = 0.005
+    iou_threshold: float = 0.04
+    every_n_epochs: int = 1
+    seed: int = 0
+    batch_size: int = 50
+    top_units: int = 12
+    figures: bool = True
+
+    def __post_init__(self) -> None:
+        dissect_options(self)
+        for name in ("num_images", "every_n_epochs", "batch_size", "mask_size"):
+            at_least(self, name, 1)
+        at_least(self, "top_units", 0)
 
 
 @dataclass
@@ -144,6 +164,7 @@ SCHEMAS = {
     for c in (
         Top9Deconv,
         FeatureEvolution,
+        Dissect,
         FilterHealth,
         FilterRenormalization,
         GradientCentralization,
