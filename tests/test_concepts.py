@@ -17,6 +17,7 @@ from zfnet_exp.data.concepts import (
     SHAPES_CONCEPTS,
     ShapesConcepts,
     concept_masks_from_trace,
+    label_maps,
     name_colours,
     shapes_concept_masks,
 )
@@ -114,6 +115,17 @@ def test_masks_mean_what_their_names_say():
         for n in ("clutter stroke", "clutter blob"):
             assert not (m[names.index(n)] & obj).any()
     assert len(seen_textures) >= 3
+
+
+def test_label_maps_keep_every_concept_of_every_pixel():
+    spec = ShapesSpec(image_size=73, safe_size=64)
+    for index in range(10):
+        masks = torch.from_numpy(shapes_concept_masks(spec, "train", index, index % 10))
+        maps = label_maps(masks)
+        back = torch.zeros_like(masks)
+        for m in maps:  # each label map: value k + 1 where concept k
+            back[m[(m > 0)].long() - 1, *(m > 0).nonzero(as_tuple=True)] = True
+        assert torch.equal(back, masks)
 
 
 def test_dataset_items_at_the_network_crop_and_mask_size(tmp_path):

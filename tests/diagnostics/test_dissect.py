@@ -124,7 +124,7 @@ def _brute_force(net, images, masks, layer_module, thresholds=None, q=0.005):
     return thresholds, np.where(union > 0, inter / np.maximum(union, 1), 0), A
 
 
-@pytest.mark.parametrize("cache_bytes", [1 << 30, 0], ids=["exact", "histogram"])
+@pytest.mark.parametrize("cache_bytes", [1 << 30, 0, 30_000], ids=["exact", "histogram", "cache-overflows"])
 def test_thresholds_and_iou_match_a_numpy_brute_force(cache_bytes):
     net, images, masks = _random_fixture()
     concepts = ["a", "b", "c", "d"]

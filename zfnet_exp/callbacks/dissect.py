@@ -27,7 +27,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from ..data.concepts import SHAPES_CONCEPTS, ShapesConcepts
+from ..data.concepts import SHAPES_CONCEPTS, ShapesConcepts, label_maps
 from ..data.normalize import normalized_split
 from ..diagnostics.dissect import IOU_THRESHOLD, QUANTILE, LayerDissection, dissect_batches
 from ..diagnostics.layers import conv_layer_names, layer_label
@@ -64,7 +64,9 @@ class Dissect(L.Callback):
         self._concepts: ShapesConcepts | None = None
         self._subset: list[int] = []
         self._position: dict[int, int] = {}
-        self._stored: dict[int, dict[str, torch.Tensor]] = {}
+        self._buffers: dict[str, torch.Tensor] = {}  # layer -> [num_images, U, h, w]: the subset's activations
+        self._have: torch.Tensor | None = None  # [num_images] bool: filled by this epoch's validation pass
+        self._labels: torch.Tensor | None = None  # [num_images, C, m, m]: the subset's concepts, computed once
         self._hooks: ExitStack | None = None
         self._acts: dict | None = None
         self._unsupported = False
@@ -95,9 +97,8 @@ class Dissect(L.Callback):
             )
             return False
         crop = int(dm.image_size)
-        self._concepts = ShapesConcepts(
-            [Path(p) for p, _ in samples], spec, crop, mask_size=self.mask_size or max(1, crop // 2)
-        )
+        files = [Path(p) for p, _ in samples]
+        self._concepts = ShapesConcepts(files, spec, crop, mask_size=self.mask_size or max(1, crop // 2), cache=False)
         self._subset = seeded_subset(len(self._concepts), self.num_images, self.seed)
         self._position = {i: j for j, i in enumerate(self._subset)}
         return True
@@ -108,7 +109,7 @@ class Dissect(L.Callback):
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         if not self._due(trainer):
             return
-        self._stored = {}
+        self._have = torch.zeros(len(self._subset), dtype=torch.bool)
         self._hooks = ExitStack()
         self._acts = self._hooks.enter_context(capture_first(pl_module.model, self.layers))
 
@@ -120,10 +121,20 @@ class Dissect(L.Callback):
         if self._acts is None or dataloader_idx != 0:
             return
         if all(layer in self._acts for layer in self.layers):
-            for j, index in enumerate(batch[2].tolist()):
-                if index in self._position:
-                    self._stored[index] = {layer: self._acts[layer][j].clone() for layer in self.layers}
+            hits = [(j, self._position[i]) for j, i in enumerate(batch[2].tolist()) if i in self._position]
+            if hits:
+                self._store([j for j, _ in hits], [k for _, k in hits], self._acts)
         self._acts.clear()
+
+    def _store(self, rows: list[int], positions: list[int], acts: dict) -> None:
+        """Copy the activations of batch ``rows`` into the subset buffers at ``positions``."""
+        for layer in self.layers:
+            a = acts[layer]
+            buf = self._buffers.get(layer)
+            if buf is None or buf.shape[1:] != a.shape[1:] or buf.device != a.device:
+                buf = self._buffers[layer] = torch.zeros(len(self._subset), *a.shape[1:], device=a.device)
+            buf[positions] = a[rows].float()
+        self._have[positions] = True
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         dissection_for(trainer, pl_module, self)
@@ -138,16 +149,14 @@ class Dissect(L.Callback):
         self._hooks.close()
         self._hooks = self._acts = None
         self._complete(pl_module)
-        model = pl_module.model
-        names = [layer_label(model, layer) for layer in self.layers]
-        stored, self._stored = self._stored, {}
+        names = [layer_label(pl_module.model, layer) for layer in self.layers]
+        buffers = self._buffers
+        labels = self._concept_labels(next(iter(buffers.values())).device)
 
         def batches():
             for start in range(0, len(self._subset), self.batch_size):
-                chunk = self._subset[start : start + self.batch_size]
-                acts = {name: torch.stack([stored[i][layer] for i in chunk]) for name, layer in zip(names, self.layers)}
-                masks = torch.stack([self._concepts.masks(i) for i in chunk]).to(next(iter(acts.values())).device)
-                yield acts, masks
+                end = start + self.batch_size
+                yield {n: buffers[layer][start:end] for n, layer in zip(names, self.layers)}, labels[start:end]
 
         result = dissect_batches(
             batches, names, SHAPES_CONCEPTS.names, SHAPES_CONCEPTS.categories, self.quantile, self.iou_threshold
@@ -156,10 +165,17 @@ class Dissect(L.Callback):
         self._log(trainer, pl_module, result, epoch)
         return result
 
+    def _concept_labels(self, device) -> torch.Tensor:
+        """The subset's concepts as label maps ``[num_images, C, m, m]`` (a few channels instead of 44 boolean
+        masks: the counting reads C values per pixel), computed once per run and kept."""
+        if self._labels is None or self._labels.device != device:
+            self._labels = torch.stack([label_maps(self._concepts.masks(i)) for i in self._subset]).to(device)
+        return self._labels
+
     @torch.no_grad()
     def _complete(self, pl_module) -> None:
         """Forward the subset's images the validation pass did not bring to this rank."""
-        missing = [i for i in self._subset if i not in self._stored]
+        missing = [k for k in range(len(self._subset)) if not self._have[k]]
         if not missing:
             return
         val = normalized_split(pl_module.trainer.datamodule, "val")
@@ -168,9 +184,8 @@ class Dissect(L.Callback):
             for start in range(0, len(missing), self.batch_size):
                 chunk = missing[start : start + self.batch_size]
                 acts.clear()
-                model(torch.stack([val[i][0] for i in chunk]).to(pl_module.device))
-                for j, i in enumerate(chunk):
-                    self._stored[i] = {layer: acts[layer][j].clone() for layer in self.layers}
+                model(torch.stack([val[self._subset[k]][0] for k in chunk]).to(pl_module.device))
+                self._store(list(range(len(chunk))), chunk, acts)
 
     def _log(self, trainer, pl_module, result: dict[str, LayerDissection], epoch: int) -> None:
         values = figure.scalars(result)

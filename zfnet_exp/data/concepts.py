@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +62,8 @@ COLOUR_TERMS = {
 
 
 def part_name(cls: str, keypoint: str) -> str | None:
-    """"star", "tip3" -> "star tip", "cross", "arm_left" -> "cross arm"; None for a keypoint that is not on the object (the ring's centre)."""
+    """``("star", "tip3")`` -> "star tip", ``("cross", "arm_left")`` -> "cross arm"; None for a keypoint off the
+    object (the ring's centre lies in its hole)."""
     if cls == "ring" and keypoint == "center":
         return None
     stem = re.sub(r"\d+$", "", keypoint.split("_")[0])  # tip3 -> tip, arm_top -> arm: corresponding parts merge
@@ -141,6 +142,22 @@ def concept_masks_from_trace(spec: ShapesSpec, ann: dict, trace: dict) -> np.nda
         out[names.index(term)] = colours == i
     out[names.index("clutter stroke")] = (trace["clutter"] == 1) & ~obj
     out[names.index("clutter blob")] = (trace["clutter"] == 2) & ~obj
+    return out
+
+
+LABEL_CHANNELS = 8  # label maps per image: more than any pixel's concepts (object, 2 parts, outline, texture, ...)
+
+
+def label_maps(masks: Tensor, channels: int = LABEL_CHANNELS) -> Tensor:
+    """``[K, H, W]`` bool -> ``[channels, H, W]`` int16 label maps (value k + 1 for concept k, 0 none): a
+    pixel's j-th concept goes to map j, so any overlap up to ``channels`` concepts per pixel is kept exactly
+    (the form :func:`~zfnet_exp.diagnostics.dissect.dissect_batches` counts fastest)."""
+    depth = masks.to(torch.int16).cumsum(0)  # a concept pixel's rank among the concepts at that pixel (1-based)
+    if masks.numel() and int(depth[-1].max()) > channels:
+        raise ValueError(f"a pixel carries {int(depth[-1].max())} concepts, more than {channels} label maps hold")
+    k, y, x = masks.nonzero(as_tuple=True)
+    out = torch.zeros(channels, *masks.shape[1:], dtype=torch.int16)
+    out[depth[k, y, x].long() - 1, y, x] = (k + 1).to(torch.int16)
     return out
 
 
@@ -228,6 +245,7 @@ __all__ = [
     "ConceptList",
     "ShapesConcepts",
     "concept_masks_from_trace",
+    "label_maps",
     "name_colours",
     "part_name",
     "shapes_concept_masks",

@@ -23,7 +23,9 @@ IoUs.
 
 Counting is cheap because bilinear interpolation is a convex combination of the 4 nearest native values: an
 upsampled map can exceed ``T_k`` only where some native value does, so only the (image, unit) pairs whose native
-maximum exceeds ``T_k`` (at most ``quantile`` of all positions) are upsampled at all.
+maximum exceeds ``T_k`` (at most ``quantile`` of all positions) are upsampled at all, and only the pixels above
+threshold are counted (``bincount`` of (unit, concept) pairs under them), never a dense unit x pixel x concept
+product.
 
 The resolution: concept masks come at whatever size the dataset gives (the callback and ``analysis=dissect``
 use half the network input, NetDissect's label resolution: 32 px masks for the default 64 px input); the map
@@ -160,12 +162,13 @@ def quantile_rank(n: int, quantile: float) -> float:
 
 
 def exact_thresholds(values: Tensor, quantile: float) -> Tensor:
-    """``[U, n]`` -> ``[U]``: each row's ``percentile(100 * (1 - quantile))`` with linear interpolation."""
+    """``[U, n]`` -> ``[U]``: each row's ``percentile(100 * (1 - quantile))`` with linear interpolation (the two
+    order statistics it interpolates are among the top ``n - floor(p)`` values: a partial sort suffices)."""
     n = values.shape[1]
     p = quantile_rank(n, quantile)
     lo, hi = math.floor(p), math.ceil(p)
-    v_lo = values.kthvalue(lo + 1, dim=1).values
-    v_hi = values.kthvalue(hi + 1, dim=1).values if hi != lo else v_lo
+    top = values.topk(n - lo, dim=1, sorted=True).values  # descending: ascending rank r is column n - 1 - r
+    v_lo, v_hi = top[:, n - 1 - lo], top[:, n - 1 - hi]
     return v_lo + (p - lo) * (v_hi - v_lo)
 
 
@@ -219,26 +222,32 @@ def dissect_batches(
     categories = list(categories) if categories is not None else ["concept"] * len(concepts)
     if len(categories) != len(concepts):
         raise ValueError(f"{len(categories)} categories for {len(concepts)} concepts")
-    # pass 1: ranges, counts, and the cache while it fits
+    # pass 1: counts and the cache while it fits; each unit's range once it does not (for the histogram)
     low: dict[str, Tensor] = {}
     high: dict[str, Tensor] = {}
     cache: list[tuple[dict[str, Tensor], Tensor]] | None = []
     used, n_images, map_size, mask_size = 0, 0, {}, None
+
+    def widen(acts: Mapping[str, Tensor]) -> None:
+        for layer in layers:
+            a = acts[layer]
+            mn, mx = a.amin(dim=(0, 2, 3)), a.amax(dim=(0, 2, 3))
+            low[layer] = mn if layer not in low else torch.minimum(low[layer], mn)
+            high[layer] = mx if layer not in high else torch.maximum(high[layer], mx)
+
     for acts, masks in batches():
         n_images += masks.shape[0]
         mask_size = tuple(masks.shape[-2:])
-        for layer in layers:
-            a = acts[layer]
-            map_size[layer] = tuple(a.shape[-2:])
-            mn, mx = a.transpose(0, 1).flatten(1).aminmax(dim=1)
-            low[layer] = mn if layer not in low else torch.minimum(low[layer], mn)
-            high[layer] = mx if layer not in high else torch.maximum(high[layer], mx)
+        map_size = {layer: tuple(acts[layer].shape[-2:]) for layer in layers}
         if cache is not None:
-            used += sum(acts[layer].numel() * 4 for layer in layers) + masks.numel()
-            if used > cache_bytes:
-                cache = None
-            else:
+            used += sum(acts[layer].numel() * 4 for layer in layers) + masks.numel() * masks.element_size()
+            if used <= cache_bytes:
                 cache.append(({layer: acts[layer].float() for layer in layers}, masks))
+                continue
+            for cached, _ in cache:  # over budget: the ranges of what was cached, then stream
+                widen(cached)
+            cache = None
+        widen(acts)
     if n_images == 0:
         raise ValueError("dissect: the dataset has no items")
     replay: Batches = (lambda: cache) if cache is not None else batches
@@ -257,43 +266,46 @@ def dissect_batches(
                 hists[layer].update(acts[layer])
         for layer in layers:
             thresholds[layer], errors[layer] = hists[layer].thresholds(quantile)
-    # the IoU pass
+    # the IoU pass: counts over the (unit, pixel) positions above threshold only
     K = len(concepts)
-    inter = {}
-    unit_area = {}
+    inter: dict[str, Tensor] = {}
+    unit_area: dict[str, Tensor] = {}
     label_area = torch.zeros(K, dtype=torch.float64)
     for acts, masks in replay():
         dense = masks.dtype == torch.bool
-        if dense:  # [B, K, H, W] bool
-            L = masks.flatten(2).float()
-            label_area += L.sum((0, 2)).double().cpu()
-        else:  # [B, C, H, W] label maps: value v >= 1 is concept v - 1, 0 is none
-            L = masks.flatten(2).long()
-            label_area += torch.bincount(L.flatten().cpu(), minlength=K + 1)[1 : K + 1].double()
+        if dense:  # [B, K, H, W] bool -> [B, HW, K]: a position's concepts in one row
+            labels = masks.flatten(2).transpose(1, 2)
+            label_area += masks.sum((0, 2, 3)).double().cpu()
+        else:  # [B, C, H, W] label maps: value v >= 1 is concept v - 1, 0 is none -> [B, HW, C]
+            labels = masks.flatten(2).transpose(1, 2).long()
+            label_area += torch.bincount(labels.flatten().cpu(), minlength=K + 1)[1 : K + 1].double()
         for layer in layers:
-            a = acts[layer].float()
+            a = acts[layer]
+            U = a.shape[1]
             T = thresholds[layer].to(a.device)
             if layer not in inter:
-                inter[layer] = torch.zeros(a.shape[1], K, dtype=torch.float64, device=a.device)
-                unit_area[layer] = torch.zeros(a.shape[1], dtype=torch.float64, device=a.device)
-            hot = a.flatten(2).amax(2) > T[None]  # [B, U]: only these maps can exceed T once upsampled
-            for b in hot.any(1).nonzero().flatten().tolist():
-                units = hot[b].nonzero().flatten()
-                up = F.interpolate(a[b, units][:, None], size=mask_size, mode="bilinear", align_corners=False)
-                M = (up[:, 0] > T[units, None, None]).flatten(1).float()  # [u, HW]
-                if dense:
-                    hits = M @ L[b].T.to(M.device)
-                else:  # each label map adds the unit's pixels to the column of the label under them
-                    hits = torch.zeros(M.shape[0], K + 1, device=M.device)
-                    for lab in L[b].to(M.device):
-                        hits.index_add_(1, lab, M)
-                    hits = hits[:, 1:]
-                inter[layer].index_add_(0, units, hits.double())
-                unit_area[layer].index_add_(0, units, M.sum(1).double())
+                inter[layer] = torch.zeros(U * K, dtype=torch.float64)
+                unit_area[layer] = torch.zeros(U, dtype=torch.float64)
+            # only maps whose native maximum exceeds T can exceed it once upsampled (bilinear = convex weights)
+            b_idx, u_idx = (a.flatten(2).amax(2) > T[None]).nonzero(as_tuple=True)
+            if b_idx.numel() == 0:
+                continue
+            up = F.interpolate(a[b_idx, u_idx][:, None].float(), size=mask_size, mode="bilinear", align_corners=False)
+            p, pix = (up.flatten(1) > T[u_idx, None]).nonzero(as_tuple=True)  # (map, pixel) above threshold
+            units, images = u_idx[p], b_idx[p]
+            unit_area[layer] += torch.bincount(units, minlength=U).double().cpu()
+            under = labels[images, pix.to(labels.device)]  # [n, K] bool or [n, C] label numbers
+            if dense:
+                row, k = under.nonzero(as_tuple=True)
+                flat = units[row] * K + k.to(units.device)
+            else:
+                keep = under > 0
+                flat = units[:, None].expand_as(under)[keep] * K + (under[keep] - 1).to(units.device)
+            inter[layer] += torch.bincount(flat, minlength=U * K).double().cpu()
     out = {}
     for layer in layers:
-        i = inter[layer].cpu()
-        union = unit_area[layer].cpu()[:, None] + label_area.cpu()[None, :] - i
+        i = inter[layer].view(-1, K)
+        union = unit_area[layer][:, None] + label_area[None, :] - i
         iou = torch.where(union > 0, i / union.clamp_min(1e-12), torch.zeros_like(i)).float()
         out[layer] = LayerDissection(
             layer=layer,
