@@ -136,7 +136,7 @@ def test_thresholds_and_iou_match_a_numpy_brute_force(cache_bytes):
         r = res[name]
         T_np, _, A = _brute_force(net, images, masks, module)
         T = r.thresholds.numpy().astype(np.float64)
-        if cache_bytes:
+        if cache_bytes == 1 << 30:  # everything cached: exact
             np.testing.assert_allclose(T, T_np, rtol=1e-5, atol=1e-6)
             assert float(r.threshold_error.max()) == 0
         else:  # the histogram path: within its stated bound, half a bin
