@@ -124,7 +124,8 @@ def test_label_maps_keep_every_concept_of_every_pixel():
         maps = label_maps(masks)
         back = torch.zeros_like(masks)
         for m in maps:  # each label map: value k + 1 where concept k
-            back[m[(m > 0)].long() - 1, *(m > 0).nonzero(as_tuple=True)] = True
+            y, x = (m > 0).nonzero(as_tuple=True)
+            back[m[y, x].long() - 1, y, x] = True
         assert torch.equal(back, masks)
 
 

@@ -268,8 +268,9 @@ class VOCSegmentationConcepts(torch.utils.data.Dataset):
         root = Path(root).expanduser()
         if not root.exists():
             raise _seg_error(f"Dataset folder {root} does not exist.")
-        voc = next((c for c in (root, root / "VOC2012", root / "VOCdevkit" / "VOC2012") if c.name == "VOC2012"), None)
-        if voc is None or not voc.is_dir():
+        candidates = (root, root / "VOC2012", root / "VOCdevkit" / "VOC2012")
+        voc = next((c for c in candidates if c.name == "VOC2012" and c.is_dir()), None)
+        if voc is None:
             raise _seg_error(f"{root} has no VOCdevkit/VOC2012 folder.")
         listing = voc / "ImageSets" / "Segmentation" / f"{image_set}.txt"
         if not listing.is_file():

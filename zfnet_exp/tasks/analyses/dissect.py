@@ -105,6 +105,6 @@ def run(
     )
     images = f"{len(dataset)} {concepts} images at {size} px"
     for r in results.values():
-        emit(ctx.sink, figure.draw(r, f"checkpoint {ctx.checkpoint}", images, top_units, concepts=concepts), step)
-    ctx.sink.log_table("dissect/units", figure.unit_rows(results, concepts=concepts), step=step)
+        emit(ctx.sink, figure.draw(r, f"checkpoint {ctx.checkpoint}", images, top_units, source=concepts), step)
+    ctx.sink.log_table("dissect/units", figure.unit_rows(results, source=concepts), step=step)
     return {layer: r.summary() for layer, r in results.items()}
