@@ -206,3 +206,11 @@ def test_non_shapes_data_gets_one_line_and_no_work():
 
     cb = Dissect()
     assert cb._prepare(_Trainer()) is False and cb._prepare(_Trainer()) is False
+
+
+def test_benchmark_command_runs_the_callbacks_work(capsys):
+    from zfnet_exp.benchmarks.dissect import main
+
+    out = main(["--val-images", "12", "--images", "6", "--batch", "4", "--repeats", "1", "--size", "64"])
+    assert out["dissect_s"] > 0 and out["plain_s"] > 0
+    assert "overhead per epoch" in capsys.readouterr().out

@@ -2,7 +2,8 @@
 
 On the embedded ``shapes`` data every concept's pixels are known exactly (:mod:`zfnet_exp.data.concepts`), so
 the dissection (:mod:`zfnet_exp.diagnostics.dissect`, NetDissect's procedure) can run during training. A fixed
-seeded subset of ``num_images`` validation images is dissected (the same images every epoch); their
+seeded subset of ``num_images`` validation images is dissected in ``layers`` (default: the deepest three conv
+layers) (the same images every epoch); their
 activations are taken from the validation pass itself by forward hooks (``capture_first``), so the callback adds
 no forward pass of its own (images the pass did not reach on this rank, e.g. a DDP shard, are run here). Masks
 are at ``mask_size`` (default: half the network input, NetDissect's label resolution: 32 px at the default 64 px;
@@ -37,6 +38,11 @@ from ..utils.tensors import eval_mode, seeded_subset
 from ..viz import ImageSink
 from ._util import capture_first, diagnostic_due
 
+# default layers: the deepest three conv stages (conv3-conv5 on ZFNet). conv1 (30x30 maps, every map above its
+# threshold somewhere) and conv2 cost about 70% of the epoch-end work (measured), which would take the callback
+# over 10% of a validation epoch; name them in ``layers`` to dissect them too
+DEFAULT_DEPTH = 3
+
 
 class Dissect(L.Callback):
     def __init__(
@@ -52,7 +58,7 @@ class Dissect(L.Callback):
         top_units: int = 12,
         figures: bool = True,
     ):
-        self.layers = list(layers) if layers else None  # None: every conv layer of the model
+        self.layers = list(layers) if layers else None  # None: the deepest DEFAULT_DEPTH conv layers
         self.num_images = int(num_images)
         self.mask_size = mask_size
         self.quantile, self.iou_threshold = float(quantile), float(iou_threshold)
@@ -76,7 +82,7 @@ class Dissect(L.Callback):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if self.layers is None:
-            self.layers = conv_layer_names(pl_module.model)
+            self.layers = conv_layer_names(pl_module.model)[-DEFAULT_DEPTH:]
 
     def _prepare(self, trainer) -> bool:
         """The concept dataset over the validation split (once); False (said once) for non-shapes data."""
