@@ -182,3 +182,10 @@ def test_label_maps_give_the_same_result_as_boolean_masks():
     a = dissect(net, TensorDataset(images, masks), ["conv1"], list("abcd"))["conv1"]
     b = dissect(net, TensorDataset(images, labels), ["conv1"], list("abcd"))["conv1"]
     torch.testing.assert_close(a.iou, b.iou)
+
+
+def test_a_layer_without_spatial_maps_is_refused_by_name():
+    net = nn.Sequential(OrderedDict(features=nn.Sequential(OrderedDict(conv1=nn.Conv2d(3, 2, 1))), flat=nn.Flatten()))
+    data = TensorDataset(torch.randn(2, 3, 4, 4), torch.zeros(2, 1, 4, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="flat gives .* spatial maps"):
+        dissect(net, data, ["flat"], ["a"])

@@ -236,6 +236,12 @@ def dissect_batches(
             high[layer] = mx if layer not in high else torch.maximum(high[layer], mx)
 
     for acts, masks in batches():
+        for layer in layers:
+            if acts[layer].dim() != 4:
+                raise ValueError(
+                    f"dissect: layer {layer} gives {tuple(acts[layer].shape)} activations, not [batch, units, h, w]: "
+                    f"Network Dissection needs spatial maps; choose a conv layer (conv1 .. conv5, last_conv)"
+                )
         n_images += masks.shape[0]
         mask_size = tuple(masks.shape[-2:])
         map_size = {layer: tuple(acts[layer].shape[-2:]) for layer in layers}
