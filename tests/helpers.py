@@ -56,13 +56,14 @@ DIAG_RUN = [
     "trainer.max_epochs=2",
     "trainer.limit_val_batches=1.0",
     "trainer.num_sanity_val_steps=1",
-    "callbacks=[model_checkpoint,top9,evolution,filter_health]",
+    "callbacks=[model_checkpoint,top9,evolution,filter_health,dissect]",
     "callbacks.model_checkpoint.save_top_k=-1",  # one checkpoint per epoch: the reference weights
     f"callbacks.top9.layers=[{','.join(DIAG_LAYERS)}]",
     "callbacks.top9.maps=3",
     f"callbacks.evolution.layers=[{','.join(DIAG_LAYERS)}]",
     "callbacks.evolution.maps=3",
     "callbacks.evolution.num_images=16",
+    f"callbacks.dissect.layers=[{','.join(DIAG_LAYERS)}]",
     "logger=wandb",
 ]
 

@@ -1,5 +1,6 @@
 """Lightning callbacks: thin, they decide when and what to run and hand results to the sink."""
 
+from .dissect import Dissect
 from .evolution import FeatureEvolution
 from .filter_health import FilterHealth
 from .filter_renorm import FilterRenormalization
@@ -10,6 +11,7 @@ from .skipped_files import SkippedFilesMonitor
 from .top9 import Top9Deconv
 
 __all__ = [
+    "Dissect",
     "OcclusionSensitivity",
     "FeatureEvolution",
     "FilterHealth",

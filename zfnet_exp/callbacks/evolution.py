@@ -8,7 +8,8 @@ the "strongest image" change between epochs for reasons that have nothing to do 
 
 Logged at each scheduled epoch under one key per layer, ``diag/<layer>/evolution`` (a W&B step slider):
 the strip so far (rows = maps labelled "<layer> / map <index>", columns = scheduled epochs labelled "epoch <n>",
-cells of ``cell_px`` pixels; :mod:`zfnet_exp.figures.fig4`), so the last image is the full Fig. 4.
+cells of ``cell_px`` pixels; :mod:`zfnet_exp.figures.fig4`), so the last image is the full Fig. 4. With the
+dissect callback on, rows are headed with the epoch's label and IoU ("map 25 · ring · IoU 0.31").
 Only rank 0 works; no collective is involved (the subset is small and the model is replicated).
 """
 
@@ -21,12 +22,13 @@ import lightning as L
 import torch
 
 from ..data.normalize import NormalizedView
-from ..diagnostics.layers import conv_layer_names
+from ..diagnostics.layers import conv_layer_names, layer_label
 from ..figures import emit, fig4
 from ..utils.options import at_least, each, maps_option, option_rules
 from ..utils.skips import say_skipped
 from ..utils.tensors import seeded_subset
 from ..viz import ImageSink
+from .dissect import dissection_for
 
 DEFAULT_EPOCHS = (1, 2, 5, 10, 20, 30, 40, 64)
 
@@ -113,11 +115,17 @@ class FeatureEvolution(L.Callback):
         )
         sink = ImageSink.from_trainer(trainer)
         self.logged_epochs.append(epoch)
+        dissection = dissection_for(trainer, pl_module) or {}  # this epoch's, when the dissect callback is on
         for layer, cells in column.cells.items():  # a layer skipped once has fewer columns
             self.cells.setdefault(layer, []).append(cells)
             self.records.setdefault(layer, []).append(column.records[layer])
             fig = fig4.draw(
-                layer, self.cells[layer], self.records[layer], f"{len(subset)} fixed training images", self.cell_px
+                layer,
+                self.cells[layer],
+                self.records[layer],
+                f"{len(subset)} fixed training images",
+                self.cell_px,
+                dissection=dissection.get(layer_label(pl_module.model, layer)),
             )
             emit(sink, fig, trainer.global_step)
         say_skipped("evolution figures", column.skipped)

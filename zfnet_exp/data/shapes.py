@@ -159,9 +159,17 @@ def _random_colour(rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(0, 255, size=3)
 
 
-def _texture(rng: np.random.Generator, size: int, base: np.ndarray, strength: float) -> np.ndarray:
-    """A foreground texture (H, W, 3) in [0, 255]: solid, stripes, checker, noise or gradient."""
+TEXTURE_KINDS = ("solid", "stripes", "checker", "noise", "gradient")  # in the order of ``_texture``'s draw
+
+
+def _texture(
+    rng: np.random.Generator, size: int, base: np.ndarray, strength: float, trace: dict | None = None
+) -> np.ndarray:
+    """A foreground texture (H, W, 3) in [0, 255]: solid, stripes, checker, noise or gradient (its name goes
+    into ``trace["texture"]``)."""
     kind = rng.integers(5)
+    if trace is not None:
+        trace["texture"] = TEXTURE_KINDS[int(kind)]
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     if kind == 0:
         mod = np.ones((size, size), np.float32)
@@ -181,7 +189,11 @@ def _texture(rng: np.random.Generator, size: int, base: np.ndarray, strength: fl
     return np.clip(base[None, None, :] * mod[..., None], 0, 255)
 
 
-def _background(rng: np.random.Generator, size: int, clutter: int, opacity: float) -> Image.Image:
+def _background(
+    rng: np.random.Generator, size: int, clutter: int, opacity: float, trace: dict | None = None
+) -> Image.Image:
+    """The gradient background with ``clutter`` strokes and blobs blended in; with ``trace``, the clean gradient
+    (``trace["gradient"]``) and an L image of where clutter was drawn (``trace["clutter"]``: 1 stroke, 2 blob)."""
     a, b = _random_colour(rng), _random_colour(rng)
     theta = rng.uniform(0, 2 * np.pi)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
@@ -191,20 +203,26 @@ def _background(rng: np.random.Generator, size: int, clutter: int, opacity: floa
     base = Image.fromarray(bg.astype(np.uint8))
     img = base.copy()
     draw = ImageDraw.Draw(img)
+    where = Image.new("L", (size, size), 0) if trace is not None else None
+    mark = ImageDraw.Draw(where) if where is not None else None
     for _ in range(clutter):
         col = tuple(int(v) for v in _random_colour(rng))
         if rng.random() < 0.5:  # a stroke
             x0, y0 = rng.uniform(0, size, 2)
             length, ang = rng.uniform(0.1, 0.5) * size, rng.uniform(0, 2 * np.pi)
-            draw.line(
-                [(x0, y0), (x0 + length * math.cos(ang), y0 + length * math.sin(ang))],
-                fill=col,
-                width=int(rng.integers(1, 4)),
-            )
+            line = [(x0, y0), (x0 + length * math.cos(ang), y0 + length * math.sin(ang))]
+            width = int(rng.integers(1, 4))
+            draw.line(line, fill=col, width=width)
+            if mark is not None:
+                mark.line(line, fill=1, width=width)
         else:  # a small blob: an ellipse too small to be mistaken for a class object
             x0, y0 = rng.uniform(0, size, 2)
             rx, ry = rng.uniform(0.01, 0.05, 2) * size
             draw.ellipse([x0 - rx, y0 - ry, x0 + rx, y0 + ry], fill=col)
+            if mark is not None:
+                mark.ellipse([x0 - rx, y0 - ry, x0 + rx, y0 + ry], fill=2)
+    if trace is not None:
+        trace["gradient"], trace["clutter"] = bg, np.asarray(where)
     return Image.blend(base, img, opacity)
 
 
@@ -217,8 +235,15 @@ def _contrasting_colour(rng: np.random.Generator, background: np.ndarray) -> np.
     return 255.0 - mean_bg
 
 
-def render(spec: ShapesSpec, label: int, rng: np.random.Generator) -> tuple[Image.Image, Image.Image, dict]:
-    """Draw one image of class ``label``; returns (RGB image, L mask, annotation)."""
+def render(
+    spec: ShapesSpec, label: int, rng: np.random.Generator, trace: dict | None = None
+) -> tuple[Image.Image, Image.Image, dict]:
+    """Draw one image of class ``label``; returns (RGB image, L mask, annotation).
+
+    ``trace`` (a dict, filled in place) records what was drawn beyond the annotation, for the concept masks of
+    :mod:`zfnet_exp.data.concepts`: the texture kind, the object's base colour, the clean background gradient,
+    where clutter was drawn, the object's coverage ``alpha`` and the composite before noise and blur. Recording
+    draws nothing from ``rng``, so the image is bit-identical with or without it."""
     size = spec.image_size
     name = SHAPE_CLASSES[label]
     safe = spec.safe_size or size
@@ -244,10 +269,13 @@ def render(spec: ShapesSpec, label: int, rng: np.random.Generator) -> tuple[Imag
         draw.polygon([tuple(p) for p in (h + 0.5) * SUPERSAMPLE - 0.5], fill=0)
     alpha = np.asarray(big.resize((size, size), Image.BOX), dtype=np.float32) / 255.0
 
-    background = _background(rng, size, spec.clutter, spec.clutter_opacity)
+    background = _background(rng, size, spec.clutter, spec.clutter_opacity, trace)
     bg = np.asarray(background, dtype=np.float32)
-    fg = _texture(rng, size, _contrasting_colour(rng, bg), spec.texture_strength)
+    base_colour = _contrasting_colour(rng, bg)
+    fg = _texture(rng, size, base_colour, spec.texture_strength, trace)
     img = bg * (1 - alpha[..., None]) + fg * alpha[..., None]
+    if trace is not None:
+        trace.update(object_colour=base_colour, alpha=alpha, clean=img.copy())
     img = np.clip(img + rng.normal(0, spec.pixel_noise, img.shape), 0, 255).astype(np.uint8)
     image = Image.fromarray(img)
     if rng.random() < spec.blur_probability:

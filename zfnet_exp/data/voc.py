@@ -237,3 +237,77 @@ class VOCDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         self.setup()
         return self._loader(self.eval_set, shuffle=False)
+
+
+# --------------------------------------------------------------------------- segmentation masks as concepts
+
+VOC_SEG_TREE = """\
+<root>/                      (or <root>/VOCdevkit, or .../VOCdevkit/VOC2012)
+└── VOCdevkit/VOC2012/
+    ├── JPEGImages/               2007_000032.jpg ...
+    ├── SegmentationClass/        2007_000032.png ...   (palette PNG: 0 background, 1-20 classes, 255 void)
+    └── ImageSets/Segmentation/   train.txt  val.txt  trainval.txt"""
+VOC_SEG_CONCEPTS = ("background", *VOC_CLASSES)
+VOC_VOID = 255
+
+
+def _seg_error(problem: str) -> DataError:
+    return layout_error(problem, VOC_SEG_TREE)
+
+
+class VOCSegmentationConcepts(torch.utils.data.Dataset):
+    """PASCAL VOC 2012's ``SegmentationClass`` masks as Network Dissection concepts: items ``(image, labels
+    [1, m, m] int64, i)`` where label v >= 1 is concept ``VOC_SEG_CONCEPTS[v - 1]`` (background and the 20
+    classes, real photographs) and 0 marks void (the 255 boundary band, part of no concept). The mask goes
+    through the images' eval geometry (nearest) to ``crop_size``, then to ``mask_size`` (nearest)."""
+
+    concepts = VOC_SEG_CONCEPTS
+    categories = ("background", *["object"] * len(VOC_CLASSES))
+
+    def __init__(self, root, image_set: str = "val", crop_size: int = 224, transform=None, mask_size=None):
+        from .transforms import eval_geometry
+
+        root = Path(root).expanduser()
+        if not root.exists():
+            raise _seg_error(f"Dataset folder {root} does not exist.")
+        candidates = (root, root / "VOC2012", root / "VOCdevkit" / "VOC2012")
+        voc = next((c for c in candidates if c.name == "VOC2012" and c.is_dir()), None)
+        if voc is None:
+            raise _seg_error(f"{root} has no VOCdevkit/VOC2012 folder.")
+        listing = voc / "ImageSets" / "Segmentation" / f"{image_set}.txt"
+        if not listing.is_file():
+            raise _seg_error(f"{listing} does not exist.")
+        ids = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
+        if not ids:
+            raise _seg_error(f"{listing} lists no images.")
+        self.items = []
+        for image_id in ids:
+            image, seg = voc / "JPEGImages" / f"{image_id}.jpg", voc / "SegmentationClass" / f"{image_id}.png"
+            for path in (image, seg):
+                if not path.is_file():
+                    raise _seg_error(f"{listing} lists {image_id} but {path} does not exist.")
+            self.items.append((image, seg))
+        self.transform = transform
+        self.geometry = eval_geometry(int(crop_size))
+        self.mask_size = int(mask_size or crop_size)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        import numpy as np
+        from PIL import Image
+
+        image_path, seg_path = self.items[i]
+        with Image.open(image_path) as im:
+            image = im.convert("RGB")
+        with Image.open(seg_path) as seg:
+            if seg.mode not in ("P", "L"):
+                raise DataError(f"{seg_path} is a {seg.mode} image; VOC SegmentationClass masks are palette PNGs.")
+            values = torch.from_numpy(np.asarray(seg, dtype=np.int64))
+        labels = torch.where(values == VOC_VOID, 0, values + 1)
+        if int(labels.max()) > len(VOC_SEG_CONCEPTS):
+            raise DataError(f"{seg_path} holds class index {int(values.max())}; VOC has 0-20 and 255 (void).")
+        labels = self.geometry(labels[None])
+        labels = torch.nn.functional.interpolate(labels[None].float(), size=self.mask_size, mode="nearest")[0].long()
+        return (self.transform(image) if self.transform else image), labels, i

@@ -17,7 +17,9 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from ..diagnostics.deconvnet import DeconvnetNotApplicable
+from ..diagnostics.dissect import LayerDissection
 from ..diagnostics.geometry import NoReceptiveField
+from ..diagnostics.layers import layer_label
 from ..diagnostics.projections import topk_projections
 from ..diagnostics.topk import TopK, topk_payload
 from ..utils.skips import say_skipped
@@ -69,12 +71,15 @@ def draw(
     when: str,
     maps_per_row: int = 3,
     cell: int = CELL,
+    dissection: LayerDissection | None = None,
     **extra: Any,
 ) -> FigureResult:
     """The labelled Fig. 2 of one layer (``diag/<layer>/top9``): per map its projections (each
     contrast-normalized on its own) beside the patches, each under its class name (read from ``dataset``);
-    titled "<layer>: top-k <images> of M feature maps, <when>". Payload: values, dataset indices and positions
-    of the drawn maps (:func:`~zfnet_exp.diagnostics.topk.topk_payload`) plus ``extra``."""
+    titled "<layer>: top-k <images> of M feature maps, <when>". With the layer's ``dissection`` (the same
+    epoch's), each map is headed with its concept and IoU ("map 25 · ring · IoU 0.31"). Payload: values, dataset
+    indices and positions of the drawn maps (:func:`~zfnet_exp.diagnostics.topk.topk_payload`), the headings
+    when dissected, plus ``extra``."""
     layer, maps, t = panels.layer, panels.maps, panels.topk
     P, Q = top9_cells(panels.projections, panels.patches, panels.filled, denorm)
     labels = [class_names_of(dataset, t.indices[c, : t.k].tolist(), classes) for c in maps]
@@ -83,10 +88,12 @@ def draw(
         "left: deconvnet projections, each contrast-normalized on its own (grey = 0); "
         "right: the same images' receptive-field patches, with their class",
     ]
+    headings = [dissection.heading(c) for c in maps] if dissection is not None else None
+    dissected = {"headings": headings} if headings else {}
     return FigureResult(
         key=f"diag/{layer}/top9",
-        figure=top9_figure(P, Q, maps, labels, title, maps_per_row=maps_per_row, cell=cell),
-        payload={**topk_payload(t, layer, maps), **extra},
+        figure=top9_figure(P, Q, maps, labels, title, maps_per_row=maps_per_row, cell=cell, headings=headings),
+        payload={**topk_payload(t, layer, maps), **dissected, **extra},
         caption=f"{layer} top-{t.k}, maps {maps}, {when}",
     )
 
@@ -100,9 +107,11 @@ def figures(
     maps: int | str | Sequence[int] | None,
     seed: int,
     device,
+    dissection: Mapping[str, LayerDissection] | None = None,
     **drawing: Any,
 ) -> Iterator[tuple[Top9Panels, FigureResult]]:
-    """:func:`compute` then :func:`draw` (with the keyword arguments ``drawing``) for each of ``layers``, one at
+    """:func:`compute` then :func:`draw` (with the keyword arguments ``drawing``, and the layer's entry of
+    ``dissection``, keyed by canonical layer name, when there is one) for each of ``layers``, one at
     a time (a figure is a few tens of MB before it is written); layers the deconvnet cannot project are skipped
     and named once at the end."""
     skipped = {}
@@ -113,7 +122,8 @@ def figures(
             skipped[layer] = err
             continue
         if panels is not None:
-            yield panels, draw(panels, dataset, **drawing)
+            found = (dissection or {}).get(layer_label(model, layer))
+            yield panels, draw(panels, dataset, dissection=found, **drawing)
     say_skipped("top9 figures", skipped)
 
 

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset
 
 from ..diagnostics.deconvnet import DeconvnetNotApplicable
+from ..diagnostics.dissect import LayerDissection
 from ..diagnostics.geometry import NoReceptiveField
 from ..diagnostics.projections import topk_projections
 from ..diagnostics.topk import mine_topk
@@ -73,23 +74,34 @@ def compute(
     return column
 
 
-def draw(layer: str, cells: Sequence[Tensor], records: Sequence[dict], images: str, cell: int = CELL) -> FigureResult:
+def draw(
+    layer: str,
+    cells: Sequence[Tensor],
+    records: Sequence[dict],
+    images: str,
+    cell: int = CELL,
+    dissection: LayerDissection | None = None,
+) -> FigureResult:
     """Fig. 4 of one layer (``diag/<layer>/evolution``) from its columns so far (``cells``/``records`` of
     :func:`compute`, oldest first, each record with its ``epoch``): rows = maps labelled "<layer> / map <i>",
-    columns = "epoch <n>"; ``images`` says which images were searched. Payload: the epochs and the records."""
+    columns = "epoch <n>"; ``images`` says which images were searched. With the layer's ``dissection`` of the
+    latest epoch, rows are headed with its concept and IoU ("map 25 · ring · IoU 0.31"). Payload: the epochs and
+    the records (and the headings when dissected)."""
     epochs = [r["epoch"] for r in records]
     maps = records[-1]["maps"]
+    heads = [dissection.heading(c) for c in maps] if dissection is not None else [f"map {c}" for c in maps]
+    dissected = {"headings": heads} if dissection is not None else {}
     return FigureResult(
         key=f"diag/{layer}/evolution",
         figure=evolution_figure(
             torch.stack(list(cells), 1),
             [f"epoch {e}" for e in epochs],
-            [f"{layer}\nmap {c}" for c in maps],
+            [f"{layer}\n{h}" for h in heads],
             f"{layer}: {len(maps)} feature maps over training. Each cell: the deconvnet projection of the map's "
             f"strongest activation on {images}, contrast-normalized on its own (grey = 0)",
             cell=cell,
         ),
-        payload={"layer": layer, "epochs": epochs, "records": list(records)},
+        payload={"layer": layer, "epochs": epochs, "records": list(records), **dissected},
         caption=f"{layer} maps {maps}; columns = epochs {epochs}",
     )
 

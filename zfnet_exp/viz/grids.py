@@ -145,9 +145,11 @@ def top9_figure(
     title: Sequence[str] | str | None = None,
     maps_per_row: int = 3,
     cell: int = CELL,
+    headings: Sequence[str] | None = None,
 ):
     """Fig. 2 for one layer, labelled. ``projections``/``patches`` ``[M, k, 3, h, w]`` display cells in
-    [0, 1] (:func:`top9_cells`); ``maps`` the M map indices (each panel headed "map <index>");
+    [0, 1] (:func:`top9_cells`); ``maps`` the M map indices (each panel headed "map <index>", or ``headings[m]``
+    when given, e.g. "map 25 · ring · IoU 0.31");
     ``labels[m][j]`` the class name of image j of map m (shown under its patch; "" for none). Per map,
     the paper's layout: the 3x3 projections on the left, the 3x3 patches of the same images on the right;
     ``maps_per_row`` panels to a row (3 at 96 px cells: about 2000 px wide). Returns a :class:`~.canvas.Canvas`."""
@@ -173,7 +175,8 @@ def top9_figure(
     for i in range(m):
         px = margin + (i % cols) * (panel_w + gap)
         py = top + (i // cols) * (panel_h + gap)
-        canvas.text(px, py, f"map {maps[i]}", size=head_size, bold=True)
+        head_text = headings[i] if headings is not None else f"map {maps[i]}"
+        canvas.text(px, py, fit_text(head_text, panel_w, head_size), size=head_size, bold=True)
         for j in range(k):
             x, y = px + (j % side) * (w + pad), py + head + (j // side) * row_h
             canvas.paste(P[i, j], x, y)
