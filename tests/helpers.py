@@ -76,26 +76,46 @@ def run_analysis(run_dir: Path, out: Path, *overrides: str, logger: str = "none"
     return analyze(compose_task("analyze", list(overrides), out))
 
 
-def wandb_history(run_dir: Path) -> dict:
-    """Every key logged to the run folder's one offline W&B run (last value wins), read back from the ``.wandb``
-    file with ``wandb leet inspect --json``: what a user would see in the W&B UI after ``wandb sync``."""
+def wandb_records(folder: Path) -> list[dict]:
+    """The records of one offline W&B run folder, read back from its ``.wandb`` file with
+    ``wandb leet inspect --json``: what a user would see in the W&B UI after ``wandb sync``."""
     import json
     import subprocess
     import sys
 
-    runs = sorted((Path(run_dir) / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1, runs
     out = subprocess.run(
-        [str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json", str(runs[0])],
+        [str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json", str(folder)],
         capture_output=True,
         text=True,
         timeout=120,
         check=True,
     ).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def wandb_history(run_dir: Path) -> dict:
+    """Every key logged to the run folder's one offline W&B run (last value wins)."""
+    runs = sorted((Path(run_dir) / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, runs
     logged: dict = {}
-    for line in out.splitlines():
-        if line.strip():
-            rec = json.loads(line)
-            if rec.get("type") == "history":
-                logged.update(rec["history"]["item"])
+    for rec in wandb_records(runs[0]):
+        if rec.get("type") == "history":
+            logged.update(rec["history"]["item"])
     return logged
+
+
+def fresh_python(code: str) -> str:
+    """What ``code`` prints in a new interpreter (nothing shared with the test's process: a reference for
+    "the same seed gives the same choice on every run")."""
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    ).stdout.strip()

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
-from helpers import DIAG_LAYERS, ROOT, TINY_DATA, compose_train, run_analysis, wandb_history
+from helpers import DIAG_LAYERS, TINY_DATA, compose_train, fresh_python, run_analysis, wandb_history
 
 from zfnet_exp.callbacks.evolution import schedule
 from zfnet_exp.callbacks.filter_health import FilterHealth
@@ -67,15 +64,8 @@ def test_pick_maps_is_seeded_and_stable():
 
     a = pick_maps(96, 8, 0, "conv1")
     assert a == sorted(set(a)) and len(a) == 8 and all(0 <= c < 96 for c in a)
-    fresh = subprocess.run(
-        [sys.executable, "-c", "from zfnet_exp.utils.tensors import pick_maps; print(pick_maps(96, 8, 0, 'conv1'))"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=120,
-    ).stdout
-    assert fresh.strip() == str(a)
+    fresh = fresh_python("from zfnet_exp.utils.tensors import pick_maps; print(pick_maps(96, 8, 0, 'conv1'))")
+    assert fresh == str(a)
     assert pick_maps(96, 8, 0, "conv2") != a and pick_maps(96, 8, 1, "conv1") != a
     counts = np.zeros(16)
     for seed in range(800):

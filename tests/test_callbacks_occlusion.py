@@ -4,13 +4,10 @@ probes fixed and seeded, skipped on other ranks, and the model's mode restored."
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import torch
-from helpers import ROOT, TINY_DATA, compose_train, wandb_history
+from helpers import TINY_DATA, compose_train, fresh_python, wandb_history
 
 from zfnet_exp.callbacks.occlusion import OcclusionSensitivity
 from zfnet_exp.tasks.runner import run_task
@@ -37,15 +34,8 @@ def test_probe_indices_are_seeded_and_distinct():
     a = seeded_subset(20, 4, seed=3)
     assert torch.equal(state, torch.get_rng_state())
     assert a == sorted(set(a)) and len(a) == 4 and all(0 <= i < 20 for i in a)
-    fresh = subprocess.run(
-        [sys.executable, "-c", "from zfnet_exp.utils.tensors import seeded_subset; print(seeded_subset(20, 4, 3))"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=120,
-    ).stdout
-    assert fresh.strip() == str(a) and seeded_subset(20, 4, seed=4) != a
+    fresh = fresh_python("from zfnet_exp.utils.tensors import seeded_subset; print(seeded_subset(20, 4, 3))")
+    assert fresh == str(a) and seeded_subset(20, 4, seed=4) != a
     counts = np.zeros(20)
     for seed in range(1000):
         counts[seeded_subset(20, 4, seed)] += 1

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, TINY_DATA, compose_train
+from helpers import ROOT, TINY_DATA, compose_train, wandb_records
 from omegaconf import OmegaConf
 from PIL import Image
 from scipy import stats
@@ -376,14 +376,7 @@ def test_wandb_run_in_the_sweeps_group_and_watch(generated, wandb_home, capsys):
     sweep, _, _ = generated
     result = compare([sweep], figure=None, wandb="on")
     (folder,) = sorted((sweep / "wandb").glob("offline-run-*"))
-    text = subprocess.run(
-        [str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json", str(folder)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
-    records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    records = wandb_records(folder)
     run = next(r["run"] for r in records if r.get("type") == "run")
     assert (run["job_type"], run["run_group"]) == ("compare", sweep.name)
     logged = {k for r in records if r.get("type") == "history" for k in r["history"]["item"]}

@@ -7,7 +7,6 @@ read back with ``wandb leet inspect`` (what ``wandb sync`` would upload)."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY_DATA
+from helpers import TINY_DATA, wandb_records
 
 ROOT = Path(__file__).resolve().parents[1]
 START = ROOT / "tests" / "slurm" / "start-local-slurm.sh"
@@ -53,18 +52,7 @@ def wandb_run_records(run_dir: Path) -> list[dict]:
     """The `run` record (id, group, job type, tags, name) of every offline W&B run folder in ``run_dir``."""
     out = []
     for folder in sorted((run_dir / "wandb").glob("offline-run-*")):
-        text = subprocess.run(
-            [str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json", str(folder)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        ).stdout
-        out += [
-            json.loads(line)["run"]
-            for line in text.splitlines()
-            if line.strip() and '"type":"run"' in line.replace(" ", "")
-        ]
+        out += [r["run"] for r in wandb_records(folder) if r.get("type") == "run"]
     return out
 
 
