@@ -1,6 +1,7 @@
 """Benchmark: what the dissect callback adds to a validation epoch at its default settings (issue goal: <= 10%).
 
-``python -m zfnet_exp.benchmarks.dissect [--size 64] [--val-images 500] [--images 200] [--batch 30] [--all-layers]``
+``python -m zfnet_exp.benchmarks.dissect [--size 64] [--val-images 500] [--images 200] [--batch 30] [--all-layers]
+[--record]``
 
 Runs the validation forward passes of the default run (ZFNet, 10 classes, 64 px, 500 validation images, batch
 30) twice in one process: plain, and with what the callback adds per batch (forward hooks on its layers, the
@@ -30,6 +31,7 @@ from ..data.transforms import eval_geometry
 from ..diagnostics.dissect import dissect_batches
 from ..diagnostics.layers import capture_activations, conv_layer_names
 from ..models import create_model
+from ..utils.records import Figure, add_record_option, recording
 from ..utils.tensors import seeded_subset
 
 
@@ -77,7 +79,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--all-layers", action="store_true", help="every conv layer, not the callback's default")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
+    add_record_option(ap)
     args = ap.parse_args(argv)
+    with recording("dissect", args.record, "python -m zfnet_exp.benchmarks.dissect", argv) as rec:
+        result = measure(args)
+        units = {"overhead_pct": "%", "per_image_mask_ms": "ms"}
+        rec.extend(Figure(k, v, units.get(k, "s")) for k, v in result.items())
+    return result
+
+
+def measure(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
