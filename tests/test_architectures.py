@@ -192,7 +192,7 @@ def test_added_conv_and_fc_layers_train_and_are_diagnosed(added_layers_run):
     occlusion's last_conv), fc7b sits between fc7 and the classifier fc8. An FC layer has no receptive-field
     patch, so its top-9 figure is skipped (in one line); its health is logged like any layer's."""
     run = added_layers_run
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 2
     state = ckpt["state_dict"]
     assert state["model.features.conv6.weight"].shape == (32, 256, 3, 3)

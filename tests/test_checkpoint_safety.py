@@ -4,15 +4,18 @@ A file made with ``torch.save`` around an object whose unpickling runs ``touch <
 point (real subprocesses) and to every loader in the package: the marker must never appear, and each refusal is one
 ``error:`` paragraph naming the file and the refused type, exit code 2. Files that are not checkpoints at all
 (random bytes, empty, truncated, a bare weights file) and a checkpoint of another network get one paragraph too.
-The reference for "would have run": the same file loaded with ``weights_only=False`` does create the marker.
+The reference for "would have run": the file's pickle opcodes (read with ``pickletools``, nothing unpickled) name
+``os.system`` and the marker command.
 """
 
 from __future__ import annotations
 
 import os
+import pickletools
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -42,10 +45,16 @@ def crafted(tmp_path) -> tuple[Path, Path]:
 
 
 def test_the_crafted_file_would_run_code(crafted):
-    """The reference: unpickled the unsafe way, the file does run its command (so the tests below can fail)."""
+    """The reference, read without unpickling anything (``pickletools`` only lists the opcodes): the file's pickle
+    names ``os.system`` (``posix.system``) and calls it with the command that creates the marker, so an unsafe
+    load would run it and the tests below can fail."""
     path, marker = crafted
-    torch.load(path, weights_only=False)
-    assert marker.is_file()
+    with zipfile.ZipFile(path) as z:
+        data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+    ops = [(op.name, arg) for op, arg, _ in pickletools.genops(data)]
+    assert ("GLOBAL", "posix system") in ops and ("REDUCE", None) in ops
+    assert any(isinstance(arg, str) and arg == f"touch {marker}" for _, arg in ops)
+    assert not marker.exists()
 
 
 def _entry(script: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:

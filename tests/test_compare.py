@@ -355,7 +355,7 @@ def test_side_by_side_figure_columns_rows_and_pixels(sweep, tmp_path):
     canvas, boxes, sources = side_by_side({"k5": Run(bare)}, "diag/filters/conv1", [2])
     assert sources[("k5", 2)] == "checkpoint"
     ckpt = epoch_checkpoint(Run(bare), 2)  # epoch001-*.ckpt when epoch 2 was the best, else last.ckpt
-    weight = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]["model.features.conv1.weight"]
+    weight = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]["model.features.conv1.weight"]
     assert weight.shape[-1] == 5
     drawn = filter_figure(
         weight, ["conv1 filters (96 x 5x5), epoch 2", f"drawn from {ckpt.name} (the callback was off)"]

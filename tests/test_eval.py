@@ -157,7 +157,7 @@ def _hand_errors(ckpts, files_labels, S, c):
     out, ens_c, ens_t = {}, 0, 0
     labels = torch.tensor([y for _, y in files_labels])
     for i, path in enumerate(ckpts):
-        raw = torch.load(path, weights_only=False)
+        raw = torch.load(path, weights_only=True)
         model = LitClassifier.load_from_checkpoint(path, map_location="cpu").model.eval()
         rec = raw["ImageFolderDataModule"]
         xs = []

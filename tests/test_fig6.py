@@ -202,7 +202,7 @@ def test_fig6_figure_shows_both_variants_conv1_grids_and_conv2_panels(sweep):
     filters, top9 = {}, {}
     for variant, run in chosen.items():
         filters[variant], top9[variant] = variant_panels(run, maps=2, device=torch.device("cpu"))
-        state = torch.load(run.path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+        state = torch.load(run.path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
         w = state["state_dict"]["model.features.conv1.weight"]
         k = VARIANTS[variant]["conv1"][0]
         assert w.shape == (96, 3, k, k)

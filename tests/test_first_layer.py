@@ -106,7 +106,7 @@ def test_default_first_layer_leaves_white_noise_within_a_hundred_steps(default_c
             cfg.callbacks[name].enabled = False
         cfg.paths.output_dir = str(tmp_path)
     run_task(train, cfg)
-    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     w = ckpt["state_dict"]["model.features.conv1.weight"]
     gen = torch.Generator().manual_seed(0)
     noise = torch.tensor([aliasing_index(torch.randn(w.shape, generator=gen)) for _ in range(32)])

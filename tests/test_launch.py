@@ -74,7 +74,7 @@ def _check_grid(sweep: Path, requeued: int | None = None) -> None:
         ids.add(records[0]["run_id"])
         assert {"zfnet", "shapes"} <= set(records[0]["tags"])
         assert records[0]["job_type"] == "debug"
-        ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+        ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
         assert ckpt["global_step"] == 2 * int(ckpt["epoch"] + 1)
     assert groups == {sweep.name} and len(ids) == 2  # one group = the sweep; one W&B run per job
 
@@ -150,7 +150,7 @@ def test_slurm_grid_with_a_preempted_job(slurm_cluster, tmp_path, data_dir, wand
     assert f"Requeued job {array}_0" in log, log[-3000:]
     assert "Resuming from" in log
     for run in ("0", "1"):
-        ckpt = torch.load(sweep / run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+        ckpt = torch.load(sweep / run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
         assert (ckpt["epoch"], ckpt["global_step"]) == (7, 16)
     # while it waited, a status line every 2 s, on stdout and in the sweep's log; the last one: both jobs done
     status = (sweep / "sweep_status.log").read_text().splitlines()

@@ -76,7 +76,7 @@ def reference(tmp_path_factory, data_dir):
 
 
 def _last(run_dir: Path) -> dict:
-    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
 
 
 def _assert_same_as_reference(run_dir: Path, metrics: dict, reference) -> None:

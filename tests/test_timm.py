@@ -131,7 +131,7 @@ class _Lines(logging.Handler):
 
 def test_external_cnn_trains_and_is_diagnosed(external_run):
     library, name, run_dir, out, metrics, lines = external_run
-    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 2 and ckpt["hyper_parameters"]["library"] == library
     assert any(".running_mean" in k for k in ckpt["state_dict"])  # a BatchNorm model
     assert torch.isfinite(torch.tensor(metrics["val/loss"]))

@@ -81,10 +81,10 @@ def test_two_batch_run_per_logger(logger, tmp_path, data_dir):
 
 def test_resume_continues_epoch_step_optimizer_and_schedule(tmp_path, data_dir):
     first, _ = _run(tmp_path, data_dir, "logger=none", "trainer.max_epochs=1", name="first")
-    ckpt = torch.load(first / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(first / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == 0 and ckpt["global_step"] == 2
     second, _ = _run(tmp_path, data_dir, "logger=none", "trainer.max_epochs=2", f"ckpt_path={first}", name="second")
-    resumed = torch.load(second / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    resumed = torch.load(second / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert resumed["epoch"] == 1 and resumed["global_step"] == 4
     # the LR schedule continued from step 2 (not restarted) and Adam's step counters kept counting
     assert resumed["lr_schedulers"][0]["last_epoch"] == 4
@@ -104,7 +104,7 @@ def test_checkpoint_rebuilds_model_alone(tmp_path, data_dir):
     from zfnet_exp.data.datamodule import data_state
 
     # the datamodule's own state_dict (Lightning stores it in the checkpoint) carries what figures need
-    data = data_state(torch.load(path, map_location="cpu", weights_only=False))
+    data = data_state(torch.load(path, map_location="cpu", weights_only=True))
     assert data["image_size"] == 64 and len(data["classes"]) == 10 and len(data["mean"]) == 3
 
 
@@ -131,7 +131,7 @@ def test_table3_variants_train(model, tmp_path, data_dir):
         *CHEAP_DIAGNOSTICS,
     )
     assert math.isfinite(metrics["train/loss_step"]) and math.isfinite(metrics["val/loss"])
-    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["hyper_parameters"]["name"] == model and ckpt["global_step"] == 2
     # the weights are the named variant's (reference: a fresh create_model of that name loads them strictly)
     from zfnet_exp.models import create_model

@@ -74,7 +74,7 @@ def _not_a_torch_file(path: Path, expected: str, error: BaseException) -> NotATo
 
 
 def _gist(error: BaseException) -> str:
-    """The line of torch's message that says what went wrong (not its advice to retry with ``weights_only=False``)."""
+    """The line of torch's message that says what went wrong (not its advice to retry with the unsafe loader)."""
     lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
     noise = ("Weights only load failed", "Check the documentation", "Please file an issue")
     lines = [ln for ln in lines if not ln.startswith(noise)] or [type(error).__name__]
