@@ -11,6 +11,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
+# the diagnostic figure callbacks, left out by the tests whose runs only train (they add minutes, not checks)
+NO_FIGURE_CALLBACKS = [
+    "~callbacks.top9",
+    "~callbacks.evolution",
+    "~callbacks.occlusion",
+    "~callbacks.filter_health",
+    "~callbacks.train_samples",
+]
+
 # tiny but real runs: 64 px inputs, a few images per class
 TINY_DATA = [
     "data.image_size=64",

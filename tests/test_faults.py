@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import TINY_DATA
+from helpers import NO_FIGURE_CALLBACKS, TINY_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
 FAULTS = ROOT / "tests" / "faults"  # sitecustomize.py: the injected write failure
@@ -28,11 +28,7 @@ SMALL = [
     "model.arch.fc6.units=64",
     "model.arch.fc7.units=64",
     "logger=csv",
-    "~callbacks.top9",
-    "~callbacks.evolution",
-    "~callbacks.occlusion",
-    "~callbacks.filter_health",
-    "~callbacks.train_samples",
+    *NO_FIGURE_CALLBACKS,
 ]
 
 

@@ -20,7 +20,7 @@ import csv
 from pathlib import Path
 
 import pytest
-from helpers import compose_train
+from helpers import NO_FIGURE_CALLBACKS, compose_train
 
 from zfnet_exp.tasks.runner import run_task
 from zfnet_exp.tasks.train import train
@@ -42,11 +42,7 @@ SHORT_RUN = [
     "trainer.max_epochs=12",
     "logger=csv",
     # the diagnostics and checkpoints play no part in learning
-    "~callbacks.top9",
-    "~callbacks.evolution",
-    "~callbacks.occlusion",
-    "~callbacks.filter_health",
-    "~callbacks.train_samples",
+    *NO_FIGURE_CALLBACKS,
     "~callbacks.model_checkpoint",
 ]
 

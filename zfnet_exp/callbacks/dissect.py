@@ -30,7 +30,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from ..data.concepts import SHAPES_CONCEPTS, ShapesConcepts, label_maps
 from ..data.normalize import normalized_split
-from ..diagnostics.dissect import IOU_RULE, IOU_THRESHOLD, QUANTILE, QUANTILE_RULE, LayerDissection, dissect_batches
+from ..diagnostics.dissect import IOU_THRESHOLD, OPTION_RULES, QUANTILE, LayerDissection, dissect_batches
 from ..diagnostics.layers import conv_layer_names, layer_label
 from ..figures import dissect as figure
 from ..figures import emit
@@ -45,15 +45,7 @@ from ._util import capture_first, diagnostic_due
 DEFAULT_DEPTH = 3
 
 
-@option_rules(
-    quantile=QUANTILE_RULE,
-    iou_threshold=IOU_RULE,
-    num_images=at_least(1),
-    every_n_epochs=at_least(1),
-    batch_size=at_least(1),
-    mask_size=at_least(1),
-    top_units=at_least(0),
-)
+@option_rules(**OPTION_RULES, every_n_epochs=at_least(1), batch_size=at_least(1))
 class Dissect(L.Callback):
     def __init__(
         self,

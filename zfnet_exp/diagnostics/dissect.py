@@ -44,15 +44,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..utils.options import between
+from ..utils.options import at_least, between
 from ..utils.tensors import eval_mode
 from .layers import capture_activations, layer_label
 
 QUANTILE = 0.005
 IOU_THRESHOLD = 0.04
 # the rules of the two constants wherever they are options (the dissect callback and analysis)
-QUANTILE_RULE = between(0.0, 1.0, "the share of top activations, in (0, 1) (NetDissect: 0.005)")
-IOU_RULE = between(0.0, 1.0, "an IoU in [0, 1] (NetDissect: 0.04)")
+# the rules of the options the dissect callback and analysis share (declared once, spread into both)
+OPTION_RULES = {
+    "quantile": between(0.0, 1.0, "the share of top activations, in (0, 1) (NetDissect: 0.005)"),
+    "iou_threshold": between(0.0, 1.0, "an IoU in [0, 1] (NetDissect: 0.04)"),
+    "num_images": at_least(1),
+    "mask_size": at_least(1),
+    "top_units": at_least(0),
+}
 BINS = 2048
 
 

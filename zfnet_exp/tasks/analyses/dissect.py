@@ -25,7 +25,7 @@ from torchvision import transforms as T
 
 from ...data.normalize import Normalizer
 from ...data.transforms import eval_transform
-from ...diagnostics.dissect import IOU_RULE, QUANTILE_RULE
+from ...diagnostics.dissect import OPTION_RULES
 from ...diagnostics.layers import conv_layer_names
 from ...errors import UserError
 from ...figures import dissect as figure
@@ -70,16 +70,7 @@ def concept_dataset(
     return ds, ds.concepts, ds.categories
 
 
-@option_rules(
-    concepts=one_of(("shapes", "voc", "broden")),
-    quantile=QUANTILE_RULE,
-    iou_threshold=IOU_RULE,
-    num_images=at_least(1),
-    image_size=at_least(1),
-    mask_size=at_least(1),
-    top_units=at_least(0),
-    step=at_least(0),
-)
+@option_rules(**OPTION_RULES, concepts=one_of(("shapes", "voc", "broden")), image_size=at_least(1), step=at_least(0))
 def run(
     ctx: AnalysisContext,
     *,
