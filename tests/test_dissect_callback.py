@@ -45,7 +45,9 @@ def test_callback_logs_every_epoch_and_matches_an_offline_dissection(diag_run):
     for key in ("detectors", "unique_concepts", "object", "part", "edge", "texture", "colour", "clutter"):
         assert all(r[f"dissect/conv5/{key}"] != "" for r in rows), key
     tables = sorted((diag / "dissect" / "units").glob("step*.csv"))
-    assert len(tables) == 2
+    assert len(tables) == 3  # the initial weights (at_init, step 0, epoch 0) and both epochs
+    with tables[0].open() as f:
+        assert tables[0].name == "step0000000.csv" and {u["epoch"] for u in csv.DictReader(f)} == {"0"}
     with tables[-1].open() as f:
         units = list(csv.DictReader(f))
     assert set(units[0]) >= {"epoch", "layer", "unit", "concept", "iou"}

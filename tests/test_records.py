@@ -114,6 +114,9 @@ def test_record_run_keeps_accuracy_wall_time_and_aliasing_of_a_training_run(diag
     run = tmp_path / "run"
     run.mkdir()
     shutil.copy2(diag_run / "metrics.csv", run / "metrics.csv")
+    init_table = Path("diagnostics/dissect/units/step0000000.csv")  # the dissect callback's at_init table
+    (run / init_table).parent.mkdir(parents=True)
+    shutil.copy2(diag_run / init_table, run / init_table)
     _as_run_folder(run, "train", DIAG_RUN)
     out = _python("-m", "zfnet_exp.experiments.record_run", str(run), "--name", "default_run", "--out",
                   str(tmp_path / "results")).stdout  # fmt: skip
@@ -129,6 +132,13 @@ def test_record_run_keeps_accuracy_wall_time_and_aliasing_of_a_training_run(diag
     trace = [float(r["health/conv1/aliasing"]) for r in rows]
     assert [values[f"epoch_{e:02d}/conv1_aliasing"] for e in (1, 2)] == trace
     assert "conv1 aliasing after each epoch: " + ", ".join(f"{a:.3f}" for a in trace) in out
+    # Network Dissection: the initial weights (counted here from the at_init units table) and every epoch
+    init = [u for u in _csv(run / init_table) if u["layer"] == "conv5"]
+    assert values["epoch_00/conv5_detectors"] == sum(u["detector"] == "True" for u in init)
+    assert values["epoch_00/conv5_unique_concepts"] == len({u["concept"] for u in init if u["detector"] == "True"})
+    for e, row in enumerate(rows, start=1):
+        assert values[f"epoch_{e:02d}/conv5_detectors"] == float(row["dissect/conv5/detectors"])
+    assert "dissect initial weights: conv1 " in out and "dissect after epoch 2: conv1 " in out
     assert record["source"]["run_command"] == "python train.py " + " ".join(DIAG_RUN)
     assert record["source"]["run_folder"] == str(run)
     modified = datetime.fromtimestamp((run / "metrics.csv").stat().st_mtime, timezone.utc)

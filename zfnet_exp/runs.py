@@ -286,6 +286,15 @@ class Run:
         """The rows of epochs that were validated."""
         return [r for r in self.metrics if r.get("val/err_top1")]
 
+    def dissect_units(self, step: int = 0) -> list[dict[str, str]]:
+        """The units table the ``dissect`` callback wrote at ``step`` (step 0: its dissection of the initial
+        weights, ``at_init``); empty when there is none."""
+        path = self.path / "diagnostics" / "dissect" / "units" / f"step{int(step):07d}.csv"
+        if not path.is_file():
+            return []
+        with path.open(newline="") as f:
+            return list(csv.DictReader(f))
+
     @property
     def epochs_done(self) -> int:
         rows = self.validated_epochs()

@@ -59,6 +59,7 @@ class Dissect(L.Callback):
         batch_size: int = 50,
         top_units: int = 12,
         figures: bool = True,
+        at_init: bool = True,
     ):
         self.layers = list(layers) if layers else None  # None: the deepest DEFAULT_DEPTH conv layers
         self.num_images = int(num_images)
@@ -69,6 +70,7 @@ class Dissect(L.Callback):
         self.batch_size = int(batch_size)
         self.top_units = int(top_units)
         self.figures = bool(figures)
+        self.at_init = bool(at_init)
         self._concepts: ShapesConcepts | None = None
         self._subset: list[int] = []
         self._position: dict[int, int] = {}
@@ -79,6 +81,7 @@ class Dissect(L.Callback):
         self._acts: dict | None = None
         self._unsupported = False
         self.last_result: dict[str, LayerDissection] | None = None
+        self.init_result: dict[str, LayerDissection] | None = None  # at_init: the initial weights' dissection
         self.last_epoch: int | None = None
         self.history: list[dict] = []  # per dissected epoch: the scalars (for tests and users)
 
@@ -156,6 +159,30 @@ class Dissect(L.Callback):
             return None
         self._hooks.close()
         self._hooks = self._acts = None
+        result = self._dissect(pl_module)
+        self.last_result, self.last_epoch = result, epoch
+        self._log(trainer, pl_module, result, epoch)
+        return result
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        """``at_init``: dissect the initial weights once, before the first optimizer step of a new run (not on
+        resume), so every curve starts from the random-initialization counts (NetDissect's baseline: AlexNet
+        conv5 9 detectors at random init, 97 trained). Logged at step 0 as epoch 0: the loggers' curves, the
+        units table and the figure; ``metrics.csv`` keeps one row per trained epoch, so these counts are in
+        ``diagnostics/dissect/units/step0000000.csv`` there. One forward pass of the subset (no validation
+        pass runs before training)."""
+        if not (self.at_init and trainer.global_step == 0 and self.every_n_epochs >= 1 and trainer.is_global_zero):
+            return
+        if not self._prepare(trainer):
+            return
+        self._have = torch.zeros(len(self._subset), dtype=torch.bool)
+        result = self._dissect(pl_module)
+        self.init_result = result
+        self._log(trainer, pl_module, result, 0)
+
+    def _dissect(self, pl_module) -> dict[str, LayerDissection]:
+        """NetDissect over the subset's activations of this epoch (the ones the validation pass did not bring
+        are forwarded here)."""
         self._complete(pl_module)
         names = [layer_label(pl_module.model, layer) for layer in self.layers]
         buffers = self._buffers
@@ -166,12 +193,9 @@ class Dissect(L.Callback):
                 end = start + self.batch_size
                 yield {n: buffers[layer][start:end] for n, layer in zip(names, self.layers)}, labels[start:end]
 
-        result = dissect_batches(
+        return dissect_batches(
             batches, names, SHAPES_CONCEPTS.names, SHAPES_CONCEPTS.categories, self.quantile, self.iou_threshold
         )
-        self.last_result, self.last_epoch = result, epoch
-        self._log(trainer, pl_module, result, epoch)
-        return result
 
     def _concept_labels(self, device) -> torch.Tensor:
         """The subset's concepts as label maps ``[num_images, C, m, m]`` (a few channels instead of 44 boolean
@@ -198,15 +222,20 @@ class Dissect(L.Callback):
     def _log(self, trainer, pl_module, result: dict[str, LayerDissection], epoch: int) -> None:
         values = figure.scalars(result)
         self.history.append({"epoch": epoch, **values})
-        for key, value in values.items():
-            pl_module.log(key, value, on_epoch=True, on_step=False, rank_zero_only=True)
-        sink = ImageSink.from_trainer(trainer)
         step = trainer.global_step
+        if epoch == 0:  # the initial weights: no epoch is being logged, so straight to the loggers at step 0
+            for logger in trainer.loggers:
+                logger.log_metrics(values, step=step)
+        else:
+            for key, value in values.items():
+                pl_module.log(key, value, on_epoch=True, on_step=False, rank_zero_only=True)
+        sink = ImageSink.from_trainer(trainer)
         sink.log_table("dissect/units", figure.unit_rows(result, epoch=epoch), step=step)
         if self.figures:
             images = f"{len(self._subset)} fixed validation images"
+            when = "initial weights (step 0)" if epoch == 0 else f"epoch {epoch} (step {step})"
             for r in result.values():
-                emit(sink, figure.draw(r, f"epoch {epoch} (step {step})", images, self.top_units, epoch=epoch), step)
+                emit(sink, figure.draw(r, when, images, self.top_units, epoch=epoch), step)
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         if self._hooks is not None:

@@ -72,6 +72,8 @@ def train_figures(run: Run) -> tuple[list[Figure], str]:
     ]
     trace = [_float(r, ALIASING) for r in rows]
     out += [Figure(f"epoch_{int(r['epoch']) + 1:02d}/conv1_aliasing", a) for r, a in zip(rows, trace)]
+    detectors, detector_lines = dissect_figures(run, rows)
+    out += detectors
     wall_text = f"{wall:.0f} s ({int(wall // 60)} min {wall % 60:02.0f} s)" if wall is not None else "not recorded"
     lines = [
         f"run: {run.path}",
@@ -81,8 +83,39 @@ def train_figures(run: Run) -> tuple[list[Figure], str]:
         "conv1 aliasing after each epoch: " + ", ".join("-" if a is None else f"{a:.3f}" for a in trace),
         f"dead filters at the end: conv1 {last.get('health/conv1/dead_frac') or '-'}, "
         f"conv2 {last.get('health/conv2/dead_frac') or '-'}",
+        *detector_lines,
     ]
     return out, "\n".join(lines)
+
+
+def dissect_figures(run: Run, rows: list[dict]) -> tuple[list[Figure], list[str]]:
+    """Network Dissection's detector and unique-concept counts per layer: at initialization (the callback's
+    ``at_init`` table, ``epoch_00``) and after every dissected epoch (``metrics.csv``'s ``dissect/*`` columns)."""
+    layers = sorted({k.split("/")[1] for r in rows for k in r if k.startswith("dissect/") and r[k] != ""})
+    out: list[Figure] = []
+    by_epoch: dict[int, dict[str, tuple[float, float]]] = {}
+    init = run.dissect_units(step=0)
+    if init:
+        for layer in layers:
+            units = [u for u in init if u["layer"] == layer]
+            found = {u["concept"] for u in units if u["detector"] == "True"}
+            by_epoch[0] = {**by_epoch.get(0, {}), layer: (sum(u["detector"] == "True" for u in units), len(found))}
+    for r in rows:
+        counts = {
+            layer: (float(r[f"dissect/{layer}/detectors"]), float(r[f"dissect/{layer}/unique_concepts"]))
+            for layer in layers
+            if r.get(f"dissect/{layer}/detectors")
+        }
+        if counts:
+            by_epoch[int(r["epoch"]) + 1] = counts
+    lines = []
+    for epoch, counts in sorted(by_epoch.items()):
+        for layer, (n, unique) in counts.items():
+            out += [Figure(f"epoch_{epoch:02d}/{layer}_detectors", n),
+                    Figure(f"epoch_{epoch:02d}/{layer}_unique_concepts", unique)]  # fmt: skip
+        when = "initial weights" if epoch == 0 else f"after epoch {epoch}"
+        lines.append(f"dissect {when}: " + ", ".join(f"{k} {n:.0f} ({u:.0f})" for k, (n, u) in counts.items()))
+    return out, lines
 
 
 def faithfulness_figures(run: Run) -> tuple[list[Figure], str]:
