@@ -18,7 +18,6 @@ os.environ["WANDB_MODE"] = "offline"
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ["PROJECT_ROOT"] = str(ROOT)
 
-import zfnet_exp.schemas  # noqa: E402,F401  (registers the structured-config schemas with Hydra)
 import zfnet_exp.utils.resolvers  # noqa: E402,F401
 
 

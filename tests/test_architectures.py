@@ -126,7 +126,7 @@ BAD = [
     (["+model.arch.conv6={out_channels: 8, kernel: 3, units: 4}"], "model.arch.conv6.units does not apply"),
     (["model.arch.conv1.kernel=11", "model.arch.conv1.stride=4"], "model.arch.conv5.pool: the 3x3 pooling after conv5"),
     (["model.arch.conv2.kernel=31"], "model.arch.conv2: conv2 (31x31 kernel"),
-    (["model.library=keras"], "model.library='keras' is not a valid choice"),
+    (["model.library=keras"], "model.library='keras' is not valid: expected one of zfnet_exp, timm, torchvision"),
     (["model=timm", "model.name=resnet19"], "model.name='resnet19' is not a timm model. Close matches: resnet18"),
 ]
 

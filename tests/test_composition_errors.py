@@ -44,8 +44,8 @@ def _options(group: str) -> list[str]:
         # an unknown group option: every option of the group is listed
         ("train.py", ["model=zfnett"], "model=zfnett", "model=zfnet"),
         ("analyze.py", ["ckpt=x", "analysis=occlusn"], "analysis=occlusn", "analysis=occlusion"),
-        # a wrong type for a key of the typed model group (checked by the schema during composition)
-        ("train.py", ["model.init_std=abc"], "model.init_std=abc", "expected a number"),
+        # a wrong type for an option of the model (checked at start against LitClassifier's signature)
+        ("train.py", ["model.init_std=abc"], "model.init_std='abc'", "expected a number"),
     ],
 )
 def test_composition_error_is_one_paragraph_exit_2(script, args, named, suggested):

@@ -127,7 +127,6 @@ def prepare_data(overrides: Sequence[str]) -> None:
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from .. import schemas  # noqa: F401  (registers model/model_schema)
     from ..utils import resolvers  # noqa: F401  (the config's own resolvers)
 
     with initialize_config_dir(str(ROOT / "conf"), version_base=None):

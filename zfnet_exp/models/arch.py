@@ -1,6 +1,6 @@
 """The architecture as configuration: ``model.arch`` (a table of named layers) <-> :class:`ArchSpec`.
 
-Config format of one layer (``model.arch.<name>``; the schema is :mod:`zfnet_exp.schemas.model`):
+Config format of one layer (``model.arch.<name>``; the schema is :mod:`zfnet_exp.models.options`):
 
 * conv layers ``conv<N>[letter]``: ``out_channels``, ``kernel``, ``stride`` (1), ``padding`` (0),
   ``pool: {kernel, stride, ceil_mode}`` or null (no pooling),

@@ -3,7 +3,7 @@
 ZFNet, the dense AlexNet replication and every Table 3 ablation differ only in kernel sizes, strides, paddings,
 widths, pooling, where contrast normalization sits and which layers exist, so they are all one
 :class:`ArchSpec`: an ordered table of named conv layers and hidden FC layers. Every property of every layer is
-a field here and a config key under ``model.arch.<layer>`` (:mod:`zfnet_exp.schemas.model`).
+a field here and a config key under ``model.arch.<layer>`` (:mod:`zfnet_exp.models.options`).
 
 Layer names carry the paper's numbering and never shift: an ablation without conv3/conv4 still calls its last
 conv ``conv5``, so diagnostics and logs line up across variants. Names are ``conv<N>[letter]`` and

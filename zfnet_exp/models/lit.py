@@ -25,38 +25,54 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MeanMetric
 
-from .init import first_conv
-from .registry import build_model
+from ..utils.options import at_least, between, greater_than, one_of, option_rules
+from .init import INIT_SCHEMES, first_conv
+from .options import check_model
+from .registry import LIBRARIES, build_model
 
 
 def _plain(x: Any) -> Any:
     return OmegaConf.to_container(x, resolve=True) if isinstance(x, DictConfig) else x
 
 
+@option_rules(
+    check_model,
+    library=one_of(LIBRARIES),
+    init=one_of(INIT_SCHEMES),
+    num_classes=at_least(1),
+    input_size=at_least(1),
+    init_std=greater_than(0.0),
+    label_smoothing=between(0.0, 1.0),
+    scheduler_interval=one_of(("step", "epoch")),
+)
 class LitClassifier(L.LightningModule):
+    """The ``model`` config node builds this class: its parameters are the node's options, declared here once
+    (the config check takes names, types and defaults from this signature, and the rules above; conf/model/)."""
+
     def __init__(
         self,
-        name: str = "zfnet",
-        arch: dict | None = None,
-        library: str = "zfnet_exp",
-        checkpoint: str | None = None,
-        num_classes: int = 1000,
+        name: str = "zfnet",  # a preset (zfnet, alexnet, Table 3 variants), or the library's model name
+        arch: dict[str, Any] | None = None,  # zfnet_exp only: the layer table {name: layer or null} (models/arch.py)
+        library: str = "zfnet_exp",  # zfnet_exp | timm | torchvision
+        checkpoint: str | None = None,  # a local weights file to start from (nothing is downloaded)
+        num_classes: int | None = None,  # None: the datamodule's (train.py), else ImageNet's 1000
         input_size: int = 224,
-        init: str | None = "paper",
-        init_std: float = 0.01,
-        zero_head: bool = False,
-        first_conv: dict | None = None,
-        overrides: dict | None = None,
-        optimizer: dict | None = None,
-        scheduler: dict | None = None,
-        scheduler_interval: str = "epoch",
+        init: str | None = "paper",  # paper | kaiming | None (keep the library's own initialization)
+        init_std: float = 0.01,  # the paper scheme's N(0, std^2)
+        zero_head: bool = False,  # fc8 starts at zero: uniform predictions
+        first_conv: dict[str, Any] | None = None,  # {init_std, lr_scale, weight_decay} (models/options.py)
+        overrides: dict[str, Any] | None = None,  # keyword arguments for a timm/torchvision constructor
+        optimizer: dict[str, Any] | None = None,  # a Hydra _partial_ node (conf/model/optimizer/)
+        scheduler: dict[str, Any] | None = None,  # a Hydra _partial_ node (conf/model/scheduler/)
+        scheduler_interval: str = "epoch",  # step | epoch
         scheduler_monitor: str | None = None,
         label_smoothing: float = 0.0,
-        channels_last: bool = False,
-        compile: bool = False,
-        compile_options: dict | None = None,
+        channels_last: bool = False,  # NHWC weights and inputs (GPU path)
+        compile: bool = False,  # torch.compile of the training step only (diagnostics stay eager)
+        compile_options: dict[str, Any] | None = None,
     ):
         super().__init__()
+        num_classes = 1000 if num_classes is None else num_classes
         if checkpoint and library == "zfnet_exp":
             # a published ImageNet weight file fixes the network: its layer table replaces model.arch (said in the
             # log), and is what the hyper-parameters record, so this run's checkpoints rebuild that network

@@ -5,19 +5,19 @@ checked once, at start, in one pass, before any data is read or anything is buil
 
 Where each schema comes from (each option is declared once):
 
-- a node with a ``_target_`` (``data``, ``callbacks.*``, ``logger.*``, ``trainer``, ``analysis``,
-  ``model.optimizer``/``model.scheduler``): the object it names, imported from the config's own dotted path,
+- a node with a ``_target_`` (``data``, ``model``, ``model.optimizer``/``model.scheduler``, ``callbacks.*``,
+  ``logger.*``, ``trainer``, ``analysis``): the object it names, imported from the config's own dotted path,
   gives the schema: its signature (names, types, defaults) and the rules it declares next to it with
   :func:`zfnet_exp.utils.options.option_rules` (:mod:`.signature`; a library class's rules: :mod:`.library`).
-  A subclass keeps its parent's rules; a user's own class is checked against its own signature;
-- ``model``: the structured config :class:`ModelConfig` (:mod:`.model`), registered in Hydra's ConfigStore as the
-  group's base (typed already at composition);
+  A subclass keeps its parent's rules; a user's own class is checked against its own signature. The ``model``
+  node's layer table and first-layer settings are checked by the rules its class declares
+  (:mod:`zfnet_exp.models.options`);
 - the top-level keys of each entry point, ``transfer.*`` and ``paths``: :mod:`.top` (their values live in the
   YAML file; the dataclass gives their types and ranges, and refuses a key that does not exist);
 - :func:`check_layer_names` checks the layer names of every enabled callback and of the analysis against the
   built model (the names a model has are only known once it exists), before training or analysing.
 
-The composition itself stays untyped (but for ``model``): the YAML files list the options a user sets (a key
+The composition itself stays untyped: the YAML files list the options a user sets (a key
 overridden without ``+`` must exist in the composed config), with ``${default:}`` standing for the object's own
 default (:mod:`zfnet_exp.utils.resolvers`), and the checks here run on the composed, resolved config.
 """
@@ -33,13 +33,11 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..utils.instantiators import switch_only
-from . import model
 from .base import check_node, show
-from .model import ModelConfig, validate_model
 from .signature import schema_of
 from .top import AnalyzeTop, EvalTop, Paths, TrainTop, Transfer, TransferTop, group_keys, per_class_counts
 
-__all__ = ["ModelConfig", "check_layer_names", "per_class_counts", "validate_config", "validate_model"]
+__all__ = ["check_layer_names", "per_class_counts", "validate_config", "validate_model"]
 
 TOPS = {"train": TrainTop, "analyze": AnalyzeTop, "eval": EvalTop, "transfer": TransferTop}
 
@@ -68,7 +66,7 @@ def validate_config(cfg: DictConfig, command: str | None = None) -> None:
     if plain.get("data") is not None:
         _by_target(plain["data"], "data", command)
     if plain.get("model") is not None:
-        check_node(model.ModelConfig, plain["model"], "model", command=command)
+        _by_target(plain["model"], "model", command)
         for part in ("optimizer", "scheduler"):
             if isinstance(plain["model"].get(part), Mapping):
                 _by_target(plain["model"][part], f"model.{part}", command)
@@ -82,6 +80,11 @@ def validate_config(cfg: DictConfig, command: str | None = None) -> None:
         _by_target(plain["analysis"], "analysis", command)
     if command == "transfer":
         check_node(Transfer, plain.get("transfer") or {}, "transfer", command=command)
+
+
+def validate_model(model_cfg: DictConfig, command: str = "train") -> None:
+    """Check a composed ``model`` node alone (as :func:`validate_config` does within a whole config)."""
+    _by_target(OmegaConf.to_container(model_cfg, resolve=True), "model", command)
 
 
 def check_layer_names(cfg: DictConfig, network: nn.Module) -> None:
