@@ -8,7 +8,7 @@ task's config (``data``, ``model``, ...) are fields of type ``Any`` here and che
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 from omegaconf import MISSING, OmegaConf
 
@@ -58,10 +58,23 @@ class Paths:
 
 
 @dataclass
-class TrainTop:
+class _TaskTop:
+    """The keys every entry point's config has; ``RULES``: the per-key rules of a class and its parents."""
+
+    RULES: ClassVar[dict[str, Rule]] = {}
     task_name: str = MISSING
     run_name: str | None = MISSING
     tags: list[str] = MISSING
+    logger: Any = _group()
+    paths: Any = _group()
+
+    def __post_init__(self) -> None:
+        apply(self, self.RULES)
+
+
+@dataclass
+class TrainTop(_TaskTop):
+    RULES: ClassVar[dict[str, Rule]] = {"progress": _progress}
     seed: int | None = MISSING
     ckpt_path: str | None = MISSING
     optimized_metric: str | None = MISSING  # returned by train.py's main for Hydra sweepers
@@ -71,83 +84,53 @@ class TrainTop:
     data: Any = _group()
     model: Any = _group()
     callbacks: Any = _group()
-    logger: Any = _group()
     trainer: Any = _group()
-    paths: Any = _group()
-
-    def __post_init__(self) -> None:
-        apply(self, {"progress": _progress})
 
 
 @dataclass
-class AnalyzeTop:
-    task_name: str = MISSING
-    run_name: str | None = MISSING
-    tags: list[str] = MISSING
+class _OfflineTop(_TaskTop):
+    """The keys of the tasks that read a checkpoint (analyze, eval, transfer)."""
+
+    RULES: ClassVar[dict[str, Rule]] = {"batch_size": at_least(1), "num_workers": at_least(0), "device": device}
+    batch_size: int = MISSING
+    num_workers: int = MISSING
+    device: str = MISSING
+
+
+@dataclass
+class AnalyzeTop(_OfflineTop):
+    RULES: ClassVar[dict[str, Rule]] = {**_OfflineTop.RULES, "num_images": at_least(1)}
     ckpt: str = MISSING
     images: str | None = MISSING
     num_images: int | None = MISSING
-    batch_size: int = MISSING
-    num_workers: int = MISSING
     seed: int = MISSING
-    device: str = MISSING
     analysis: Any = _group()
-    logger: Any = _group()
-    paths: Any = _group()
-
-    def __post_init__(self) -> None:
-        apply(
-            self, {"num_images": at_least(1), "batch_size": at_least(1), "num_workers": at_least(0), "device": device}
-        )
 
 
 @dataclass
-class EvalTop:
-    task_name: str = MISSING
-    run_name: str | None = MISSING
-    tags: list[str] = MISSING
+class EvalTop(_OfflineTop):
+    RULES: ClassVar[dict[str, Rule]] = {
+        **_OfflineTop.RULES,
+        "split": one_of(("val", "train")),
+        "num_images": at_least(1),
+    }
     ckpt: Any = MISSING  # a checkpoint file or run folder, or a list of them (an ensemble)
     split: str = MISSING
     num_images: int | None = MISSING
-    batch_size: int = MISSING
-    num_workers: int = MISSING
-    device: str = MISSING
     progress: bool = MISSING
     data: Any = _group()
-    logger: Any = _group()
-    paths: Any = _group()
 
     def __post_init__(self) -> None:
-        apply(
-            self,
-            {
-                "split": one_of(("val", "train")),
-                "num_images": at_least(1),
-                "batch_size": at_least(1),
-                "num_workers": at_least(0),
-                "device": device,
-            },
-        )
+        super().__post_init__()
         if isinstance(self.ckpt, list) and not self.ckpt:
             raise FieldError("ckpt", self.ckpt, "a checkpoint file or run folder, or a list of them (an ensemble)")
 
 
 @dataclass
-class TransferTop:
-    task_name: str = MISSING
-    run_name: str | None = MISSING
-    tags: list[str] = MISSING
+class TransferTop(_OfflineTop):
     ckpt: str | None = MISSING  # transfer.mode=scratch: may be null
-    batch_size: int = MISSING
-    num_workers: int = MISSING
-    device: str = MISSING
     transfer: Any = _group()
     data: Any = _group()
-    logger: Any = _group()
-    paths: Any = _group()
-
-    def __post_init__(self) -> None:
-        apply(self, {"batch_size": at_least(1), "num_workers": at_least(0), "device": device})
 
 
 def _per_class(value: Any) -> str | None:
