@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--images", type=int, default=200, help="the callback's num_images")
     ap.add_argument("--batch", type=int, default=30)
     ap.add_argument("--all-layers", action="store_true", help="every conv layer, not the callback's default")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=10, help="interleaved plain/hooked pairs")
     ap.add_argument("--threads", type=int, default=None)
     add_record_option(ap)
     args = ap.parse_args(argv)
@@ -107,26 +107,39 @@ def measure(args: argparse.Namespace) -> dict:
     masks = torch.stack([maps[i % 10] for i in range(len(subset))])
     _validation(model, images[: args.batch], args.batch)  # warm-up
     plain, hooked, epoch_end = [], [], []
-    for _ in range(args.repeats):  # interleaved, best of N: robust to other load on the machine
+    for _ in range(args.repeats):  # interleaved pairs: robust to other load on the machine
         plain.append(_validation(model, images, args.batch)[0])
         t, buffers = _validation(model, images, args.batch, layers, subset)
         hooked.append(t)
         epoch_end.append(_dissect(buffers, layers, masks, 50))
-    p, h, e = min(plain), min(hooked), min(epoch_end)
-    overhead = 100 * (h - p + e) / p
+    # the hooks' share is a difference of two ~1-s passes, smaller than the run-to-run noise of either: it is
+    # taken as the median of the paired differences (each hooked pass right after its plain one, so a change
+    # of the machine's load hits both), with the spread of those differences printed beside it
+    p, e = min(plain), min(epoch_end)
+    diffs = np.array(hooked) - np.array(plain)
+    hooks = float(np.median(diffs))
+    h = p + hooks
+    overhead = 100 * (hooks + e) / p
+    q1, q3 = np.percentile(diffs, [25, 75])
     print(
         f"{args.model} at {args.size} px, {args.val_images} validation images, batch {args.batch}, "
         f"{torch.get_num_threads()} threads; dissecting {len(subset)} images, layers {', '.join(layers)}, "
         f"{len(SHAPES_CONCEPTS)} concepts at {side}x{side}; load average {os.getloadavg()[0]:.1f}"
     )
     print(f"plain validation pass        : {p:8.3f} s")
-    print(f"with the callback's hooks    : {h:8.3f} s")
+    print(
+        f"the callback's hooks         : {hooks:+8.3f} s  (median of {len(diffs)} paired differences; "
+        f"quartiles {q1:+.3f} / {q3:+.3f} s)"
+    )
     print(f"epoch-end dissection         : {e:8.3f} s")
     print(f"overhead per epoch           : {overhead:8.1f} %  (goal <= 10%)")
     print(f"concept masks, once per run  : {per_mask * len(subset):8.3f} s ({1000 * per_mask:.1f} ms an image)")
     return {
         "plain_s": p,
         "hooked_s": h,
+        "hooks_s": hooks,
+        "hooks_q1_s": float(q1),
+        "hooks_q3_s": float(q3),
         "dissect_s": e,
         "overhead_pct": overhead,
         "masks_once_s": per_mask * len(subset),
