@@ -15,6 +15,12 @@ paragraph and exit code 2:
 
 Anything else (and ``--help``, ``--info``, shell completion, ``--config-dir``) is left to Hydra unchanged, which
 then composes again and reports it as before; a command that composes runs exactly as under ``hydra.main``.
+
+The scripts run the check (:func:`check_command_line`) before they import their task module: the task imports
+Lightning (seconds), the check needs Hydra and the config schemas only, so a typo is answered in about a second.
+The task is still imported before Hydra's own ``main`` starts, as a top-level import would be (Lightning sets up
+its loggers at import, according to whether the root logger has handlers yet; a launcher pickles the task
+function together with the task module's names).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
 from ..errors import ConfigError, UserError, exit_with
+from ..schemas import model as _model_schema  # noqa: F401  (the typed model group, in Hydra's ConfigStore)
 
 
 def hydra_main(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
@@ -42,22 +49,42 @@ def hydra_main(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Call
     (``conf/`` next to the declaring script), plus the composition check above."""
 
     def decorate(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
-        conf = Path(inspect.getfile(task)).resolve().parent / "conf"
+        script = inspect.getfile(task)
+        conf = Path(script).resolve().parent / "conf"
         main = hydra.main(version_base="1.3", config_path=str(conf), config_name=config_name)(task)
 
         @functools.wraps(task)
         def entry() -> Any:
-            script = Path(sys.argv[0]).name
-            try:
-                check_composition(conf, config_name, sys.argv[1:])
-                check_output_folders(conf, config_name, sys.argv[1:])
-            except UserError as e:  # a config error, a folder that cannot be written or is in use
-                exit_with(f"{e} (command: python {script} {' '.join(sys.argv[1:])})")
+            if _passed.pop(_key(script, config_name), None) != tuple(sys.argv[1:]):  # the script did not check it
+                check_command_line(script, config_name)
+                _passed.pop(_key(script, config_name), None)
             return main()
 
         return entry
 
     return decorate
+
+
+_passed: dict[tuple[str, str], tuple[str, ...]] = {}  # (script, config) -> the command line just checked
+
+
+def _key(script: str, config_name: str) -> tuple[str, str]:
+    return str(Path(script).resolve()), config_name
+
+
+def check_command_line(script: str, config_name: str) -> None:
+    """``python <script> <sys.argv[1:]>``, checked before Hydra runs it: :func:`check_composition` and
+    :func:`check_output_folders` on the config tree next to ``script`` (its ``conf/``); a mistake ends the process
+    as one ``error:`` paragraph with exit code 2. A script calls this before it imports its task module (see the
+    module docstring); :func:`hydra_main` then does not check the same command line again."""
+    conf = Path(script).resolve().parent / "conf"
+    argv = sys.argv[1:]
+    try:
+        check_composition(conf, config_name, argv)
+        check_output_folders(conf, config_name, argv)
+    except UserError as e:  # a config error, a folder that cannot be written or is in use
+        exit_with(f"{e} (command: python {Path(sys.argv[0]).name} {' '.join(argv)})")
+    _passed[_key(script, config_name)] = tuple(argv)
 
 
 def check_composition(conf: Path, config_name: str, argv: list[str]) -> None:
