@@ -56,6 +56,32 @@ def test_composition_error_is_one_paragraph_exit_2(script, args, named, suggeste
         assert all(option in msg for option in _options(group)), msg
 
 
+@pytest.mark.parametrize(
+    ("script", "args"),
+    [
+        ("train.py", ["model=zfnett"]),
+        ("analyze.py", ["ckpt=x", "analysis=occlusn"]),
+        ("eval.py", ["ckpt=x", "data.image_sise=64"]),
+        ("transfer.py", ["ckpt=x", "transfer.layr=5"]),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_a_composition_error_is_answered_before_the_task_is_imported(script, args):
+    """The entry points check the command line before they import their task: a typo is answered without
+    importing torch or Lightning (seconds). Reference: Python's own import log (``-X importtime``)."""
+    r = subprocess.run(
+        [sys.executable, "-X", "importtime", script, *args, "logger=none"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and f"error: {args[-1].split('=')[0]}" in r.stderr, r.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+    assert "hydra" in imported and "zfnet_exp.tasks.entry" in imported, sorted(imported)[:20]  # the log is read
+    assert not imported & {"torch", "lightning", f"zfnet_exp.tasks.{script.removesuffix('.py')}"}
+
+
 def test_misspelt_layer_field_names_the_layer_fields():
     """``model.arch.conv1.kernal=5``: the layer's own fields (from the composed zfnet table) are listed."""
     with pytest.raises(ConfigError) as e:
