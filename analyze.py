@@ -7,8 +7,12 @@ from omegaconf import DictConfig
 os.environ.setdefault("PROJECT_ROOT", os.path.dirname(os.path.abspath(__file__)))
 
 import zfnet_exp.utils.resolvers  # noqa: E402,F401
+from zfnet_exp.tasks.entry import check_command_line, hydra_main  # noqa: E402
+
+if __name__ == "__main__":  # a mistake on the command line is answered before the task's imports (Lightning)
+    check_command_line(__file__, "analyze")
+
 from zfnet_exp.tasks.analyze import analyze  # noqa: E402
-from zfnet_exp.tasks.entry import hydra_main  # noqa: E402
 from zfnet_exp.tasks.runner import run_task  # noqa: E402
 
 

@@ -3,9 +3,10 @@
 A file made with ``torch.save`` around an object whose unpickling runs ``touch <marker>`` is given to every entry
 point (real subprocesses) and to every loader in the package: the marker must never appear, and each refusal is one
 ``error:`` paragraph naming the file and the refused type, exit code 2. Files that are not checkpoints at all
-(random bytes, empty, truncated, a bare weights file) and a checkpoint of another network get one paragraph too.
-The reference for "would have run": the file's pickle opcodes (read with ``pickletools``, nothing unpickled) name
-``os.system`` and the marker command.
+(random bytes, empty, truncated, a bare weights file: each given to every entry point's task in process, the path
+the subprocesses take for the crafted file) and a checkpoint of another network (a real subprocess) get one
+paragraph too. The reference for "would have run": the file's pickle opcodes (read with ``pickletools``, nothing
+unpickled) name ``os.system`` and the marker command.
 """
 
 from __future__ import annotations
@@ -70,10 +71,14 @@ def _entry(script: str, *overrides: str, cwd: Path) -> subprocess.CompletedProce
 
 
 def _one_paragraph(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    paragraphs = [p for p in re.split(r"\n\s*\n", proc.stderr) if p.strip().startswith("error:")]
-    assert len(paragraphs) == 1, proc.stderr
+    return _the_paragraph(proc.returncode, proc.stderr, proc.stdout)
+
+
+def _the_paragraph(returncode: int, stderr: str, stdout: str = "") -> str:
+    assert returncode == 2, stdout[-2000:] + stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    paragraphs = [p for p in re.split(r"\n\s*\n", stderr) if p.strip().startswith("error:")]
+    assert len(paragraphs) == 1, stderr
     return paragraphs[0]
 
 
@@ -85,10 +90,10 @@ ENTRY_POINTS = {
 }
 
 
-def _command(name: str, ckpt: Path, tmp: Path) -> tuple[str, list[str]]:
+def _command(name: str, ckpt: Path, tmp: Path, data: Path | None = None) -> tuple[str, list[str]]:
     script, *overrides = ENTRY_POINTS[name]
     args = [o.format(ckpt, tmp=tmp) for o in overrides]
-    return script, [*args, f"hydra.run.dir={tmp / 'run'}", f"paths.data_dir={tmp / 'data'}"]
+    return script, [*args, f"hydra.run.dir={tmp / 'run'}", f"paths.data_dir={data or tmp / 'data'}"]
 
 
 @pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
@@ -100,13 +105,8 @@ def test_crafted_checkpoint_runs_nothing_in_any_entry_point(entry, crafted, tmp_
     assert str(path) in error and "posix.system" in error, error
 
 
-@pytest.mark.parametrize(
-    ("entry", "kind"), [("train", "random"), ("eval", "truncated"), ("analyze", "weights"), ("transfer", "empty")]
-)
-def test_a_file_that_is_not_a_checkpoint_is_one_paragraph(entry, kind, diag_run, tmp_path):
-    """Random bytes, an empty file, a checkpoint cut in half, a bare state dict: each named, with what was expected."""
-    real = diag_run / "checkpoints" / "last.ckpt"
-    path = tmp_path / f"{kind}.ckpt"
+def _not_a_checkpoint(kind: str, real: Path, path: Path) -> Path:
+    """Random bytes, an empty file, a checkpoint (``real``) cut in half, or its bare state dict, written to ``path``."""
     if kind == "random":
         path.write_bytes(os.urandom(4096))
     elif kind == "empty":
@@ -117,17 +117,49 @@ def test_a_file_that_is_not_a_checkpoint_is_one_paragraph(entry, kind, diag_run,
     else:
         state = torch.load(real, map_location="cpu", weights_only=True)["state_dict"]
         torch.save({k.removeprefix("model."): v for k, v in state.items()}, path)
-    script, args = _command(entry, path, tmp_path)
-    error = _one_paragraph(_entry(script, *args, cwd=tmp_path))
-    assert str(path) in error and "train.py" in error, error
-    if kind == "weights":
-        assert "model.checkpoint=" in error, error  # the fix: start a run from the weights
+    return path
 
 
-def test_checkpoint_of_another_network_is_refused_before_training(diag_run, tmp_path):
+def _task(entry: str):
+    """The function ``<entry>.py`` hands the composed config to (inside ``run_task``)."""
+    from zfnet_exp.tasks.analyze import analyze
+    from zfnet_exp.tasks.eval import evaluate
+    from zfnet_exp.tasks.train import train
+    from zfnet_exp.tasks.transfer import transfer
+
+    return {"train": train, "analyze": analyze, "eval": evaluate, "transfer": transfer}[entry]
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
+def test_a_file_that_is_not_a_checkpoint_is_one_paragraph(entry, diag_run, tmp_path, capsys):
+    """Random bytes, an empty file, a checkpoint cut in half, a bare state dict: each named, with what was expected,
+    in one paragraph with exit code 2. In process: what ``python <entry>.py`` runs once Hydra has composed its
+    command line (``run_task(<task>, cfg)``, the config composed from the same overrides as the subprocesses
+    above, whose refusal of the crafted file takes this path: the file's loader raises, ``run_task`` reports)."""
+    from helpers import compose_task
+
+    from zfnet_exp.tasks.runner import run_task
+
+    real = diag_run / "checkpoints" / "last.ckpt"
+    for kind in ("random", "empty", "truncated", "weights"):
+        path = _not_a_checkpoint(kind, real, tmp_path / f"{kind}.ckpt")
+        _, args = _command(entry, path, tmp_path)
+        cfg = compose_task(entry, args, tmp_path / "run")
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as info:
+            run_task(_task(entry), cfg)
+        out = capsys.readouterr()
+        error = _the_paragraph(info.value.code, out.err, out.out)
+        assert str(path) in error and "train.py" in error, (kind, error)
+        if kind == "weights":
+            assert "model.checkpoint=" in error, error  # the fix: start a run from the weights
+
+
+def test_checkpoint_of_another_network_is_refused_before_training(diag_run, data_dir, tmp_path):
     """An AlexNet run given a ZFNet run's checkpoint: both architectures, the first differing layer and its shapes
-    (read from the checkpoint itself as the reference), and the fix; nothing is trained or written."""
-    script, args = _command("train", diag_run, tmp_path)
+    (read from the checkpoint itself as the reference), and the fix; nothing is trained or written. (The session's
+    dataset cache, which the ZFNet run's data is in already: the refusal comes once the model is built.)"""
+    script, args = _command("train", diag_run, tmp_path, data=data_dir)
     proc = _entry(script, *args, "model=alexnet", cwd=tmp_path)
     error = _one_paragraph(proc)
     ref = torch.load(diag_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]

@@ -56,6 +56,32 @@ def test_composition_error_is_one_paragraph_exit_2(script, args, named, suggeste
         assert all(option in msg for option in _options(group)), msg
 
 
+@pytest.mark.parametrize(
+    ("script", "args"),
+    [
+        ("train.py", ["model=zfnett"]),
+        ("analyze.py", ["ckpt=x", "analysis=occlusn"]),
+        ("eval.py", ["ckpt=x", "data.image_sise=64"]),
+        ("transfer.py", ["ckpt=x", "transfer.layr=5"]),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_a_composition_error_is_answered_before_the_task_is_imported(script, args):
+    """The entry points check the command line before they import their task: a typo is answered without
+    importing torch or Lightning (seconds). Reference: Python's own import log (``-X importtime``)."""
+    r = subprocess.run(
+        [sys.executable, "-X", "importtime", script, *args, "logger=none"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and f"error: {args[-1].split('=')[0]}" in r.stderr, r.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+    assert "hydra" in imported and "zfnet_exp.tasks.entry" in imported, sorted(imported)[:20]  # the log is read
+    assert not imported & {"torch", "lightning", f"zfnet_exp.tasks.{script.removesuffix('.py')}"}
+
+
 def test_misspelt_layer_field_names_the_layer_fields():
     """``model.arch.conv1.kernal=5``: the layer's own fields (from the composed zfnet table) are listed."""
     with pytest.raises(ConfigError) as e:
@@ -66,8 +92,8 @@ def test_misspelt_layer_field_names_the_layer_fields():
 
 
 def test_misspelt_top_level_key_and_typed_node():
-    """A misspelt group name suggests the group; a key the typed model node does not have cannot be added
-    with ``+`` (the schema forbids it), so ``+`` is not offered there."""
+    """A misspelt group name suggests the group; a key the model's class does not take cannot be added with
+    ``+`` (the check at start refuses it), so ``+`` is not offered there."""
     with pytest.raises(ConfigError) as e:
         check_composition(CONF, "train", ["traner.max_epochs=2"])
     assert "Did you mean trainer?" in str(e.value) and "trainer.max_epochs=2" in str(e.value)
@@ -86,12 +112,19 @@ def test_list_group_option_and_nested_group():
 
 
 def test_every_value_of_a_sweep_is_checked():
-    """``-m``: a bad value anywhere in a sweep is found before anything is launched; a valid grid passes."""
+    """``-m``: a bad value anywhere in a sweep (a composition error, or a value the start-up check refuses) is found
+    before anything is launched; a valid grid passes."""
     with pytest.raises(ConfigError, match="data=imgnet"):
         check_composition(CONF, "train", ["-m", "data=shapes,imgnet", "seed=1,2"])
     with pytest.raises(ConfigError, match="model.init_std=abc"):
         check_composition(CONF, "train", ["-m", "seed=1,2", "model.init_std=0.01,abc"])
-    check_composition(CONF, "train", ["-m", "model.arch.conv1.kernel=7,11", "model.arch.conv1.stride=2,4"])
+    check_composition(
+        CONF, "train", ["-m", "model.arch.conv1.kernel=7,11", "model.arch.conv1.stride=2,4", "data.image_size=224"]
+    )
+    # each job also goes through the check the task runs at start: AlexNet's stride 4 leaves nothing after pool5
+    # at 64 px (the reference: the same job refused by validate_config, test_architectures.py's BAD table)
+    with pytest.raises(ConfigError, match=r"model\.arch\.conv5\.pool: .* \(in the sweep's job .*stride=4\)"):
+        check_composition(CONF, "train", ["-m", "model.arch.conv1.kernel=7,11", "model.arch.conv1.stride=2,4"])
 
 
 @pytest.mark.parametrize(

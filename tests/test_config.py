@@ -1,4 +1,5 @@
-"""Every model x data x logger combination composes and resolves; bad choices fail at start, clearly."""
+"""Every model, data and logger choice composes and resolves with every other (all pairs of choices); bad
+choices fail at start, clearly."""
 
 from __future__ import annotations
 
@@ -22,9 +23,28 @@ def test_config_groups_cover_the_registry():
     assert LOGGERS == ["csv", "none", "tensorboard", "wandb"]
 
 
+def _pairwise(logger: str) -> list[tuple[str, str]]:
+    """The model x data choices composed with ``logger``: every model once, its data option rotating with the
+    logger (model i, logger j: data (i + j) mod 3), so that the four loggers together compose every model with
+    every data option, every model with every logger and every data option with every logger."""
+    j = LOGGERS.index(logger)
+    return [(model, DATA[(i + j) % len(DATA)]) for i, model in enumerate(MODELS)]
+
+
+def test_pairwise_choices_cover_every_pair():
+    """The design above against the full product (``itertools.product``): no pair of choices is left out."""
+    composed = {(logger, model, data) for logger in LOGGERS for model, data in _pairwise(logger)}
+    assert {(m, d) for _, m, d in composed} == set(itertools.product(MODELS, DATA))
+    assert {(lg, m) for lg, m, _ in composed} == set(itertools.product(LOGGERS, MODELS))
+    assert {(lg, d) for lg, _, d in composed} == set(itertools.product(LOGGERS, DATA))
+
+
 @pytest.mark.parametrize("logger", LOGGERS)
 def test_every_model_and_data_composes(logger, tmp_path, data_dir):
-    for model, data in itertools.product(MODELS, DATA):
+    """Each model with ``logger`` (and, over the four loggers, with every data option: :func:`_pairwise`): the
+    groups merge independently, and the values that cross them (``model.input_size`` from ``data.image_size``,
+    ``run_name`` from the model and data choices) are checked on every composed config, resolved."""
+    for model, data in _pairwise(logger):
         choice, *extra = data.split()
         cfg = compose_train(
             [f"model={model}", f"data={choice}", f"logger={logger}", *extra], tmp_path / "run", data_dir
@@ -35,6 +55,8 @@ def test_every_model_and_data_composes(logger, tmp_path, data_dir):
         assert resolved["run_name"] == f"{model}_{choice}"
         if logger == "none":
             assert not resolved.get("logger")
+        else:
+            assert list(resolved["logger"]) == [logger]
 
 
 @pytest.mark.parametrize("experiment", ["zfnet_imagenet", "alexnet_imagenet"])

@@ -30,28 +30,58 @@ def _run(script: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+# one bad command line per entry point in a real subprocess; the others of the same kind (a wrong value or key
+# found by validate_config, reported by run_task) in process below, through the same task function
+BAD_VALUES_IN_A_SUBPROCESS = [
+    # eval.py's own keys: a range
+    ("eval.py", ["ckpt=x", "num_images=-3"], ["num_images=-3 is not valid", "a value >= 1", "num_images=..."]),
+    # transfer.py: its transfer.* node (what its own check did)
+    ("transfer.py", ["ckpt=x", NO_DATA, "transfer.mode=bogus"], ["transfer.mode='bogus'", "features, finetune"]),
+    # the issue's new-user command
+    ("train.py", ["data=voc2012", NO_DATA, "data.batch_size=abc"], ["data.batch_size='abc'", "an integer"]),
+]
+BAD_VALUES_IN_PROCESS = [
+    # eval.py: a key that does not exist (with the closest valid key)
+    ("eval.py", ["ckpt=x", "+num_image=3"], ["num_image is not an option", "Did you mean num_images?"]),
+    # transfer.py's Caltech and VOC data groups
+    ("transfer.py", ["ckpt=x", "data=caltech256", NO_DATA, "data.variant=7"], ["data.variant='7'", "101, 256"]),
+    ("transfer.py", ["ckpt=x", "data=voc2012", NO_DATA, "data.batch_size=0"], ["data.batch_size=0", ">= 1"]),
+]
+
+
+def _assert_one_paragraph(returncode: int, stderr: str, script: str, words: list[str]) -> None:
+    assert returncode == 2, stderr[-2000:]
+    msg = stderr.strip()
+    assert msg.startswith("error: ") and "\n" not in msg and "Traceback" not in stderr, msg  # one paragraph
+    assert all(w in msg for w in words), msg
+    assert f"python {script}" in msg or "Did you mean" in msg, msg  # the fix names the command or the key
+
+
 @pytest.mark.parametrize(
-    ("script", "args", "words"),
-    [
-        # eval.py's own keys: a range, a key that does not exist (with the closest valid key)
-        ("eval.py", ["ckpt=x", "num_images=-3"], ["num_images=-3 is not valid", "a value >= 1", "num_images=..."]),
-        ("eval.py", ["ckpt=x", "+num_image=3"], ["num_image is not an option", "Did you mean num_images?"]),
-        # transfer.py: its transfer.* node (what its own check did), its Caltech and VOC data groups
-        ("transfer.py", ["ckpt=x", NO_DATA, "transfer.mode=bogus"], ["transfer.mode='bogus'", "features, finetune"]),
-        ("transfer.py", ["ckpt=x", "data=caltech256", NO_DATA, "data.variant=7"], ["data.variant='7'", "101, 256"]),
-        ("transfer.py", ["ckpt=x", "data=voc2012", NO_DATA, "data.batch_size=0"], ["data.batch_size=0", ">= 1"]),
-        # the issue's new-user command
-        ("train.py", ["data=voc2012", NO_DATA, "data.batch_size=abc"], ["data.batch_size='abc'", "an integer"]),
-    ],
-    ids=lambda v: v if isinstance(v, str) else None,
+    ("script", "args", "words"), BAD_VALUES_IN_A_SUBPROCESS, ids=lambda v: v if isinstance(v, str) else None
 )
 def test_bad_value_of_any_entry_point_is_one_paragraph_exit_2(script, args, words):
     r = _run(script, *args)
-    assert r.returncode == 2, r.stderr[-2000:]
-    msg = r.stderr.strip()
-    assert msg.startswith("error: ") and "\n" not in msg and "Traceback" not in r.stderr, msg  # one paragraph
-    assert all(w in msg for w in words), msg
-    assert f"python {script}" in msg or "Did you mean" in msg, msg  # the fix names the command or the key
+    _assert_one_paragraph(r.returncode, r.stderr, script, words)
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "words"), BAD_VALUES_IN_PROCESS, ids=lambda v: v if isinstance(v, str) else None
+)
+def test_more_bad_values_are_the_same_paragraph_in_process(script, args, words, capsys):
+    """What the entry point does with the config Hydra hands it, in process: ``run_task(<its task>, cfg)`` on the
+    config composed as ``python <script> <args> logger=none`` composes it; the same stderr and exit code as the
+    subprocesses above (the task validates the config before it reads any checkpoint or image)."""
+    from zfnet_exp.tasks.eval import evaluate
+    from zfnet_exp.tasks.runner import run_task
+    from zfnet_exp.tasks.transfer import transfer
+
+    task = {"eval.py": evaluate, "transfer.py": transfer}[script]
+    cfg = _compose(script.removesuffix(".py"), args)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        run_task(task, cfg)
+    _assert_one_paragraph(info.value.code, capsys.readouterr().err, script, words)
 
 
 def _compose(name: str, overrides: list[str]):

@@ -25,17 +25,19 @@ default (:mod:`zfnet_exp.utils.resolvers`), and the checks here run on the compo
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
 from ..errors import ConfigError
 from ..utils.instantiators import switch_only
 from .base import check_node, show
 from .signature import schema_of
 from .top import AnalyzeTop, EvalTop, Paths, TrainTop, Transfer, TransferTop, group_keys, per_class_counts
+
+if TYPE_CHECKING:  # torch is not imported by the schemas: the entry points check a command line before it loads
+    from torch import nn
 
 __all__ = ["check_layer_names", "per_class_counts", "validate_config", "validate_model"]
 

@@ -12,7 +12,6 @@ from typing import Any, ClassVar
 
 from omegaconf import MISSING, OmegaConf
 
-from ..diagnostics.features import PAPER_LAYERS
 from ..utils.options import FieldError, Rule, at_least, greater_than, one_of
 
 MODES = ("features", "finetune", "scratch")  # transfer.mode
@@ -180,6 +179,8 @@ class Transfer:
                 "train_batch_size": at_least(1),
             },
         )
+        from ..diagnostics.features import PAPER_LAYERS  # here: the schemas are read before torch is imported
+
         if self.mode == "features" and self.layer not in PAPER_LAYERS:
             raise FieldError("layer", self.layer, "one of the paper's layers 1..7 (1-5 conv, 6-7 fc)")
         if self.mode != "features" and self.classifier == "svm":

@@ -15,6 +15,12 @@ paragraph and exit code 2:
 
 Anything else (and ``--help``, ``--info``, shell completion, ``--config-dir``) is left to Hydra unchanged, which
 then composes again and reports it as before; a command that composes runs exactly as under ``hydra.main``.
+
+The scripts run the check (:func:`check_command_line`) before they import their task module: the task imports
+Lightning (seconds), the check needs Hydra only, so a typo is answered in about a second.
+The task is still imported before Hydra's own ``main`` starts, as a top-level import would be (Lightning sets up
+its loggers at import, according to whether the root logger has handlers yet; a launcher pickles the task
+function together with the task module's names).
 """
 
 from __future__ import annotations
@@ -42,22 +48,42 @@ def hydra_main(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Call
     (``conf/`` next to the declaring script), plus the composition check above."""
 
     def decorate(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
-        conf = Path(inspect.getfile(task)).resolve().parent / "conf"
+        script = inspect.getfile(task)
+        conf = Path(script).resolve().parent / "conf"
         main = hydra.main(version_base="1.3", config_path=str(conf), config_name=config_name)(task)
 
         @functools.wraps(task)
         def entry() -> Any:
-            script = Path(sys.argv[0]).name
-            try:
-                check_composition(conf, config_name, sys.argv[1:])
-                check_output_folders(conf, config_name, sys.argv[1:])
-            except UserError as e:  # a config error, a folder that cannot be written or is in use
-                exit_with(f"{e} (command: python {script} {' '.join(sys.argv[1:])})")
+            if _passed.pop(_key(script, config_name), None) != tuple(sys.argv[1:]):  # the script did not check it
+                check_command_line(script, config_name)
+                _passed.pop(_key(script, config_name), None)
             return main()
 
         return entry
 
     return decorate
+
+
+_passed: dict[tuple[str, str], tuple[str, ...]] = {}  # (script, config) -> the command line just checked
+
+
+def _key(script: str, config_name: str) -> tuple[str, str]:
+    return str(Path(script).resolve()), config_name
+
+
+def check_command_line(script: str, config_name: str) -> None:
+    """``python <script> <sys.argv[1:]>``, checked before Hydra runs it: :func:`check_composition` and
+    :func:`check_output_folders` on the config tree next to ``script`` (its ``conf/``); a mistake ends the process
+    as one ``error:`` paragraph with exit code 2. A script calls this before it imports its task module (see the
+    module docstring); :func:`hydra_main` then does not check the same command line again."""
+    conf = Path(script).resolve().parent / "conf"
+    argv = sys.argv[1:]
+    try:
+        check_composition(conf, config_name, argv)
+        check_output_folders(conf, config_name, argv)
+    except UserError as e:  # a config error, a folder that cannot be written or is in use
+        exit_with(f"{e} (command: python {Path(sys.argv[0]).name} {' '.join(argv)})")
+    _passed[_key(script, config_name)] = tuple(argv)
 
 
 def check_composition(conf: Path, config_name: str, argv: list[str]) -> None:
@@ -74,7 +100,8 @@ def check_composition(conf: Path, config_name: str, argv: list[str]) -> None:
         return
     if args.config_path or args.config_dir:  # another config tree: left to Hydra
         return
-    for overrides in _jobs(args.overrides, multirun=args.multirun):
+    jobs = _jobs(args.overrides, multirun=args.multirun)
+    for overrides in jobs:
         error = _compose_error(conf, args.config_name or config_name, overrides)
         if error is not None:
             try:
@@ -82,6 +109,40 @@ def check_composition(conf: Path, config_name: str, argv: list[str]) -> None:
             except _NotOurs:
                 return
             raise ConfigError(message)
+    if args.multirun:
+        for overrides in jobs:
+            _check_job(conf, args.config_name or config_name, overrides)
+
+
+def _check_job(conf: Path, config_name: str, overrides: list[str]) -> None:
+    """One job of a sweep through the check every task runs at start (:func:`zfnet_exp.schemas.validate_config`),
+    before anything is launched: a wrong value in one job of a grid would otherwise surface only when that job
+    starts, after the others ran. A value that does not resolve here (``${oc.env:...}`` of the job's node) is left
+    to the job."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    from ..schemas import validate_config
+    from ..utils import resolvers  # noqa: F401  (the config's own resolvers, as the entry points register them)
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+            cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+        with read_write(cfg.hydra), open_dict(cfg.hydra):  # what ${paths.output_dir} reads
+            cfg.hydra.runtime.output_dir = str(OmegaConf.select(cfg, "hydra.sweep.dir"))
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        validate_config(cfg, config_name)
+    except ConfigError as e:
+        raise ConfigError(f"{e} (in the sweep's job {' '.join(overrides)})") from None
+    except Exception:  # noqa: BLE001 - not resolvable here: the job reports it
+        return
+    finally:
+        GlobalHydra.instance().clear()
 
 
 def check_output_folders(conf: Path, config_name: str, argv: list[str]) -> None:
@@ -272,7 +333,10 @@ def _unknown_key(full_key: str, conf: Path, config_name: str, overrides: list[st
     )
     known = f" The keys of {parent or 'the config'} are: {', '.join(keys)}." if 0 < len(keys) <= 30 else ""
     typed = isinstance(node, DictConfig) and OmegaConf.get_type(node) not in (dict, None)
-    add = "" if typed else f" (or +{full_key}={value} to add a new key on purpose)"
+    # a node that builds one of this package's objects takes exactly that object's parameters (the check at start
+    # refuses any other key), so adding a key is no fix there; a library's object may take more (**kwargs)
+    ours = isinstance(node, DictConfig) and str(node.get("_target_", "")).startswith("zfnet_exp.")
+    add = "" if typed or ours else f" (or +{full_key}={value} to add a new key on purpose)"
     return f"{full_key} is not a config key.{known} {fix}{add}."
 
 
