@@ -139,7 +139,7 @@ def test_tiny_run_writes_and_logs_deconv_diagnostics(diag_run):
 
 
 class _Validator(L.LightningModule):
-    """Just a network to validate (module level so that ddp_spawn can pickle it)."""
+    """Just a network to validate."""
 
     def __init__(self, model):
         super().__init__()
@@ -151,9 +151,9 @@ class _Validator(L.LightningModule):
 
 @pytest.mark.slow
 def test_ddp_two_processes_give_the_single_process_top9(tmp_path, data_dir):
-    """2 CPU processes (ddp_spawn, gloo), each validating half of the val set: the gathered top-9 equals a
-    single-process mine_topk over the whole val set. ``trainer.validate`` with a bare module, so the test
-    exercises the callbacks' collectives alone."""
+    """2 CPU processes (ddp_fork, gloo: forked, so they start without importing torch and Lightning again), each
+    validating half of the val set: the gathered top-9 equals a single-process mine_topk over the whole val set.
+    ``trainer.validate`` with a bare module, so the test exercises the callbacks' collectives alone."""
     from hydra.utils import instantiate
 
     from zfnet_exp.diagnostics.topk import mine_topk
@@ -171,7 +171,7 @@ def test_ddp_two_processes_give_the_single_process_top9(tmp_path, data_dir):
     trainer = L.Trainer(
         accelerator="cpu",
         devices=2,
-        strategy="ddp_spawn",
+        strategy="ddp_fork",
         default_root_dir=str(run_dir),
         logger=False,
         enable_progress_bar=False,

@@ -8,19 +8,20 @@ from the PNG files; a call log each process appends to, counting how many statis
 from __future__ import annotations
 
 import csv
+import multiprocessing
 import os
-import subprocess
-import sys
 import time
+import traceback
+from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from helpers import ROOT
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+import zfnet_exp.data.stats as stats
 from zfnet_exp.callbacks.skipped_files import SkippedFilesMonitor
 
 
@@ -51,12 +52,13 @@ class _RankSkips(L.LightningDataModule):
 
 
 def test_skipped_files_are_gathered_over_ddp_ranks(tmp_path):
-    """Two gloo processes (Lightning ddp_spawn): data/skipped_files is the number of distinct files over both
-    ranks (3, not 2 per rank), and skipped_files.txt lists all three once."""
+    """Two gloo processes (Lightning ddp_fork: forked, so they start without importing torch and Lightning again):
+    data/skipped_files is the number of distinct files over both ranks (3, not 2 per rank), and skipped_files.txt
+    lists all three once."""
     trainer = L.Trainer(
         accelerator="cpu",
         devices=2,
-        strategy="ddp_spawn",
+        strategy="ddp_fork",
         max_epochs=1,
         callbacks=[SkippedFilesMonitor()],
         logger=L.pytorch.loggers.CSVLogger(tmp_path, name="csv", version=0),
@@ -74,36 +76,33 @@ def test_skipped_files_are_gathered_over_ddp_ranks(tmp_path):
     assert logged == [3.0]
 
 
-# Run by each process of the statistics test: wait for the others, then ask for the statistics at once.
-_STATS_WORKER = r"""
-import os, sys, time
-from pathlib import Path
-import torch
-import zfnet_exp.data.stats as stats
+def _stats_worker(root, cache, calls, ready, go, out) -> None:
+    """One process of the statistics test (forked: a separate process that starts in milliseconds instead of
+    importing torch and Lightning again): wait for the others, then ask for the statistics at once."""
+    try:
+        real = stats.image_statistics
 
-root, cache, calls, ready, go, out = sys.argv[1:7]
-real = stats.image_statistics
+        def counting(*args, **kwargs):
+            with open(calls, "a") as f:
+                f.write(f"{os.getpid()}\n")
+            time.sleep(1.0)  # a long pass: a second process that did not wait would start its own meanwhile
+            return real(*args, **kwargs)
 
-
-def counting(*args, **kwargs):
-    with open(calls, "a") as f:
-        f.write(f"{os.getpid()}\n")
-    time.sleep(1.0)  # a long pass: a second process that did not wait would start its own meanwhile
-    return real(*args, **kwargs)
-
-
-stats.image_statistics = counting
-files = sorted(str(p) for p in Path(root).rglob("*.png"))
-Path(ready).touch()
-while not Path(go).exists():
-    time.sleep(0.005)
-torch.save(stats.cached_statistics(root, files, 16, cache, progress=False), out)
-"""
+        stats.image_statistics = counting  # in this process only
+        files = sorted(str(p) for p in Path(root).rglob("*.png"))
+        Path(ready).touch()
+        while not Path(go).exists():
+            time.sleep(0.005)
+        torch.save(stats.cached_statistics(root, files, 16, cache, progress=False), out)
+    except BaseException:
+        Path(f"{out}.error").write_text(traceback.format_exc())
+        raise
 
 
 def test_statistics_cache_is_computed_once_across_processes(tmp_path):
-    """Three processes released at the same moment: one statistics pass in all, one cache file, no temporary
-    file left, and every process returns the mean image numpy computes from the files."""
+    """Three processes (forked, each with its own pid and file handles) released at the same moment: one
+    statistics pass in all, one cache file, no temporary file left, and every process returns the mean image numpy
+    computes from the files."""
     root = tmp_path / "train" / "a"
     root.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -111,25 +110,26 @@ def test_statistics_cache_is_computed_once_across_processes(tmp_path):
     for i, img in enumerate(pixels):
         Image.fromarray(img).save(root / f"{i}.png")
     cache, calls, go = tmp_path / "cache", tmp_path / "calls.txt", tmp_path / "go"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    fork = multiprocessing.get_context("fork")
     procs = []
     for i in range(3):
         args = [root.parent, cache, calls, tmp_path / f"ready{i}", go, tmp_path / f"out{i}.pt"]
-        procs.append(
-            subprocess.Popen([sys.executable, "-c", _STATS_WORKER, *map(str, args)], env=env, stderr=subprocess.PIPE)
-        )
+        procs.append(fork.Process(target=_stats_worker, args=[str(a) for a in args]))
+        procs[-1].start()
     try:
         deadline = time.time() + 240
         while not all((tmp_path / f"ready{i}").exists() for i in range(3)):
-            assert time.time() < deadline and all(p.poll() is None for p in procs), [p.poll() for p in procs]
+            assert time.time() < deadline and all(p.is_alive() for p in procs), [p.exitcode for p in procs]
             time.sleep(0.01)
         go.touch()
-        for p in procs:
-            _, err = p.communicate(timeout=240)
-            assert p.returncode == 0, err.decode()[-3000:]
+        for i, p in enumerate(procs):
+            p.join(timeout=240)
+            error = tmp_path / f"out{i}.pt.error"
+            assert p.exitcode == 0, error.read_text()[-3000:] if error.exists() else p.exitcode
+        assert len({p.pid for p in procs} | {os.getpid()}) == 4  # three processes besides this one
     finally:
         for p in procs:
-            if p.poll() is None:
+            if p.is_alive():
                 p.kill()
     assert len(calls.read_text().splitlines()) == 1  # one pass; the other two waited on the lock and read it
     assert [p.suffix for p in (cache / "stats").iterdir() if p.suffix != ".lock"] == [".pt"]

@@ -7,6 +7,7 @@ read back with ``wandb leet inspect`` (what ``wandb sync`` would upload)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -24,8 +25,11 @@ from helpers import TINY_DATA, wandb_records
 ROOT = Path(__file__).resolve().parents[1]
 START = ROOT / "tests" / "slurm" / "start-local-slurm.sh"
 SLURM_EXES = ("slurmctld", "slurmd", "sbatch", "munged", "mungekey")
-# tiny, fast jobs: 2 steps per epoch, a small fc head, checkpoints on, the image diagnostics off
+# tiny, fast jobs: 2 steps per epoch, a small fc head, checkpoints on, the image diagnostics off, and no comparison
+# of the sweep's runs after the last job (a W&B run and figures in the submitting process that these tests do not
+# read; tests/test_compare.py runs it after a real sweep)
 GRID = [
+    "~hydra.callbacks.compare_sweep",
     "trainer=cpu",
     "debug=smoke",
     *TINY_DATA,
@@ -200,31 +204,36 @@ def test_impossible_slurm_request_is_refused_before_submission(slurm_cluster, tm
 
 @pytest.mark.slurm
 def test_sweep_status_names_pending_jobs_and_their_reason(slurm_cluster, tmp_path):
-    """Two submitit jobs (a real job array, as the launcher submits) that each take every CPU of the one node:
-    one runs, the other waits with SLURM's reason `Resources`; the status line says so, then both done.
-    Reference: squeue's own view of the same jobs."""
+    """Two submitit jobs (a real job array, as the launcher submits) that each take every CPU of the one node and
+    hold it until the test releases them (a file, not a fixed sleep): one runs, the other waits with SLURM's reason
+    `Resources`; the status line says so, then, released, both done. Reference: squeue's own view of the same
+    jobs."""
     import submitit
 
     from zfnet_exp.utils.slurm import SweepStatus
 
     cpus = len(os.sched_getaffinity(0))
+    release = tmp_path / "release"
     saved = {k: os.environ.get(k) for k in slurm_cluster}
     os.environ.update(slurm_cluster)
     try:
         executor = submitit.AutoExecutor(folder=tmp_path / ".submitit" / "%j", cluster="slurm")
         executor.update_parameters(slurm_partition="debug", cpus_per_task=cpus, timeout_min=5)
-        jobs = executor.map_array(time.sleep, [6, 6])
+        hold = f'for _ in $(seq 1200); do [ -e "{release}" ] && exit 0; sleep 0.05; done; exit 1'  # at most 60 s
+        jobs = executor.map_array(functools.partial(subprocess.run, check=True), [["bash", "-c", hold]] * 2)
         status = SweepStatus(tmp_path, every_s=1)
         deadline = time.time() + 60
         while "1 pending (Resources: 1), 1 running" not in (line := status.line()):
             assert time.time() < deadline, line
-            time.sleep(0.5)
+            time.sleep(0.2)
         states = subprocess.run(["squeue", "-h", "-r", "-o", "%T %r"], capture_output=True, text=True, timeout=30)
         assert sorted(states.stdout.splitlines()) == ["PENDING Resources", "RUNNING None"]
+        release.touch()
         for job in jobs:
             job.result()
         assert status.line().endswith(": 2 job(s): 0 pending, 0 running, 2 done, 0 failed")
     finally:
+        release.touch()  # also after a failed check: the jobs must not hold the node for the next test
         for k, v in saved.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
 

@@ -10,21 +10,26 @@ cmd=${1:?usage: $0 start|stop BASE}
 B=${2:?usage: $0 start|stop BASE}
 CONF=$B/etc/slurm.conf
 
-stop_pid() {  # TERM, wait up to 5 s, then KILL; only the PID in the given file
-  local f=$1
-  [ -f "$f" ] || return 0
-  local pid
-  pid=$(cat "$f")
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
+stop_pids() {  # TERM all at once (each daemon takes 1-2 s to exit), wait up to 5 s, then KILL; only the PIDs in the files
+  local pids=() f pid
+  for f in "$@"; do
+    [ -f "$f" ] || continue
+    pid=$(cat "$f")
+    kill -TERM "$pid" 2>/dev/null && pids+=("$pid")  # in the order given: slurmd, slurmctld, munged
+  done
+  for _ in $(seq 100); do
+    local alive=()
+    for pid in ${pids[@]+"${pids[@]}"}; do kill -0 "$pid" 2>/dev/null && alive+=("$pid"); done
+    [ ${#alive[@]} -eq 0 ] && return 0
+    pids=("${alive[@]}")
+    sleep 0.05
+  done
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
 }
 
 if [ "$cmd" = stop ]; then
   if [ -f "$CONF" ]; then SLURM_CONF=$CONF scancel --full --quiet --user=root 2>/dev/null || true; fi
-  stop_pid "$B/run/slurmd.pid"
-  stop_pid "$B/run/slurmctld.pid"
-  stop_pid "$B/munge/munged.pid"
+  stop_pids "$B/run/slurmd.pid" "$B/run/slurmctld.pid" "$B/munge/munged.pid"
   exit 0
 fi
 [ "$cmd" = start ] || { echo "usage: $0 start|stop BASE" >&2; exit 2; }
