@@ -1,11 +1,12 @@
 """End-to-end training: 2-batch runs with every logger, what lands in the run folder and the W&B log, and
 exact resume from a checkpoint.
 
-The runs whose figures no test here reads leave out the figure callbacks that cost seconds (top9, evolution,
-occlusion, filter_health); each logger's run keeps the cheap ones that write through it (the training-sample
-image, the dissection table). One ``logger=none`` run is shared by the tests that only read it (that logger's
-checks, rebuilding the model from its checkpoint, and the first half of the resume test). The Table 3 variants
-run every default diagnostic callback, each on every conv layer of the variant."""
+The runs whose figures no test here reads leave out the figures that cost seconds (the top9, evolution,
+occlusion and filter_health callbacks, the dissection's figures); each logger's run keeps what is cheap and
+writes through it (the training-sample image, the dissection table). One ``logger=none`` run is shared by the
+tests that only read it (that logger's checks, rebuilding the model from its checkpoint, and the first half of
+the resume test). The Table 3 variants run every default diagnostic callback, each on every conv layer of the
+variant."""
 
 from __future__ import annotations
 
@@ -22,16 +23,24 @@ from zfnet_exp.tasks.runner import run_task
 from zfnet_exp.tasks.train import train
 
 SMOKE = ["debug=smoke", *TINY_DATA]
-# what the runs of the logger and resume tests leave out: the figure callbacks no test here reads (the cheap
-# training-sample grid stays: the image path of each logger), and the best-epoch copy of last.ckpt (a second
-# 260 MB file written per run; the tests read last.ckpt, the one-checkpoint-per-epoch path is the diag_run's)
-LEAN = [*(c for c in NO_FIGURE_CALLBACKS if c != "~callbacks.train_samples"), "callbacks.model_checkpoint.save_top_k=0"]
-# the default callbacks, each on fewer units: 2 maps per layer, one occlusion probe on a coarser grid
+# what the runs of the logger and resume tests leave out: the figure callbacks no test here reads and the
+# dissection's figures (the cheap training-sample grid stays: each logger's image path; so does the dissection's
+# table: each logger's table path), and the best-epoch copy of last.ckpt (a second 260 MB file per run; the tests
+# read last.ckpt, the one-checkpoint-per-epoch path is the diag_run's)
+LEAN = [
+    *(c for c in NO_FIGURE_CALLBACKS if c != "~callbacks.train_samples"),
+    "callbacks.dissect.figures=false",
+    "callbacks.model_checkpoint.save_top_k=0",
+]
+# the default callbacks, each on fewer units: 2 maps per layer, one occlusion probe on a coarser grid, the
+# dissection's scalars and table without its per-layer figure (matplotlib, the same for any network: drawn in
+# the session's diag_run)
 CHEAP_DIAGNOSTICS = [
     "callbacks.top9.maps=2",
     "callbacks.evolution.maps=2",
     "callbacks.occlusion.num_probes=1",
     "callbacks.occlusion.stride=8",
+    "callbacks.dissect.figures=false",
 ]
 
 
