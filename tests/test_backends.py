@@ -110,17 +110,19 @@ def test_shard_conversion_resumes_to_identical_shards(shard_source, tmp_path):
         assert (img.permute(1, 2, 0).float() - expected.float()).abs().max() <= 1  # same decoder family
 
 
-def test_shards_command_line(shard_source, tmp_path):
+def test_shards_command_line(shard_source, tmp_path, capsys):
     """``python -m zfnet_exp.data.shards FOLDER OUT --size --part-size`` (a real subprocess): exit 0, the shards are
     byte-identical to :func:`convert_folder` with the same arguments, and the last line says how to train on them;
-    a folder that is not an ImageFolder tree is one ``error:`` paragraph naming it, exit code 2."""
+    a folder that is not an ImageFolder tree is one ``error:`` paragraph naming it, exit code 2 (the command's
+    ``main`` in this process: the subprocess above already covers the entry point, a second one would only pay
+    the imports again)."""
     import os
     import subprocess
     import sys
 
     from helpers import ROOT
 
-    from zfnet_exp.data.shards import convert_folder
+    from zfnet_exp.data.shards import convert_folder, main
 
     def cli(*args):
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -136,9 +138,12 @@ def test_shards_command_line(shard_source, tmp_path):
     ref = convert_folder(shard_source, tmp_path / "ref", size=40, part_size=3, progress=False)
     for split in ("train", "val"):
         assert _files(out / split) == _files(ref / split) != {}
-    r = cli(tmp_path / "missing", tmp_path / "nowhere")
-    assert r.returncode == 2 and r.stderr.strip().startswith("error: "), r.stderr
-    assert str(tmp_path / "missing") in r.stderr and "Traceback" not in r.stderr
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "missing"), str(tmp_path / "nowhere")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.strip().startswith("error: "), err
+    assert str(tmp_path / "missing") in err and "Traceback" not in err
 
 
 def test_shards_equal_batches_per_rank_and_mid_epoch_resume(shard_source, tmp_path):

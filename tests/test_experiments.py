@@ -75,10 +75,12 @@ def test_collect_tabulates_runs_beside_the_paper(tmp_path, data_dir):
     assert md_path.read_text().count("\n| ") == 4  # header + 3 rows
 
 
-def test_collect_command_line(tmp_path, data_dir):
+def test_collect_command_line(tmp_path, data_dir, capsys):
     """``python -m zfnet_exp.experiments.collect SWEEP --out DIR`` (a real subprocess): exit 0, the table it prints
     is collected.md, collected.csv holds each run's last validated epoch as a percentage (reference: the rows
-    written into the runs' metrics.csv); a folder without runs is one ``error:`` paragraph, exit code 2."""
+    written into the runs' metrics.csv); a folder without runs is one ``error:`` paragraph, exit code 2 (the
+    command's ``main`` in this process: the subprocess above already covers the entry point, a second one would
+    only pay the imports again)."""
     import os
     import subprocess
     import sys
@@ -107,6 +109,11 @@ def test_collect_command_line(tmp_path, data_dir):
         ("2", "12.5", "0.0"),
         ("1", "37.5", "6.25"),
     ]
-    r = cli(tmp_path / "tables")
-    assert r.returncode == 2 and r.stderr.strip().startswith("error: no finished or running training runs"), r.stderr
-    assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
+    from zfnet_exp.experiments.collect import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "tables")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.strip().startswith("error: no finished or running training runs"), err
+    assert err.strip().count("\n") == 0 and "Traceback" not in err

@@ -102,7 +102,7 @@ def test_default_first_layer_leaves_white_noise_within_a_hundred_steps(default_c
         cfg.data.num_workers = 0
         cfg.trainer.max_epochs = 4
         cfg.trainer.enable_progress_bar = False
-        for name in ("top9", "evolution", "occlusion", "train_samples", "filter_health"):
+        for name in ("top9", "evolution", "occlusion", "train_samples", "filter_health", "dissect"):  # read-only
             cfg.callbacks[name].enabled = False
         cfg.paths.output_dir = str(tmp_path)
     run_task(train, cfg)

@@ -105,6 +105,8 @@ def external_run(request, tmp_path_factory, data_dir):
         "callbacks.top9.maps=2",
         "callbacks.evolution.maps=2",
         "callbacks.occlusion.num_probes=1",
+        "callbacks.occlusion.patch=32",  # the offline analysis' geometry below: 3x3 positions, not 13x13
+        "callbacks.occlusion.stride=16",
         "callbacks.model_checkpoint.save_top_k=0",  # last.ckpt only (VGG's classifier is large)
         "+callbacks.model_checkpoint.save_weights_only=true",
     ]
@@ -135,9 +137,10 @@ def test_external_cnn_trains_and_is_diagnosed(external_run):
     assert ckpt["global_step"] == 2 and ckpt["hyper_parameters"]["library"] == library
     assert any(".running_mean" in k for k in ckpt["state_dict"])  # a BatchNorm model
     assert torch.isfinite(torch.tensor(metrics["val/loss"]))
-    layers = conv_layer_names(
-        timm.create_model(name) if library == "timm" else torchvision.models.get_model(name, weights=None)
-    )
+    with torch.device("meta"):  # the reference network's structure only (no 128 M random weights drawn)
+        layers = conv_layer_names(
+            timm.create_model(name) if library == "timm" else torchvision.models.get_model(name, weights=None)
+        )
     first = layers[0]  # the stem's rectified conv: a chain, so the ZF deconvnet applies
     for where in (run_dir, out):
         top9 = list((where / "diagnostics" / "diag" / first / "top9").glob("*.json"))
