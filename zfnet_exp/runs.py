@@ -329,15 +329,8 @@ class Run:
 
     @property
     def override_map(self) -> dict[str, str]:
-        """The overrides as ``{key: value}`` (``+key`` / ``++key`` as ``key``; a deletion ``~key`` as ``key: "~"``)."""
-        out: dict[str, str] = {}
-        for item in self.overrides:
-            if item.startswith("~"):
-                out[item[1:].split("=", 1)[0]] = "~"
-                continue
-            key, _, value = item.partition("=")
-            out[key.lstrip("+")] = value
-        return out
+        """The overrides as ``{key: value}`` (:func:`override_map`)."""
+        return override_map(self.overrides)
 
     def final_scalars(self) -> dict[str, float]:
         """Every numeric value of the last validated epoch's row of ``metrics.csv`` (``epoch`` and ``step``
@@ -423,6 +416,19 @@ class Run:
         raw = load_torch_file(self.last, LIGHTNING_CHECKPOINT, mmap=True)
         batch = (raw.get("loops") or {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
         return isinstance(batch, dict) and bool(batch) and not batch.get("is_last_batch", True)
+
+
+def override_map(overrides: Iterable[str]) -> dict[str, str]:
+    """Command-line overrides as ``{key: value}``: ``+key`` / ``++key`` as ``key``; a deletion, ``~key`` or
+    ``~key=<value>`` (Hydra writes the sweep's ``~key`` as ``~key=null`` in a job's overrides), as ``key: "~"``."""
+    out: dict[str, str] = {}
+    for item in overrides:
+        if item.startswith("~"):
+            out[item[1:].split("=", 1)[0]] = "~"
+            continue
+        key, _, value = item.partition("=")
+        out[key.lstrip("+")] = value
+    return out
 
 
 def resume_checkpoint(run_dir: Path, cfg: DictConfig) -> Checkpoint | str | None:

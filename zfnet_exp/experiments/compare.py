@@ -35,7 +35,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import UserError
-from ..runs import Run, find_runs
+from ..runs import Run, find_runs, override_map
 from ..utils.tables import write_csv
 from .derived import DERIVED
 from .paper import TABLE3
@@ -185,10 +185,6 @@ def planned_jobs(sweep: Path) -> list[list[str]]:
         return []
 
 
-def _as_dict(planned: list[str]) -> dict[str, str]:
-    return {o.split("=", 1)[0].lstrip("+~"): o.split("=", 1)[1] if "=" in o else "~" for o in planned}
-
-
 def select_metrics(requested: Sequence[str] | None, available: Iterable[str]) -> list[str]:
     """The metrics named (names or shell patterns, ``health/*``) among ``available`` and the derived ones; every
     request must match something."""
@@ -289,7 +285,7 @@ def analyze(
         )
     replicates = list(replicates)
     jobs = [read_job(r, replicates, ended) for r in runs]
-    planned = [_as_dict(p) for sweep in paths for p in planned_jobs(sweep)]
+    planned = [override_map(p) for sweep in paths for p in planned_jobs(sweep)]
     keys = variant_keys([*(j.overrides for j in jobs), *planned], replicates)
     for j in jobs:
         j.variant = ",".join(f"{k}={j.overrides.get(k, '(default)')}" for k in keys) or "all runs"
