@@ -387,11 +387,25 @@ def test_wandb_run_in_the_sweeps_group_and_watch(generated, wandb_home, capsys):
 
     lock = sweep / "8" / ".lock"  # the run of wd=20 that stopped after 1 of 2 epochs
     lock.write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename}))
-    threading.Timer(1.5, lock.unlink).start()
+    printed: list[str] = []
+
+    def release() -> None:
+        """The run ends (its lock goes) once the table was printed twice, or after 2 minutes (then the
+        assertion below fails): a condition, not a fixed wait, so a slow machine cannot end it early."""
+        deadline = time.time() + 120
+        while time.time() < deadline and "".join(printed).count("# Comparison") < 2:
+            printed.append(capsys.readouterr().out)
+            time.sleep(0.05)
+        lock.unlink()
+
+    releaser = threading.Thread(target=release)
+    releaser.start()
     kw = {"baseline": None, "metrics": ["val/err_top1"], "replicates": ["seed"], "plugins": []}
     watch([str(sweep)], kw, every=0.5)
-    out = capsys.readouterr().out
+    releaser.join()
+    out = "".join(printed) + capsys.readouterr().out
     assert out.count("# Comparison") >= 2 and "running" in out and "| val/err_top1 |" in out
+    assert not lock.exists()  # watch returned after the run ended
 
 
 def test_status_of_a_fresh_unfinished_run(tmp_path, base_cfg):

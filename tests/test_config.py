@@ -113,7 +113,7 @@ RECIPE_REFERENCE = {
         "callbacks.grad_centralization.enabled": True,
         "callbacks.grad_centralization.skip_first_conv": True,
         "callbacks.filter_renorm.radius": 0.1,
-        "model.first_conv": {"init_std": 0.01, "lr_scale": 1.0, "weight_decay": 20.0},
+        "model.first_conv": {"init_std": 0.01, "lr_scale": 1.0, "weight_decay": 10.0},
     },
     "paper": {
         "model.init": "paper",
