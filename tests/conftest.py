@@ -20,27 +20,6 @@ os.environ["PROJECT_ROOT"] = str(ROOT)
 
 import zfnet_exp.utils.resolvers  # noqa: E402,F401
 
-# The files that take longest (pytest --durations, 2026-12-07), run first: `make test` deals whole files to two
-# pytest-xdist workers in collection order (--dist loadfile), and a long file dealt last leaves the other worker
-# idle at the end (longest-processing-time-first scheduling). Files not listed keep their order, after these.
-LONGEST_FIRST = [
-    "test_launch.py",
-    "test_learns.py",
-    "test_compare.py",
-    "test_checkpoint_safety.py",
-    "test_faults.py",
-    "test_train.py",
-    "test_timm.py",
-    "test_pretrained.py",
-    "test_ddp.py",
-    "test_callbacks_deconv.py",
-]
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the order within a file is kept
-
 
 @pytest.fixture(autouse=True)
 def _single_thread():
