@@ -94,12 +94,15 @@ def dissect_figures(run: Run, rows: list[dict]) -> tuple[list[Figure], list[str]
     layers = sorted({k.split("/")[1] for r in rows for k in r if k.startswith("dissect/") and r[k] != ""})
     out: list[Figure] = []
     by_epoch: dict[int, dict[str, tuple[float, float]]] = {}
-    init = run.dissect_units(step=0)
-    if init:
-        for layer in layers:
-            units = [u for u in init if u["layer"] == layer]
-            found = {u["concept"] for u in units if u["detector"] == "True"}
-            by_epoch[0] = {**by_epoch.get(0, {}), layer: (sum(u["detector"] == "True" for u in units), len(found))}
+    detectors = [u for u in run.dissect_units(step=0) if u["detector"] == "True"]
+    if detectors:
+        by_epoch[0] = {
+            layer: (
+                sum(u["layer"] == layer for u in detectors),
+                len({u["concept"] for u in detectors if u["layer"] == layer}),
+            )
+            for layer in layers
+        }
     for r in rows:
         counts = {
             layer: (float(r[f"dissect/{layer}/detectors"]), float(r[f"dissect/{layer}/unique_concepts"]))

@@ -100,37 +100,34 @@ def check_composition(conf: Path, config_name: str, argv: list[str]) -> None:
         return
     if args.config_path or args.config_dir:  # another config tree: left to Hydra
         return
-    jobs = _jobs(args.overrides, multirun=args.multirun)
-    for overrides in jobs:
-        error = _compose_error(conf, args.config_name or config_name, overrides)
-        if error is not None:
+    name = args.config_name or config_name
+    composed = []
+    for overrides in _jobs(args.overrides, multirun=args.multirun):
+        cfg = _compose(conf, name, overrides)
+        if isinstance(cfg, Exception):
             try:
-                message = _explain(error, conf, args.config_name or config_name, overrides)
+                message = _explain(cfg, conf, name, overrides)
             except _NotOurs:
                 return
             raise ConfigError(message)
+        composed.append((overrides, cfg))
     if args.multirun:
-        for overrides in jobs:
-            _check_job(conf, args.config_name or config_name, overrides)
+        for overrides, cfg in composed:
+            _check_job(cfg, name, overrides)
 
 
-def _check_job(conf: Path, config_name: str, overrides: list[str]) -> None:
-    """One job of a sweep through the check every task runs at start (:func:`zfnet_exp.schemas.validate_config`),
-    before anything is launched: a wrong value in one job of a grid would otherwise surface only when that job
-    starts, after the others ran. A value that does not resolve here (``${oc.env:...}`` of the job's node) is left
-    to the job."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+def _check_job(cfg: DictConfig, config_name: str, overrides: list[str]) -> None:
+    """One composed job of a sweep (``cfg``, with its ``hydra`` node) through the check every task runs at start
+    (:func:`zfnet_exp.schemas.validate_config`), before anything is launched: a wrong value in one job of a grid
+    would otherwise surface only when that job starts, after the others ran. A value that does not resolve here
+    (``${oc.env:...}`` of the job's node) is left to the job."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict, read_write
 
     from ..schemas import validate_config
     from ..utils import resolvers  # noqa: F401  (the config's own resolvers, as the entry points register them)
 
-    GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-            cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
         with read_write(cfg.hydra), open_dict(cfg.hydra):  # what ${paths.output_dir} reads
             cfg.hydra.runtime.output_dir = str(OmegaConf.select(cfg, "hydra.sweep.dir"))
         HydraConfig.instance().set_config(cfg)
@@ -141,8 +138,6 @@ def _check_job(conf: Path, config_name: str, overrides: list[str]) -> None:
         raise ConfigError(f"{e} (in the sweep's job {' '.join(overrides)})") from None
     except Exception:  # noqa: BLE001 - not resolvable here: the job reports it
         return
-    finally:
-        GlobalHydra.instance().clear()
 
 
 def check_output_folders(conf: Path, config_name: str, argv: list[str]) -> None:
@@ -227,19 +222,19 @@ def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
     return jobs
 
 
-def _compose_error(conf: Path, config_name: str, overrides: list[str]) -> Exception | None:
+def _compose(conf: Path, config_name: str, overrides: list[str]) -> DictConfig | Exception:
+    """The config ``overrides`` compose to (with its ``hydra`` node), or the error composing raised."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-            compose(config_name, overrides=overrides, return_hydra_config=True)
+            return compose(config_name, overrides=overrides, return_hydra_config=True)
     except Exception as e:
         return e
     finally:
         GlobalHydra.instance().clear()
-    return None
 
 
 def _explain(error: Exception, conf: Path, config_name: str, overrides: list[str]) -> str:
