@@ -11,13 +11,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
-# the diagnostic figure callbacks, left out by the tests whose runs only train (they add minutes, not checks)
+# the diagnostic figure callbacks, and the dissection's figure (its scalars and table stay: the callback is on by
+# default), left out by the tests whose runs only train (they add minutes, not checks)
 NO_FIGURE_CALLBACKS = [
     "~callbacks.top9",
     "~callbacks.evolution",
     "~callbacks.occlusion",
     "~callbacks.filter_health",
     "~callbacks.train_samples",
+    "callbacks.dissect.figures=false",
 ]
 
 # tiny but real runs: 64 px inputs, a few images per class

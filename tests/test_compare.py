@@ -219,14 +219,15 @@ def test_table3_layout_beside_the_paper(tmp_path, base_cfg):
 
 
 # ------------------------------------------------------------------------------------------------------------
-# a real tiny sweep: 2 variants (conv1 kernel 7 / 5) x 2 seeds through submitit's local executor, 2 epochs each
+# a real tiny sweep: 2 variants (conv1 kernel 7 / 5) x 2 seeds, 2 epochs each, through Hydra's basic launcher (what
+# `python train.py -m` uses by default: the jobs one after another in the submitting process; submitit's executors
+# are tests/test_launch.py's, where each job is a process of its own)
 
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory, data_dir, wandb_home) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("compare") / "sweep"
     args = [
-        "hydra/launcher=local",
         "trainer=cpu",
         "debug=smoke",
         *TINY_DATA,

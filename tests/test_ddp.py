@@ -1,5 +1,7 @@
 """DDP with every diagnostic on: the training sampler's split over ranks, and a 2-process CPU DDP run (trainer=ddp_cpu,
-gloo) with all callbacks that writes and logs once (rank 0) and mines the same top-9 as one process does.
+gloo) with all callbacks that writes and logs once (rank 0) and mines the same top-9 as one process does. The run
+takes the launcher of ``trainer=ddp`` on GPUs: Lightning re-runs ``python train.py ...`` for rank 1, into the run
+folder whose lock rank 0 holds (rank 1 is the same run, not a second one to refuse).
 
 References: brute-force counting of the sampler's indices; the single-process ``mine_topk`` over the whole
 validation set with the checkpoint's weights; the offline W&B log read back with ``wandb leet inspect``."""
@@ -87,6 +89,7 @@ def test_two_process_ddp_with_every_callback(tmp_path, data_dir, wandb_home):
     r = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     run_dir = tmp_path / "run"
+    assert (run_dir / "train_ddp_process_1.log").is_file()  # rank 1 was the command re-run by Lightning
     with (run_dir / "metrics.csv").open() as f:
         (row,) = list(csv.DictReader(f))
     assert float(row["val/err_top1"]) == pytest.approx(1 - float(row["val/acc_top1"]), abs=1e-5)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY_DATA, wandb_records
+from helpers import NO_FIGURE_CALLBACKS, TINY_DATA, wandb_records
 
 ROOT = Path(__file__).resolve().parents[1]
 START = ROOT / "tests" / "slurm" / "start-local-slurm.sh"
@@ -37,11 +37,7 @@ GRID = [
     "model.arch.fc6.units=64",
     "model.arch.fc7.units=64",
     "logger=wandb",
-    "~callbacks.top9",
-    "~callbacks.evolution",
-    "~callbacks.occlusion",
-    "~callbacks.filter_health",
-    "~callbacks.train_samples",
+    *NO_FIGURE_CALLBACKS,
     "seed=1,2",
 ]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY_DATA, compose_train
+from helpers import NO_FIGURE_CALLBACKS, TINY_DATA, compose_train
 
 from zfnet_exp.tasks.runner import run_task
 from zfnet_exp.tasks.train import train
@@ -30,11 +30,7 @@ RUN = [
     "data.batch_size=10",
     "model.arch.fc6.units=64",
     "model.arch.fc7.units=64",
-    "~callbacks.top9",
-    "~callbacks.evolution",
-    "~callbacks.occlusion",
-    "~callbacks.filter_health",
-    "~callbacks.train_samples",
+    *NO_FIGURE_CALLBACKS,
 ]
 
 KILLER = textwrap.dedent(

@@ -29,7 +29,6 @@ SMOKE = ["debug=smoke", *TINY_DATA]
 # read last.ckpt, the one-checkpoint-per-epoch path is the diag_run's)
 LEAN = [
     *(c for c in NO_FIGURE_CALLBACKS if c != "~callbacks.train_samples"),
-    "callbacks.dissect.figures=false",
     "callbacks.model_checkpoint.save_top_k=0",
 ]
 # the default callbacks, each on fewer units: 2 maps per layer, one occlusion probe on a coarser grid, the

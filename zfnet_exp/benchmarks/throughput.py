@@ -156,7 +156,7 @@ def flops_per_image(model: torch.nn.Module, image_size: int, device: torch.devic
 def synthetic_rate(args, lit: LitClassifier, device: torch.device) -> float:
     """(a) optimizer steps on random uint8 batches already on the device."""
     net, norm = lit.train_network, Normalizer([0.5] * 3, [0.25] * 3, channels_last=args.channels_last)
-    opt = torch.optim.SGD(lit.parameters(), lr=1e-4, momentum=0.9)
+    opt = lit.configure_optimizers()  # the optimizer Trainer.fit builds in (c)
     x = torch.randint(0, 256, (args.batch, 3, args.image_size, args.image_size), dtype=torch.uint8, device=device)
     y = torch.randint(0, 10, (args.batch,), device=device)
     times = []
@@ -244,7 +244,7 @@ def plain_rate(args, dm, device: torch.device) -> float:
     """(d) the same step in a plain PyTorch loop over the same loader."""
     lit = _lit(args, dm.num_classes).to(device)
     net, norm = lit.train_network, dm.normalizer
-    opt = torch.optim.SGD(lit.parameters(), lr=1e-4, momentum=0.9)
+    opt = lit.configure_optimizers()  # the optimizer Trainer.fit builds in (c)
     times, it = [], iter(dm.train_dataloader())
     _sync(device)
     t = time.perf_counter()

@@ -35,6 +35,29 @@ def _plain(x: Any) -> Any:
     return OmegaConf.to_container(x, resolve=True) if isinstance(x, DictConfig) else x
 
 
+# devices with PyTorch's fused optimizer kernels (torch.optim.optimizer._get_fused_kernels_supported_devices; the
+# kernels take float64/32/16 and bfloat16 parameters: torch.optim.AdamW's documentation of ``fused``)
+FUSED_DEVICES = ("cpu", "cuda", "mps", "xpu")
+
+
+def fused_kernel(make: Any, config: Any, groups: list[dict]) -> dict[str, bool]:
+    """``{"fused": True}`` when the optimizer class has a fused kernel (AdamW, Adam, SGD), the config does not
+    choose, and every parameter is a float tensor on a device that has the kernel; else ``{}`` (PyTorch's own
+    default). Why: PyTorch's default on CPU updates one tensor at a time in Python (``_single_tensor_adam``), for
+    the default network a large share of each CPU training step; the fused kernel computes the same update (up to
+    float round-off: tests/test_optimizer.py) in one call per tensor. PyTorch leaves fused off by default only to
+    give the new kernels "sufficient bake-in time" (its documentation). The choice is the optimizer's own
+    ``fused`` option: ``+model.optimizer.fused=false`` restores the loop."""
+    if config is not None and "fused" in config:
+        return {}
+    if "fused" not in inspect.signature(getattr(make, "func", make)).parameters:
+        return {}
+    params = [p for g in groups for p in g["params"]]
+    if not params or any(not p.is_floating_point() or p.device.type not in FUSED_DEVICES for p in params):
+        return {}
+    return {"fused": True}
+
+
 @option_rules(
     check_model,
     library=one_of(LIBRARIES),
@@ -181,7 +204,9 @@ class LitClassifier(L.LightningModule):
     def configure_optimizers(self):
         if not self.hparams.optimizer:
             raise ValueError("LitClassifier needs an optimizer config (recipe.optimizer)")
-        optimizer = instantiate(self.hparams.optimizer)(params=self._param_groups())
+        make = instantiate(self.hparams.optimizer)
+        groups = self._param_groups()
+        optimizer = make(params=groups, **fused_kernel(make, self.hparams.optimizer, groups))
         if not self.hparams.scheduler:
             return optimizer
         make = instantiate(self.hparams.scheduler)

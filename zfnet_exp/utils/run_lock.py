@@ -61,6 +61,22 @@ def hold_run_folder(run_dir: str | Path) -> Iterator[None]:
             os.close(fd)  # releases the lock
 
 
+def launched_rank() -> int:
+    """This process's global rank as its launcher set it in the environment (0 when none did): the variables
+    Lightning's ``rank_zero_only`` reads, in its order (``RANK``, ``LOCAL_RANK``, ``SLURM_PROCID``,
+    ``JSM_NAMESPACE_RANK``). Read here because the entry point checks the run folder before it imports Lightning;
+    a rank above 0 is a process of a run whose rank 0 holds (or is about to take) the folder's lock: Lightning's
+    DDP launcher re-runs ``python train.py ...`` for each further device, into the same run folder."""
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        value = os.environ.get(key)
+        if value is not None:
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
+
+
 def check_free(lock_files: Iterable[Path]) -> None:
     """:class:`RunFolderInUse` if a live run holds any of these lock files. The entry point asks this before Hydra
     writes the run folder's ``.hydra/`` files (which a second run would otherwise overwrite before its task
