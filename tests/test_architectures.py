@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT, TINY_DATA, compose_train
+from helpers import TINY_DATA, compose_train, run_entry_task
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -143,23 +141,18 @@ def test_bad_keys_and_geometries_name_the_key(tmp_path, data_dir):
 
 
 def test_bad_architecture_exits_2_without_traceback(tmp_path):
-    """A real ``python train.py``: a geometry that runs out before pool5 (AlexNet's first layer on ZF)."""
-    overrides = ["model.arch.conv1.kernel=11", "model.arch.conv1.stride=4"]
-    r = subprocess.run(
-        [sys.executable, "train.py", *overrides, "logger=none", f"paths.output_root={tmp_path}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert r.returncode == 2, r.stderr[-2000:]
-    assert "model.arch.conv5.pool" in r.stderr and "Traceback" not in r.stderr
+    """A geometry that runs out before pool5 (AlexNet's first layer on ZF), through what ``python train.py`` runs
+    once Hydra has composed the command line (in process: ``run_entry_task``)."""
+    overrides = ["model.arch.conv1.kernel=11", "model.arch.conv1.stride=4", "logger=none"]
+    code, err = run_entry_task("train", overrides, tmp_path / "run")
+    assert code == 2, err[-2000:]
+    assert "model.arch.conv5.pool" in err and "Traceback" not in err
     assert not list(tmp_path.rglob("*.ckpt"))
 
 
 def test_bad_added_layer_exits_2_without_traceback(tmp_path, data_dir, capsys):
     """An added layer with a value out of range, through what ``python train.py`` runs once Hydra has composed
-    the command line (``run_task(train, cfg)``, in process; the subprocess above takes the same path): exit code 2,
+    the command line (``run_task(train, cfg)``, in process, as above): exit code 2,
     the key named on stderr, nothing trained."""
     from zfnet_exp.tasks.runner import run_task
     from zfnet_exp.tasks.train import train

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT, TINY_DATA
+from helpers import ROOT, TINY_DATA, task_function
 
 from zfnet_exp.errors import UserError
 from zfnet_exp.utils.torch_files import NotATorchFileError, UnsafeFileError, load_torch_file
@@ -120,16 +120,6 @@ def _not_a_checkpoint(kind: str, real: Path, path: Path) -> Path:
     return path
 
 
-def _task(entry: str):
-    """The function ``<entry>.py`` hands the composed config to (inside ``run_task``)."""
-    from zfnet_exp.tasks.analyze import analyze
-    from zfnet_exp.tasks.eval import evaluate
-    from zfnet_exp.tasks.train import train
-    from zfnet_exp.tasks.transfer import transfer
-
-    return {"train": train, "analyze": analyze, "eval": evaluate, "transfer": transfer}[entry]
-
-
 @pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
 def test_a_file_that_is_not_a_checkpoint_is_one_paragraph(entry, diag_run, tmp_path, capsys):
     """Random bytes, an empty file, a checkpoint cut in half, a bare state dict: each named, with what was expected,
@@ -147,7 +137,7 @@ def test_a_file_that_is_not_a_checkpoint_is_one_paragraph(entry, diag_run, tmp_p
         cfg = compose_task(entry, args, tmp_path / "run")
         capsys.readouterr()
         with pytest.raises(SystemExit) as info:
-            run_task(_task(entry), cfg)
+            run_task(task_function(entry), cfg)
         out = capsys.readouterr()
         error = _the_paragraph(info.value.code, out.err, out.out)
         assert str(path) in error and "train.py" in error, (kind, error)

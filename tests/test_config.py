@@ -4,11 +4,9 @@ choices fail at start, clearly."""
 from __future__ import annotations
 
 import itertools
-import subprocess
-import sys
 
 import pytest
-from helpers import CONF, ROOT, compose_train
+from helpers import CONF, compose_train, run_entry_task
 from omegaconf import OmegaConf
 
 from zfnet_exp.models import list_models
@@ -72,19 +70,17 @@ def test_paper_experiments_hold_the_paper_recipe(experiment, tmp_path, data_dir)
     assert cfg.model.name == experiment.split("_")[0]
 
 
-def _run(*args, timeout=120):
-    return subprocess.run(
-        [sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
-    )
-
-
 def test_missing_dataset_folder_is_one_clear_paragraph(tmp_path):
-    r = _run("data=imagefolder", "data.root=/does/not/exist", "logger=none", f"paths.output_root={tmp_path}")
-    assert r.returncode == 2
-    assert "Dataset folder /does/not/exist does not exist" in r.stderr and "data.root=<path>" in r.stderr
-    assert "├── train/" in r.stderr  # the expected tree
-    assert "└── val/" in r.stderr  # the expected layout is drawn
-    assert "Traceback" not in r.stderr
+    """What ``python train.py data=imagefolder data.root=<missing>`` runs, in process (``run_entry_task``)."""
+    code, err = run_entry_task(
+        "train", ["data=imagefolder", "data.root=/does/not/exist", "logger=none", f"paths.output_root={tmp_path}"],
+        tmp_path / "run",
+    )  # fmt: skip
+    assert code == 2
+    assert "Dataset folder /does/not/exist does not exist" in err and "data.root=<path>" in err
+    assert "├── train/" in err  # the expected tree
+    assert "└── val/" in err  # the expected layout is drawn
+    assert "Traceback" not in err
 
 
 # What `recipe=fast` / `recipe=paper` resolved to before the recipe became a `# @package _global_` config
@@ -186,18 +182,17 @@ def test_group_configs_read_on_their_own(tmp_path, data_dir):
 def test_wrong_layer_name_fails_before_any_data_is_read(tmp_path):
     """The new user's command of issue 8: it trained a whole epoch, then died in a 77-line traceback. Now one
     paragraph and exit code 2 before the dataset is even generated (the layer names are resolved on the
-    model's structure), so the fresh data folder stays empty."""
-    r = _run(
-        "callbacks.top9.layers=[conv9]",
-        "debug=smoke",
-        "logger=none",
-        f"paths.output_root={tmp_path}",
-        f"paths.data_dir={tmp_path}/data",
+    model's structure), so the fresh data folder stays empty. In process (``run_entry_task``: what the script runs
+    once Hydra has composed the command line)."""
+    code, err = run_entry_task(
+        "train",
+        ["callbacks.top9.layers=[conv9]", "debug=smoke", "logger=none", f"paths.data_dir={tmp_path}/data"],
+        tmp_path / "run",
     )
-    assert r.returncode == 2, r.stderr[-2000:]
-    msg = r.stderr.strip()
+    assert code == 2, err[-2000:]
+    msg = err.strip()
     assert msg.startswith("error: callbacks.top9.layers=[conv9]:") and "conv5" in msg and "fc7" in msg
-    assert "Traceback" not in r.stderr and "\n\n" not in msg  # one paragraph
+    assert "Traceback" not in err and "\n\n" not in msg  # one paragraph
     assert not list((tmp_path / "data").glob("*"))
 
 

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import DIAG_LAYERS, ROOT, run_analysis, wandb_history
+from helpers import DIAG_LAYERS, run_analysis, run_entry_task, wandb_history
 from PIL import Image
 from torchvision import transforms as T
 
@@ -188,13 +186,12 @@ def test_analysis_dissect_on_real_layouts(diag_run, tmp_path, source):
 
 
 def test_analysis_dissect_without_a_concept_folder_is_one_paragraph(diag_run, tmp_path):
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "analyze.py"), f"ckpt={diag_run}", "analysis=dissect", "analysis.concepts=voc",
-         "logger=none", f"hydra.run.dir={tmp_path}"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
-    )  # fmt: skip
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "error: " in proc.stderr and "analysis.concepts_root" in proc.stderr
+    """``python analyze.py ckpt=<run> analysis=dissect analysis.concepts=voc`` without its folder, in process
+    (``run_entry_task``)."""
+    overrides = [f"ckpt={diag_run}", "analysis=dissect", "analysis.concepts=voc", "logger=none"]
+    code, err = run_entry_task("analyze", overrides, tmp_path)
+    assert code == 2, err[-2000:]
+    assert "error: " in err and "analysis.concepts_root" in err
 
 
 def test_non_shapes_data_gets_one_line_and_no_work():
