@@ -53,7 +53,7 @@ SHORT_RUN = [
 # platform): 44 conv5 detectors at init (the run's own at_init table: 44), 108 after the 12 epochs (2.5x; 110 with
 # PyTorch's for-loop AdamW, 135 with the previous conv1 weight decay 5). The bound leaves room below the measured
 # 2.5x for other platforms' round-off (the
-# default run: 31 at init, 124 trained, 4.0x; README "Network Dissection").
+# default run: 31 at init, 103 trained, 3.3x; README "Network Dissection").
 MIN_DETECTOR_RATIO = 2.0
 # the run's at_init dissection forwards the subset in batches of 50, the reference through the validation loader in
 # batches of 30: float round-off may move a unit across its threshold, nothing more
