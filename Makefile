@@ -10,8 +10,10 @@ PYTEST_ARGS ?=
 # machine half idle. --dist loadfile keeps each test file on one worker (module fixtures: a trained checkpoint, the
 # local SLURM cluster, are built once and never twice at once); the session's diagnostics run is trained once and
 # shared through a file lock (tests/conftest.py: diag_run). (Not loadgroup: pytest-xdist 3.8 no longer applies
-# xdist_group marks under pytest 9.2, pytest-xdist issue #1386.) XDIST= : one process.
-XDIST ?= -n 2 --dist loadfile
+# xdist_group marks under pytest 9.2, pytest-xdist issue #1386.) --no-loadscope-reorder: the files go out in the
+# order tests/conftest.py gives them, the longest first (by default xdist orders them by their number of tests, and
+# a long file dealt last kept one worker busy alone for 38 s). XDIST= : one process.
+XDIST ?= -n 2 --dist loadfile --no-loadscope-reorder
 
 .PHONY: help install train test lint format clean
 

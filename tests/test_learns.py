@@ -46,6 +46,7 @@ SHORT_RUN = [
     *NO_FIGURE_CALLBACKS,
     "~callbacks.model_checkpoint",
     "+trainer.enable_checkpointing=false",  # nor Lightning's default one (260 MB per epoch)
+    "callbacks.dissect.every_n_epochs=12",  # initial weights and the last epoch: what the test reads
 ]
 
 

@@ -76,7 +76,7 @@ SlurmctldPidFile=$B/run/slurmctld.pid
 SlurmdPidFile=$B/run/slurmd.pid
 SlurmctldLogFile=$B/log/slurmctld.log
 SlurmdLogFile=$B/log/slurmd.log
-NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=$MEM_MB State=UNKNOWN
+NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) RealMemory=$MEM_MB State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 CONF
 
