@@ -23,7 +23,6 @@ os.environ["PROJECT_ROOT"] = str(ROOT)
 
 import zfnet_exp.utils.resolvers  # noqa: E402,F401
 
-
 # The files that set the suite's length, longest first (pytest-time seconds on the 2-core VM, 2026-12-07: 77, 55,
 # 50, 49, 41, 41, 38, 23, 23, 21, 20, 19, 16; the rest take 15 s or less). `make test` runs two pytest-xdist
 # workers that take whole files (--dist loadfile) in this order (--no-loadscope-reorder: xdist would otherwise
@@ -48,7 +47,7 @@ LONGEST_FIRST = [
 def pytest_collection_modifyitems(config, items):
     """The longest files first (:data:`LONGEST_FIRST`), the others after them in collection order."""
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # a stable sort: each file's tests keep their order
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its tests' order
 
 
 @pytest.fixture(autouse=True)
