@@ -146,13 +146,13 @@ def run_entry_task(task: str, overrides: list[str], run_dir: Path) -> tuple[int,
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         try:
-            run_task(task_function(task), compose_task(task, overrides, run_dir))
+            run_task(_task_function(task), compose_task(task, overrides, run_dir))
         except SystemExit as e:
             return (e.code if isinstance(e.code, int) else 1), err.getvalue()
     return 0, err.getvalue()
 
 
-def task_function(task: str):
+def _task_function(task: str):
     """The function ``<task>.py`` hands the composed config to (inside ``run_task``)."""
     from zfnet_exp.tasks.analyze import analyze
     from zfnet_exp.tasks.eval import evaluate

@@ -150,20 +150,13 @@ def test_bad_architecture_exits_2_without_traceback(tmp_path):
     assert not list(tmp_path.rglob("*.ckpt"))
 
 
-def test_bad_added_layer_exits_2_without_traceback(tmp_path, data_dir, capsys):
+def test_bad_added_layer_exits_2_without_traceback(tmp_path, data_dir):
     """An added layer with a value out of range, through what ``python train.py`` runs once Hydra has composed
-    the command line (``run_task(train, cfg)``, in process, as above): exit code 2,
-    the key named on stderr, nothing trained."""
-    from zfnet_exp.tasks.runner import run_task
-    from zfnet_exp.tasks.train import train
-
-    overrides = ["+model.arch.fc7b={units: 64, dropout: 2}", "logger=none", f"paths.output_root={tmp_path}"]
-    cfg = compose_train(overrides, tmp_path / "run", data_dir)
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as info:
-        run_task(train, cfg)
-    err = capsys.readouterr().err
-    assert info.value.code == 2, err[-2000:]
+    the command line (in process, as above): exit code 2, the key named on stderr, nothing trained."""
+    overrides = ["+model.arch.fc7b={units: 64, dropout: 2}", "logger=none", f"paths.output_root={tmp_path}",
+                 f"paths.data_dir={data_dir}"]  # fmt: skip
+    code, err = run_entry_task("train", overrides, tmp_path / "run")
+    assert code == 2, err[-2000:]
     assert "model.arch.fc7b.dropout=2" in err and "Traceback" not in err
     assert not list(tmp_path.rglob("*.ckpt"))
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT, TINY_DATA, task_function
+from helpers import ROOT, TINY_DATA, run_entry_task
 
 from zfnet_exp.errors import UserError
 from zfnet_exp.utils.torch_files import NotATorchFileError, UnsafeFileError, load_torch_file
@@ -121,25 +121,17 @@ def _not_a_checkpoint(kind: str, real: Path, path: Path) -> Path:
 
 
 @pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
-def test_a_file_that_is_not_a_checkpoint_is_one_paragraph(entry, diag_run, tmp_path, capsys):
+def test_a_file_that_is_not_a_checkpoint_is_one_paragraph(entry, diag_run, tmp_path):
     """Random bytes, an empty file, a checkpoint cut in half, a bare state dict: each named, with what was expected,
     in one paragraph with exit code 2. In process: what ``python <entry>.py`` runs once Hydra has composed its
-    command line (``run_task(<task>, cfg)``, the config composed from the same overrides as the subprocesses
-    above, whose refusal of the crafted file takes this path: the file's loader raises, ``run_task`` reports)."""
-    from helpers import compose_task
-
-    from zfnet_exp.tasks.runner import run_task
-
+    command line (``run_entry_task``: ``run_task(<task>, cfg)``, the config composed from the same overrides as the
+    subprocesses above, whose refusal of the crafted file takes this path: the file's loader raises, ``run_task``
+    reports)."""
     real = diag_run / "checkpoints" / "last.ckpt"
     for kind in ("random", "empty", "truncated", "weights"):
         path = _not_a_checkpoint(kind, real, tmp_path / f"{kind}.ckpt")
         _, args = _command(entry, path, tmp_path)
-        cfg = compose_task(entry, args, tmp_path / "run")
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as info:
-            run_task(task_function(entry), cfg)
-        out = capsys.readouterr()
-        error = _the_paragraph(info.value.code, out.err, out.out)
+        error = _the_paragraph(*run_entry_task(entry, args, tmp_path / "run"))
         assert str(path) in error and "train.py" in error, (kind, error)
         if kind == "weights":
             assert "model.checkpoint=" in error, error  # the fix: start a run from the weights

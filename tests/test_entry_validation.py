@@ -14,7 +14,7 @@ import sys
 
 import lightning as L
 import pytest
-from helpers import CONF, ROOT
+from helpers import CONF, ROOT, run_entry_task
 
 from zfnet_exp.callbacks.evolution import FeatureEvolution
 from zfnet_exp.errors import ConfigError
@@ -68,20 +68,13 @@ def test_bad_value_of_any_entry_point_is_one_paragraph_exit_2(script, args, word
 @pytest.mark.parametrize(
     ("script", "args", "words"), BAD_VALUES_IN_PROCESS, ids=lambda v: v if isinstance(v, str) else None
 )
-def test_more_bad_values_are_the_same_paragraph_in_process(script, args, words, capsys):
-    """What the entry point does with the config Hydra hands it, in process: ``run_task(<its task>, cfg)`` on the
-    config composed as ``python <script> <args> logger=none`` composes it; the same stderr and exit code as the
-    subprocesses above (the task validates the config before it reads any checkpoint or image)."""
-    from zfnet_exp.tasks.eval import evaluate
-    from zfnet_exp.tasks.runner import run_task
-    from zfnet_exp.tasks.transfer import transfer
-
-    task = {"eval.py": evaluate, "transfer.py": transfer}[script]
-    cfg = _compose(script.removesuffix(".py"), args)
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as info:
-        run_task(task, cfg)
-    _assert_one_paragraph(info.value.code, capsys.readouterr().err, script, words)
+def test_more_bad_values_are_the_same_paragraph_in_process(script, args, words, tmp_path):
+    """What the entry point does with the config Hydra hands it, in process (``run_entry_task``: ``run_task(<its
+    task>, cfg)`` on the config composed as ``python <script> <args> logger=none`` composes it); the same stderr
+    and exit code as the subprocesses above (the task validates the config before it reads any checkpoint or
+    image)."""
+    code, err = run_entry_task(script.removesuffix(".py"), [*args, "logger=none"], tmp_path / "run")
+    _assert_one_paragraph(code, err, script, words)
 
 
 def _compose(name: str, overrides: list[str]):

@@ -39,6 +39,7 @@ from .data.normalize import Normalizer
 from .data.transforms import eval_transform
 from .errors import UserError
 from .utils import resolvers  # noqa: F401  (a run's saved config reads ${default:} and the project's resolvers)
+from .utils.diagnostic_files import step_file
 from .utils.launch import say
 from .utils.tensors import evenly_spaced
 from .utils.torch_files import load_torch_file
@@ -289,7 +290,7 @@ class Run:
     def dissect_units(self, step: int = 0) -> list[dict[str, str]]:
         """The units table the ``dissect`` callback wrote at ``step`` (step 0: its dissection of the initial
         weights, ``at_init``); empty when there is none."""
-        path = self.path / "diagnostics" / "dissect" / "units" / f"step{int(step):07d}.csv"
+        path = step_file(self.path, "dissect/units", step, ".csv")
         if not path.is_file():
             return []
         with path.open(newline="") as f:

@@ -23,6 +23,7 @@ import torch
 
 from ..errors import UserError
 from ..runs import Run, read_checkpoint
+from ..utils.diagnostic_files import key_folder, key_path
 from ..viz.canvas import Canvas, line_height, wrap_lines
 
 SCHEDULE = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
@@ -39,10 +40,6 @@ def matched_epochs(final: int, requested: Sequence[int] | None = None) -> list[i
     return sorted({int(e) for e in wanted if 1 <= int(e) <= final} | ({final} if final > 0 else set()))
 
 
-def _slug(key: str) -> str:
-    return "/".join(re.sub(r"[^A-Za-z0-9_.-]+", "_", part) for part in key.split("/") if part)
-
-
 def epoch_steps(run: Run) -> dict[int, int]:
     """1-based epoch -> the step ``metrics.csv`` logged it at (the epoch's last optimizer step, 0-based)."""
     return {int(float(r["epoch"])) + 1: int(float(r["step"])) for r in run.metrics if r.get("step") not in (None, "")}
@@ -52,7 +49,7 @@ def recorded_file(run: Run, key: str, epoch: int) -> Path | None:
     """The PNG the run's callback wrote for ``key`` at ``epoch``: the latest one whose global step lies after the
     previous epoch's end and no later than this epoch's end (callbacks log at ``trainer.global_step``, one more
     than the 0-based step ``metrics.csv`` records for the same epoch end)."""
-    folder = run.path / "diagnostics" / _slug(key)
+    folder = key_folder(run.path, key)
     steps = epoch_steps(run)
     if epoch not in steps or not folder.is_dir():
         return None
@@ -248,5 +245,5 @@ def comparison_figures(
         title = f"{key}: one column per variant, one row per epoch" + (f" ({table.label})" if table.label else "")
         canvas, _, _ = side_by_side(columns, key, rows, title)
         suffix = f"_{i + 1}" if len(c.tables) > 1 else ""
-        out.append((f"compare_{_slug(key).replace('/', '_')}{suffix}.png", canvas))
+        out.append((f"compare_{key_path(key).replace('/', '_')}{suffix}.png", canvas))
     return out

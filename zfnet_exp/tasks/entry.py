@@ -154,7 +154,7 @@ def check_output_folders(conf: Path, config_name: str, argv: list[str]) -> None:
     from omegaconf import open_dict, read_write
 
     from ..utils.folders import check_folders
-    from ..utils.run_lock import LOCK_NAME, check_free, launched_rank
+    from ..utils.run_lock import LOCK_NAME, check_free
 
     try:
         with contextlib.redirect_stderr(io.StringIO()):
@@ -194,8 +194,6 @@ def check_output_folders(conf: Path, config_name: str, argv: list[str]) -> None:
         if isinstance(value, str) and value not in {str(v) for v in folders.values()}:
             folders[key] = value
     check_folders(folders)
-    if launched_rank() > 0:  # a DDP rank the run's rank 0 started (or srun did): the lock it finds is its own run's
-        return
     check_free(Path(run_dir).glob(f"*/{LOCK_NAME}") if args.multirun else [Path(run_dir) / LOCK_NAME])
 
 

@@ -80,7 +80,10 @@ def launched_rank() -> int:
 def check_free(lock_files: Iterable[Path]) -> None:
     """:class:`RunFolderInUse` if a live run holds any of these lock files. The entry point asks this before Hydra
     writes the run folder's ``.hydra/`` files (which a second run would otherwise overwrite before its task
-    could refuse); :func:`hold_run_folder` is the race-free check."""
+    could refuse); :func:`hold_run_folder` is the race-free check. A process of rank above 0
+    (:func:`launched_rank`) belongs to the run whose rank 0 holds the lock: nothing to check."""
+    if launched_rank() > 0:
+        return
     for path in lock_files:
         try:
             fd = os.open(path, os.O_RDONLY)

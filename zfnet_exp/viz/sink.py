@@ -8,7 +8,6 @@ so adding a logger or running without one changes nothing in the diagnostics. On
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
 
+from ..utils.diagnostic_files import step_file
 from ..utils.tables import write_csv
 from .images import to_pil
 
@@ -24,13 +24,9 @@ from .images import to_pil
 PNG_LEVEL = 1
 
 
-def _slug(key: str) -> str:
-    return "/".join(re.sub(r"[^A-Za-z0-9_.-]+", "_", part) for part in key.split("/") if part)
-
-
 class ImageSink:
     def __init__(self, run_dir: str | Path, loggers: Sequence[Logger] = (), enabled: bool = True):
-        self.root = Path(run_dir) / "diagnostics"
+        self.run_dir = Path(run_dir)
         self.loggers = list(loggers)
         self.enabled = enabled
 
@@ -39,7 +35,7 @@ class ImageSink:
         return cls(trainer.default_root_dir, trainer.loggers, enabled=trainer.is_global_zero)
 
     def _path(self, key: str, step: int, suffix: str) -> Path:
-        path = self.root / _slug(key) / f"step{int(step):07d}{suffix}"
+        path = step_file(self.run_dir, key, step, suffix)
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
